@@ -1,0 +1,16 @@
+"""musiclab — the navigation frame shared by every page (run: streamlit run app.py)."""
+
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="musiclab", page_icon="🎹", layout="wide")
+pages = [
+    st.Page(HERE / "pages" / "compose.py", title="Compose", icon="🎼", default=True),
+    st.Page(HERE / "pages" / "ab.py", title="A/B listening", icon="🎧"),
+    st.Page(HERE / "pages" / "evaluate.py", title="Evaluate", icon="📊"),
+    st.Page(HERE / "pages" / "models.py", title="Models", icon="🧠"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,50 @@
+"""Model cards: README.md next to each model's weights, written from its config.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_card_readme(out: Path, card: dict) -> None:
+    m = card.get("metrics", {})
+    cur = card.get("curves", {})
+    rows = "\n".join(
+        f"| {i + 1} | {t:.4f} | {v:.4f} | {a:.3f} |"
+        for i, (t, v, a) in enumerate(zip(cur.get("train", []), cur.get("valid", []), cur.get("valid_acc", [])))
+    )
+    ref = card.get("reference_shape")
+    text = f"""# {card.get("name")} — {card.get("arch")}
+
+Paper: {card.get("paper")}
+
+{card.get("description", "")}
+
+- Parameters: {card.get("params", 0):,}
+- Data: {card.get("data")}
+- Tokenizer: `{card.get("tokenizer")}`
+- Shipped shape: `{card.get("model")}`
+{f"- Paper's shape (build it with `--config`): `{ref}`" if ref else ""}
+- Epochs: {card.get("epochs")} ({card.get("train_minutes")} min on {card.get("trained_on", "a 2-core CPU")})
+
+## Held-out metrics (valid split)
+
+| | NLL (nats/target) | top-1 accuracy |
+|---|---:|---:|
+| this model | {m.get("valid_nll")} | {m.get("valid_accuracy")} |
+| {m.get("baseline")} | {m.get("baseline_nll")} | |
+
+NLL improvement over the baseline: {100 * (m.get("nll_vs_baseline") or 0):.1f}% (target: at least 10%).
+
+## Reproduce
+
+```
+{card.get("command") or "see training in config.json"}
+```
+
+## Training curve (per epoch)
+
+| epoch | train loss | valid NLL | valid acc |
+|---:|---:|---:|---:|
+{rows}
+"""
+    (Path(out) / "README.md").write_text(text)

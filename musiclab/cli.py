@@ -1,0 +1,222 @@
+"""Command line: ``python -m musiclab {models,check,generate,train,bench,evaluate} ...``.
+
+Exit 0 on success; a user's mistake exits 2 with one line ``error: <what and why>`` on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+class UserError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        raise UserError(message)
+
+
+def _finite(kind):
+    def parse(v):
+        try:
+            x = kind(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+        if isinstance(x, float) and not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {v!r}")
+        return x
+
+    return parse
+
+
+def cmd_models(a):
+    from . import list_models
+
+    rows = list_models()
+    if a.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    for r in rows:
+        m = r.get("metrics") or {}
+        extra = f"valid NLL {m.get('valid_nll')} (baseline {m.get('baseline_nll')})" if m else ""
+        if r["status"] != "ok":
+            extra = f"UNAVAILABLE: {r['error']}"
+        print(f"{r['name']:<22} {r['architecture'] or '?':<18} {r['params'] or 0:>10,} params  {extra}")
+
+
+def cmd_check(a):
+    from .midi_io import load_midi, midi_summary
+
+    print(json.dumps(midi_summary(load_midi(a.file)), indent=1))
+
+
+def cmd_generate(a):
+    from . import generate, load_midi, load_model
+    from .midi_io import midi_to_bytes
+
+    if not a.out.lower().endswith((".mid", ".midi")):
+        raise UserError(f"--out must end in .mid, got {a.out!r}")
+    seed = load_midi(a.seed)
+    model = load_model(a.model)
+    tracks = [int(t) - 1 for t in a.tracks.split(",")] if a.tracks else None
+    takes = generate(
+        model,
+        seed,
+        seed_seconds=a.seed_seconds,
+        seconds=a.seconds,
+        temperature=a.temperature,
+        top_k=a.top_k,
+        top_p=a.top_p,
+        min_p=a.min_p,
+        repetition_penalty=a.repetition_penalty,
+        key_lock=a.key_lock,
+        variations=a.variations,
+        random_seed=a.random_seed,
+        tracks=tracks,
+    )
+    outs = (
+        [Path(a.out)]
+        if len(takes) == 1
+        else [Path(a.out).with_name(f"{Path(a.out).stem}-{i + 1}.mid") for i in range(len(takes))]
+    )
+    for pm, path in zip(takes, outs):
+        path.write_bytes(midi_to_bytes(pm))
+        info = pm.musiclab_info
+        print(f"wrote {path} ({pm.get_end_time():.1f} s, random seed {info['random_seed']})")
+    if a.wav:
+        import soundfile as sf
+
+        from . import render_audio
+
+        wavs = (
+            [Path(a.wav)]
+            if len(takes) == 1
+            else [Path(a.wav).with_name(f"{Path(a.wav).stem}-{i + 1}.wav") for i in range(len(takes))]
+        )
+        for pm, path in zip(takes, wavs):
+            audio, sr = render_audio(pm)
+            sf.write(str(path), audio, sr)
+            print(f"wrote {path}")
+
+
+def cmd_train(a):
+    from .train import TrainConfig, train
+
+    cfg = {}
+    if a.config:
+        try:
+            cfg = json.loads(Path(a.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"cannot read --config {a.config}: {e}") from None
+    cfg.update(arch=a.arch, data=a.data, out=a.out)
+    for k in (
+        "epochs",
+        "steps_per_epoch",
+        "batch_size",
+        "lr",
+        "optimizer",
+        "patience",
+        "max_files",
+        "max_parse_seconds",
+        "time_budget_minutes",
+        "seed",
+    ):
+        if getattr(a, k) is not None:
+            cfg[k] = getattr(a, k)
+    for kv in a.set or []:
+        k, _, v = kv.partition("=")
+        try:
+            cfg.setdefault("model", {})[k] = json.loads(v)
+        except json.JSONDecodeError:
+            raise UserError(f"--set {kv!r}: value must be JSON (e.g. hidden=256)") from None
+    try:
+        tc = TrainConfig(**cfg)
+    except TypeError as e:
+        raise UserError(f"bad training config: {e}") from None
+    train(tc, resume=a.resume)
+
+
+def cmd_bench(a):
+    from .bench import bench_generate
+
+    bench_generate(as_json=a.json, models=a.models, seconds=a.seconds, repeats=a.repeats)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m musiclab", description="musiclab: neural MIDI continuation")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    s = sub.add_parser("models", help="list shipped models")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_models)
+    s = sub.add_parser("check", help="summary of a MIDI file, or why it cannot be used")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_check)
+    s = sub.add_parser("generate", help="continue a seed MIDI file")
+    s.add_argument("--model", required=True)
+    s.add_argument("--seed", required=True, help="seed MIDI file")
+    s.add_argument("--seed-seconds", type=_finite(float), required=True)
+    s.add_argument("--seconds", type=_finite(float), required=True, help="seconds of new music")
+    s.add_argument("--temperature", type=_finite(float), default=1.0)
+    s.add_argument("--top-k", type=_finite(int), default=0)
+    s.add_argument("--top-p", type=_finite(float), default=1.0)
+    s.add_argument("--min-p", type=_finite(float), default=0.0)
+    s.add_argument("--repetition-penalty", type=_finite(float), default=1.0)
+    s.add_argument("--key-lock", action="store_true")
+    s.add_argument("--variations", type=_finite(int), default=1)
+    s.add_argument("--random-seed", type=_finite(int), default=None)
+    s.add_argument("--tracks", default=None, help="comma-separated track numbers (1-based); default all non-drum")
+    s.add_argument("--out", required=True)
+    s.add_argument("--wav", default=None)
+    s.set_defaults(fn=cmd_generate)
+    s = sub.add_parser("train", help="train an architecture on a folder of MIDI files")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--config", help="JSON file with TrainConfig fields")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--steps-per-epoch", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--optimizer")
+    s.add_argument("--patience", type=int)
+    s.add_argument("--max-files", type=int)
+    s.add_argument("--max-parse-seconds", type=float)
+    s.add_argument("--time-budget-minutes", type=float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--set", action="append", help="model config override KEY=JSON, repeatable")
+    s.add_argument("--resume", action="store_true")
+    s.set_defaults(fn=cmd_train)
+    s = sub.add_parser("bench", help="benchmarks")
+    bsub = s.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    b = bsub.add_parser("generate", help="generation speed per model vs the naive window re-run")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--models", nargs="*")
+    b.add_argument("--seconds", type=float, default=30.0)
+    b.add_argument("--repeats", type=int, default=3)
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    from .midi_io import MidiError
+    from .sampling import SettingsError
+
+    try:
+        args = build_parser().parse_args(argv)
+        args.fn(args)
+        return 0
+    except (UserError, MidiError, SettingsError, ValueError, FileNotFoundError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,173 @@
+"""Training data: any folder of MIDI files -> token arrays, parsed in parallel, cached on disk.
+
+* Each file is parsed in a worker process under a wall-clock limit (``max_parse_seconds``);
+  slower or broken files are skipped and listed, never fatal.
+* The split is deterministic by relative path: ``sha256(path)[:8] % 10 == 0`` -> valid
+  (the rule of the piano corpus README), so reruns and other machines agree.
+* Token arrays are cached in ``<cache>/<hash>.npz`` keyed by the file list, sizes, mtimes
+  and tokenizer config; a rerun with the same inputs loads in a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .midi_io import MidiError, load_midi
+
+CACHE_DIR = Path(os.environ.get("MUSICLAB_CACHE", Path.home() / ".cache" / "musiclab"))
+
+
+def split_of(rel_path: str) -> str:
+    sha = hashlib.sha256(rel_path.encode("utf-8")).hexdigest()
+    return "valid" if int(sha[:8], 16) % 10 == 0 else "train"
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+
+def _encode_one(args):
+    path, tok_dict, max_seconds = args
+    from .tokenizers import make_tokenizer
+
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, max_seconds)
+    try:
+        tok = make_tokenizer(tok_dict)
+        arr = np.asarray(tok.encode(load_midi(path)))
+        return path, arr, None
+    except _Timeout:
+        return path, None, f"skipped: parsing took over {max_seconds:g} s"
+    except (MidiError, ValueError, KeyError, IndexError) as e:
+        return path, None, f"skipped: {e}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+@dataclass
+class Corpus:
+    train: list[np.ndarray]  # one token array per file: (T,) ids or (T, 88) frames
+    valid: list[np.ndarray]
+    skipped: list[tuple[str, str]]  # (relative path, reason)
+    files: int
+
+    def n_tokens(self, split: str) -> int:
+        return int(sum(len(a) for a in getattr(self, split)))
+
+
+def midi_files(root: Path, max_files: int | None = None) -> list[Path]:
+    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file())
+    return files[:max_files] if max_files else files
+
+
+def build_corpus(
+    root: str | os.PathLike,
+    tok_dict: dict,
+    max_files: int | None = None,
+    max_parse_seconds: float = 20.0,
+    workers: int | None = None,
+    cache_dir: Path | None = None,
+    log=print,
+) -> Corpus:
+    """Tokenize every MIDI file under ``root`` (recursively) and split train/valid."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"data folder {root} does not exist or is not a folder")
+    files = midi_files(root, max_files)
+    if not files:
+        raise ValueError(f"no .mid/.midi files under {root}")
+    rel = [p.relative_to(root).as_posix() for p in files]
+    key = hashlib.sha256(
+        json.dumps([tok_dict, [(r, p.stat().st_size, int(p.stat().st_mtime)) for r, p in zip(rel, files)]]).encode()
+    ).hexdigest()[:16]
+    cache = (cache_dir or CACHE_DIR) / f"{key}.npz"
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        arrays = {r: z[f"a{i}"] for i, r in enumerate(meta["kept"])}
+        skipped = [tuple(s) for s in meta["skipped"]]
+        log(f"token cache hit: {cache} ({len(arrays)} files)")
+    else:
+        arrays, skipped = {}, []
+        jobs = [(str(p), tok_dict, max_parse_seconds) for p in files]
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as ex:
+            for (path, arr, err), r in zip(ex.map(_encode_one, jobs, chunksize=4), rel):
+                if err or arr is None or len(arr) < 2:
+                    skipped.append((r, err or "skipped: too few tokens"))
+                else:
+                    arrays[r] = arr
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        kept = list(arrays)
+        meta = json.dumps({"kept": kept, "skipped": skipped})
+        np.savez(cache, meta=np.array(meta), **{f"a{i}": arrays[r] for i, r in enumerate(kept)})
+        log(f"tokenized {len(arrays)} files, skipped {len(skipped)}; cached at {cache}")
+    for r, why in skipped:
+        log(f"  {r}: {why}")
+    train = [a for r, a in arrays.items() if split_of(r) == "train"]
+    valid = [a for r, a in arrays.items() if split_of(r) == "valid"]
+    if not valid:  # tiny folders: hold out the last file so validation exists
+        valid, train = train[-1:], train[:-1] or train[-1:]
+    return Corpus(train, valid, skipped, len(files))
+
+
+def sample_windows(arrays: list[np.ndarray], n: int, length: int, causal: bool, rng: np.random.Generator):
+    """``n`` random windows: x (n, length[, 88]) and targets (n, length[, 88]) for causal
+    models (x shifted by one) or (n, 1[, 88]) for window models (the token after x).
+    Files shorter than the window are left-padded with 0 (PAD)."""
+    lens = np.array([len(a) for a in arrays])
+    file_idx = rng.choice(len(arrays), size=n, p=lens / lens.sum())
+    xs, ys = [], []
+    for f in file_idx:
+        a = arrays[f]
+        end = int(rng.integers(1, len(a)))  # target position
+        if causal:
+            start = max(0, min(end - 1, len(a) - length - 1))
+            seg = a[start : start + length + 1]
+            x, y = seg[:-1], seg[1:]
+        else:
+            x, y = a[max(0, end - length) : end], a[end : end + 1]
+        xs.append(_pad_left(x, length))
+        ys.append(_pad_left(y, length if causal else 1))
+    return np.stack(xs), np.stack(ys)
+
+
+def eval_windows(arrays: list[np.ndarray], length: int, causal: bool, max_windows: int = 4000):
+    """Deterministic held-out windows covering each file (causal: stride ``length``;
+    window models: targets spread evenly). Every real token is a target at most once."""
+    xs, ys = [], []
+    for a in arrays:
+        if causal:
+            for s in range(0, len(a) - 1, length):
+                seg = a[s : s + length + 1]
+                xs.append(_pad_right(seg[:-1], length))
+                ys.append(_pad_right(seg[1:], length))
+        else:
+            for end in range(1, len(a), max(1, length // 4)):
+                xs.append(_pad_left(a[max(0, end - length) : end], length))
+                ys.append(a[end : end + 1])
+    idx = np.linspace(0, len(xs) - 1, min(len(xs), max_windows)).astype(int)
+    return np.stack([xs[i] for i in idx]), np.stack([ys[i] for i in idx])
+
+
+def _pad_left(a: np.ndarray, n: int) -> np.ndarray:
+    if len(a) >= n:
+        return a[-n:]
+    return np.concatenate([np.zeros((n - len(a),) + a.shape[1:], dtype=a.dtype), a])
+
+
+def _pad_right(a: np.ndarray, n: int) -> np.ndarray:
+    if len(a) >= n:
+        return a[:n]
+    return np.concatenate([a, np.zeros((n - len(a),) + a.shape[1:], dtype=a.dtype)])

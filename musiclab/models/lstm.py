@@ -1,0 +1,55 @@
+"""Paper C (Joshi et al. 2022): LSTM 512 -> Dropout -> LSTM 512 -> Dense 512 -> Dropout ->
+Dense 256 -> Dropout -> Dense V (softmax).
+
+Changes from the paper, and why: an embedding replaces the scaled-integer input (ids are
+categories, not magnitudes); the stack runs causally over the whole window so every
+position is a training target (the paper trains on the last position only, 100x less
+signal per window); ReLU between the dense layers (stacked linear layers collapse into one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .base import MusicModel, mlp_head
+
+
+@dataclass
+class LSTMConfig:
+    vocab_size: int = 721  # ids of the tokenizer
+    block_size: int = 100  # training window in tokens (paper: 100)
+    n_embd: int = 128  # embedding width
+    hidden: int = 512  # units per LSTM layer (paper: 512)
+    n_layer: int = 2  # stacked LSTM layers (paper: 2)
+    dense: list[int] = field(default_factory=lambda: [512, 256])  # dense layers after the LSTMs (paper)
+    dropout: float = 0.3  # between LSTMs and after each dense layer
+
+
+class LSTMModel(MusicModel):
+    causal = True
+
+    def __init__(self, config: LSTMConfig):
+        super().__init__(config)
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.n_embd)
+        self.lstm = nn.LSTM(c.n_embd, c.hidden, c.n_layer, batch_first=True, dropout=c.dropout if c.n_layer > 1 else 0)
+        self.drop = nn.Dropout(c.dropout)
+        self.head = mlp_head(c.hidden, c.dense, c.vocab_size, c.dropout)
+
+    def _run(self, x, state=None):
+        h, state = self.lstm(self.embed(x), state)  # (B, T, hidden)
+        return self.head(self.drop(h)), state  # (B, T, V)
+
+    def forward(self, x, targets=None):
+        logits, _ = self._run(x)
+        return logits, self.loss(logits, targets)
+
+    def prefill(self, x):
+        logits, state = self._run(x)
+        return logits[:, -1], state
+
+    def step(self, x_t, state):
+        logits, state = self._run(x_t.unsqueeze(1), state)
+        return logits[:, -1], state

@@ -1,0 +1,208 @@
+"""Generation: one sampler for every model, through the shared prefill/step interface.
+
+The story of one step (``B`` takes sampled as one batch):
+1. the model gives next-token logits (B, V) from its carried state (no window re-run
+   for recurrent and Transformer models);
+2. the tokenizer's grammar masks ids that would break the music (e.g. an 11th onset on
+   one step, a repeated pitch in one chord, an out-of-key pitch with key lock);
+3. a repetition penalty pushes down ids used in the last ``REPEAT_WINDOW`` tokens;
+4. divide by the temperature (0 = greedy), keep the top-k ids, the top-p nucleus, and
+   ids with at least ``min_p`` times the best probability;
+5. draw one id per take from that take's own random stream (so take i is the same
+   whether sampled alone or in a batch of 4);
+6. feed the ids back: ``model.step`` -> new logits; the tokenizer's clock advances.
+Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pretty_midi
+import torch
+
+from .midi_io import MidiError, seed_excerpt
+
+REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
+MAX_SECONDS = 300.0  # longest continuation one request may ask for
+MAX_VARIATIONS = 8
+
+
+class SettingsError(ValueError):
+    """A generation setting out of range; the message says what is accepted."""
+
+
+@dataclass
+class Sampling:
+    """Sampling controls, identical for every model.
+
+    temperature: >= 0; 0 means greedy (argmax), 1 the model's own distribution.
+    top_k: keep the k most likely ids (0 = off). top_p: nucleus mass in (0, 1] (1 = off).
+    min_p: drop ids below min_p x the best probability (0 = off).
+    repetition_penalty: >= 1; logits of recently used ids are divided by it (1 = off).
+    key_lock: only pitches of the seed's estimated key.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    key_lock: bool = False
+
+    def validate(self) -> None:
+        def bad(name, v, accepted):
+            raise SettingsError(f"{name} = {v!r} is not accepted; expected {accepted}")
+
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                bad(name, v, "a finite number")
+        if not 0 <= self.temperature <= 5:
+            bad("temperature", self.temperature, "0 to 5 (0 = greedy)")
+        if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
+            bad("top_k", self.top_k, "an integer >= 0 (0 = off)")
+        if not 0 < self.top_p <= 1:
+            bad("top_p", self.top_p, "a number in (0, 1] (1 = off)")
+        if not 0 <= self.min_p < 1:
+            bad("min_p", self.min_p, "a number in [0, 1) (0 = off)")
+        if not 1 <= self.repetition_penalty <= 10:
+            bad("repetition_penalty", self.repetition_penalty, "1 to 10 (1 = off)")
+
+
+def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None = None) -> torch.Tensor:
+    """Steps 3-4 on (B, V) logits (already masked with -inf); returns probabilities (B, V)."""
+    logits = logits.float()
+    if recent is not None and s.repetition_penalty != 1 and recent.numel():
+        picked = logits.gather(1, recent)
+        picked = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
+        logits = logits.scatter(1, recent, picked)
+    if s.temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.size(-1)).float()
+    logits = logits / s.temperature
+    if s.top_k:
+        kth = torch.topk(logits, min(s.top_k, logits.size(-1)), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    probs = torch.softmax(logits, dim=-1)
+    if s.top_p < 1:
+        sp, idx = probs.sort(dim=-1, descending=True)
+        drop = sp.cumsum(-1) - sp > s.top_p  # keep the smallest set whose mass reaches top_p
+        probs = probs.scatter(1, idx, sp.masked_fill(drop, 0.0))
+    if s.min_p > 0:
+        probs = probs.masked_fill(probs < s.min_p * probs.max(-1, keepdim=True).values, 0.0)
+    return probs / probs.sum(-1, keepdim=True)
+
+
+def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+    """One id per row, row b drawing from its own generator ``gens[b]`` (inverse CDF)."""
+    u = torch.stack([torch.rand((), generator=g) for g in gens]).to(probs.device)
+    cdf = probs.float().cumsum(-1)
+    ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1)
+    return ids.clamp_(max=probs.size(-1) - 1)
+
+
+def _check_request(seed_seconds, seconds, variations) -> None:
+    for name, v in (("seed_seconds", seed_seconds), ("seconds", seconds)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise SettingsError(f"{name} = {v!r} is not accepted; expected a positive number of seconds")
+    if seconds > MAX_SECONDS:
+        raise SettingsError(f"seconds = {seconds:g} is over the limit of {MAX_SECONDS:g} s per request")
+    if not isinstance(variations, (int, np.integer)) or not 1 <= variations <= MAX_VARIATIONS:
+        raise SettingsError(f"variations = {variations!r} is not accepted; expected 1 to {MAX_VARIATIONS}")
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    seed: pretty_midi.PrettyMIDI,
+    *,
+    seed_seconds: float,
+    seconds: float,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    key_lock: bool = False,
+    variations: int = 1,
+    random_seed: int | None = None,
+    tracks: list[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    naive: bool = False,
+) -> list[pretty_midi.PrettyMIDI]:
+    """Continue ``seed``: each take = the first ``seed_seconds`` of the seed (chosen
+    ``tracks``, default all non-drum) + ``seconds`` of new music starting at the seed end.
+
+    The same ``random_seed`` gives the same takes; take i uses seed ``random_seed + i``.
+    ``progress(done, total)`` is called with tokens produced so far and the estimated total.
+    ``stop()`` returning True ends early and keeps what was made. ``naive`` re-runs the
+    full window every step (the papers' way; for benchmarks). Each returned PrettyMIDI has
+    ``musiclab_info`` (model, settings, seeds, tokens, seconds of compute).
+    """
+    s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
+    s.validate()
+    _check_request(seed_seconds, seconds, variations)
+    if random_seed is None:
+        random_seed = secrets.randbelow(2**31)
+    excerpt = seed_excerpt(seed, seed_seconds, tracks)
+    tok = model.tokenizer
+    prompt = tok.prompt(excerpt, seed_seconds)
+    if not prompt.ids:
+        raise MidiError("the seed excerpt has no notes the model can read; use a longer seed or other tracks")
+    state = tok.new_state(variations, prompt, seconds, key_lock)
+    gens = [torch.Generator().manual_seed(int(random_seed) + i) for i in range(variations)]
+    dev = next(model.parameters()).device
+
+    t0 = time.perf_counter()
+    x = tok.prompt_tensor(prompt, variations).to(dev)  # (B, T) ids or (B, T, 88) frames
+    history = x
+    if naive:
+        logits = model.naive_step(history)
+    else:
+        logits, mstate = model.prefill(x)
+    first_token_s = None
+    n_tok = 0
+    while not state.done.all():
+        if stop is not None and stop():
+            break
+        masked = logits.float().masked_fill(~state.mask().to(dev), -math.inf)
+        new = tok.sample(masked, s, state, gens)  # (B,) ids or (B, 88) frames
+        state.advance(new.cpu().numpy())
+        n_tok += 1
+        if first_token_s is None:
+            first_token_s = time.perf_counter() - t0
+        if progress is not None and n_tok % 8 == 0:
+            frac = state.progress
+            progress(n_tok, max(n_tok, round(n_tok / frac)) if frac > 0 else n_tok * 10)
+        if state.done.all():
+            break
+        if naive:
+            history = torch.cat([history, new.unsqueeze(1).to(history.dtype)], dim=1)[:, -model.get_block_size() :]
+            logits = model.naive_step(history)
+        else:
+            logits, mstate = model.step(new.to(dev), mstate)
+    elapsed = time.perf_counter() - t0
+    if progress is not None:
+        progress(n_tok, n_tok)
+    takes = []
+    for b in range(variations):
+        pm = state.to_midi(b, excerpt)
+        pm.musiclab_info = {
+            "model": getattr(model, "name", type(model).__name__),
+            "random_seed": int(random_seed) + b,
+            "seed_seconds": seed_seconds,
+            "seconds": seconds,
+            "settings": s.__dict__.copy(),
+            "tokens": n_tok,
+            "compute_seconds": elapsed,
+            "first_token_seconds": first_token_s,
+            "stopped_early": bool(not state.done[b]),
+        }
+        takes.append(pm)
+    return takes

@@ -1,0 +1,105 @@
+"""Audio: MIDI -> samples with FluidSynth (through midi2audio) and a real GM SoundFont.
+
+Without the ``fluidsynth`` program, or with a missing/corrupt SoundFont, audio falls back
+to pretty_midi's sine synthesizer and a notice says so: it still plays. Samples are mono
+float32 in [-1, 1], peak-normalised to -1 dBFS, at ``SAMPLE_RATE`` Hz.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import soundfile as sf
+
+SAMPLE_RATE = 44100
+_CANDIDATES = [
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/sounds/sf2/MuseScore_General.sf2",
+    str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"),  # ships with pretty_midi
+]
+
+
+def find_soundfont(soundfont: str | os.PathLike | None = None) -> str | None:
+    """The SoundFont to use: the argument, $MUSICLAB_SOUNDFONT, Debian's GM fonts, pretty_midi's."""
+    if soundfont:
+        return str(soundfont)
+    env = os.environ.get("MUSICLAB_SOUNDFONT")
+    if env:
+        return env
+    return next((c for c in _CANDIDATES if os.path.isfile(c)), None)
+
+
+def synth_status(soundfont: str | None = None) -> tuple[bool, str]:
+    """(True, what will be used) or (False, why audio falls back to the sine synth)."""
+    if shutil.which("fluidsynth") is None:
+        return False, "FluidSynth is not installed (apt-get install fluidsynth): audio uses a plain sine synth"
+    sf2 = find_soundfont(soundfont)
+    if sf2 is None or not os.path.isfile(sf2):
+        return False, f"SoundFont {sf2!r} not found: audio uses a plain sine synth"
+    return True, f"FluidSynth with {Path(sf2).name}"
+
+
+def _normalise(audio: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > 0:
+        audio = audio * (10 ** (peak_db / 20) / peak)
+    return audio.astype(np.float32)
+
+
+def _fluidsynth(pm: pretty_midi.PrettyMIDI, sf2: str, sr: int) -> np.ndarray | None:
+    from midi2audio import FluidSynth
+
+    with tempfile.TemporaryDirectory(prefix="musiclab-") as d:
+        mid, wav = os.path.join(d, "in.mid"), os.path.join(d, "out.wav")
+        pm.write(mid)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(1), os.dup(2)
+        try:  # fluidsynth chats on stdout/stderr; keep the CLI's output clean
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            FluidSynth(sound_font=sf2, sample_rate=sr).midi_to_audio(mid, wav)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(devnull)
+            os.close(saved[0])
+            os.close(saved[1])
+        if not os.path.exists(wav) or os.path.getsize(wav) < 100:
+            return None
+        audio, _ = sf.read(wav, dtype="float32")
+        return audio
+
+
+def render_audio_with_notice(
+    pm: pretty_midi.PrettyMIDI, soundfont: str | None = None, sr: int = SAMPLE_RATE
+) -> tuple[np.ndarray, int, str | None]:
+    """(samples, sample rate, notice or None). The notice explains a fallback."""
+    ok, why = synth_status(soundfont)
+    if ok:
+        audio = _fluidsynth(pm, find_soundfont(soundfont), sr)
+        if audio is not None and np.abs(audio).max() > 1e-4:
+            return _normalise(audio), sr, None
+        why = f"FluidSynth could not render with SoundFont {find_soundfont(soundfont)!r} (missing or corrupt?): audio uses a plain sine synth"
+    return _normalise(pm.synthesize(fs=sr)), sr, why
+
+
+def render_audio(pm: pretty_midi.PrettyMIDI, soundfont: str | None = None) -> tuple[np.ndarray, int]:
+    audio, sr, _ = render_audio_with_notice(pm, soundfont)
+    return audio, sr
+
+
+def encode_audio(audio: np.ndarray, sr: int, fmt: str = "OGG") -> bytes:
+    """Compress for the browser (OGG Vorbis, ~10x smaller than WAV) or WAV for download."""
+    buf = io.BytesIO()
+    sf.write(buf, audio, sr, format=fmt, subtype="VORBIS" if fmt == "OGG" else "PCM_16")
+    return buf.getvalue()

@@ -1,0 +1,314 @@
+"""Tokenizers: MIDI notes <-> integer ids, plus the per-take decoding state (grammar + clock).
+
+The **note/shift** vocabulary (used by the recurrent models) improves on the papers'
+fixed 0.5-beat step: time lives on a beat grid, so rhythm and durations survive.
+
+* grid: ``steps_per_beat`` steps per quarter note (default 4, i.e. 16th notes). Note
+  onsets and durations are read in **beats** through the file's tempo map (so rubato in
+  tempo events does not smear the grid), then rounded to the grid.
+* ``0`` = PAD (left padding of short windows; never generated).
+* ``1..max_shift`` = SHIFT k: advance the clock by k steps (k = 1..16, up to 4 beats;
+  longer rests are several shifts).
+* ``NOTE(pitch, dur)``: a note starting at the current step, pitch 21-108 (piano keys;
+  other pitches are moved by octaves into range) and a duration bin from
+  ``dur_bins`` (in steps: 1, 2, 3, 4, 6, 8, 12, 16). Several NOTE tokens with no SHIFT
+  between them form a chord. id = ``1 + max_shift + (pitch - 21) * len(dur_bins) + bin``.
+
+Size: 1 + 16 + 88 * 8 = 721 ids. The round trip MIDI -> ids -> MIDI keeps every pitch
+in 21-108 and moves onsets by at most half a step (1/8 beat at the default grid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pretty_midi
+import torch
+
+LOW, HIGH = 21, 108  # piano range, MIDI pitch numbers
+KEY_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+@dataclass
+class NoteTokenizerConfig:
+    """What the note/shift vocabulary is; saved in each model's config.json."""
+
+    kind: str = "note-shift"
+    steps_per_beat: int = 4  # grid resolution: 4 = 16th notes
+    max_shift: int = 16  # longest single SHIFT, in steps (16 = one 4/4 bar)
+    dur_bins: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6, 8, 12, 16])  # in steps
+    max_notes_per_step: int = 10  # grammar: at most this many onsets on one step
+
+
+def estimate_key(pitches: np.ndarray, durations: np.ndarray | None = None) -> tuple[int, str]:
+    """Krumhansl-Schmuckler key estimate. Returns (tonic pitch class 0-11, "major"|"minor")."""
+    hist = np.bincount(np.asarray(pitches, dtype=int) % 12, weights=durations, minlength=12).astype(float)
+    if hist.sum() == 0:
+        return 0, "major"
+    best = (-2.0, 0, "major")
+    for mode, prof in (("major", _MAJOR), ("minor", _MINOR)):
+        for tonic in range(12):
+            r = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
+            if np.isfinite(r) and r > best[0]:
+                best = (r, tonic, mode)
+    return best[1], best[2]
+
+
+def scale_pitch_classes(tonic: int, mode: str) -> set[int]:
+    """Pitch classes of the (natural/harmonic) scale: minor includes the raised 7th."""
+    steps = [0, 2, 4, 5, 7, 9, 11] if mode == "major" else [0, 2, 3, 5, 7, 8, 10, 11]
+    return {(tonic + s) % 12 for s in steps}
+
+
+def _fold(pitch: int) -> int:
+    while pitch < LOW:
+        pitch += 12
+    while pitch > HIGH:
+        pitch -= 12
+    return pitch
+
+
+@dataclass
+class Prompt:
+    """A seed turned into ids plus the clock that maps new steps to seconds."""
+
+    ids: list[int]  # the seed's tokens, ending with shifts up to the seed's end
+    start_seconds: float  # where new music starts (the seed cut), seconds
+    seconds_per_step: float  # grid step length at the seed's end tempo
+    velocity: int  # velocity for generated notes (median of the seed's), 1-127
+    program: int  # GM program for the generated notes
+    key: tuple[int, str]  # estimated key of the seed
+
+
+class NoteTokenizer:
+    """Note/shift tokenizer; see the module docstring for the vocabulary."""
+
+    def __init__(self, config: NoteTokenizerConfig | None = None):
+        self.config = config or NoteTokenizerConfig()
+        c = self.config
+        self.n_dur = len(c.dur_bins)
+        self.note_base = 1 + c.max_shift
+        self.vocab_size = self.note_base + (HIGH - LOW + 1) * self.n_dur
+        self._dur_edges = np.log(np.asarray(c.dur_bins, dtype=float))
+        # lookup tables for the decoding state: per id, shift steps (0 if not a shift) and pitch (-1)
+        ids = np.arange(self.vocab_size)
+        self.shift_of = np.where((ids >= 1) & (ids <= c.max_shift), ids, 0)
+        self.pitch_of = np.where(ids >= self.note_base, LOW + (ids - self.note_base) // self.n_dur, -1)
+
+    def to_dict(self) -> dict:
+        return asdict(self.config)
+
+    # ---- ids <-> (step, pitch, duration) events ----
+    def note_id(self, pitch: int, dur_steps: float) -> int:
+        b = int(np.argmin(np.abs(self._dur_edges - np.log(max(dur_steps, 0.5)))))
+        return self.note_base + (_fold(pitch) - LOW) * self.n_dur + b
+
+    def events_from_midi(self, pm: pretty_midi.PrettyMIDI, tracks: list[int] | None = None) -> np.ndarray:
+        """Notes as an int array (N, 3) of (onset step, pitch, duration steps), sorted."""
+        spb = self.config.steps_per_beat
+        insts = pm.instruments if tracks is None else [pm.instruments[t] for t in tracks]
+        rows = []
+        for inst in insts:
+            if inst.is_drum or not inst.notes:
+                continue
+            starts = np.array([n.start for n in inst.notes])
+            ends = np.array([n.end for n in inst.notes])
+            on = np.array([pm.time_to_tick(t) for t in starts]) / pm.resolution * spb
+            off = np.array([pm.time_to_tick(t) for t in ends]) / pm.resolution * spb
+            pitch = np.array([_fold(n.pitch) for n in inst.notes])
+            rows.append(np.stack([np.round(on), pitch, np.maximum(np.round(off - on), 1)], axis=1))
+        if not rows:
+            return np.zeros((0, 3), dtype=np.int64)
+        ev = np.concatenate(rows).astype(np.int64)
+        ev = ev[np.lexsort((ev[:, 1], ev[:, 0]))]
+        # the same pitch twice on one step is one note (keep the longer)
+        keep = np.ones(len(ev), dtype=bool)
+        keep[1:] = ~((ev[1:, 0] == ev[:-1, 0]) & (ev[1:, 1] == ev[:-1, 1]))
+        return ev[keep]
+
+    def encode_events(self, ev: np.ndarray, end_step: int | None = None) -> list[int]:
+        """Events (onset step, pitch, dur steps) -> ids; optional trailing shifts up to ``end_step``."""
+        ids: list[int] = []
+        cur = int(ev[0, 0]) if len(ev) else 0
+        per_step = 0
+        for step, pitch, dur in ev:
+            if step > cur:
+                ids += self._shifts(int(step - cur))
+                cur, per_step = int(step), 0
+            if per_step < self.config.max_notes_per_step:
+                ids.append(self.note_id(int(pitch), float(dur)))
+                per_step += 1
+        if end_step is not None and end_step > cur:
+            ids += self._shifts(end_step - cur)
+        return ids
+
+    def _shifts(self, n: int) -> list[int]:
+        m = self.config.max_shift
+        return [m] * (n // m) + ([n % m] if n % m else [])
+
+    def encode(self, pm: pretty_midi.PrettyMIDI, tracks: list[int] | None = None) -> list[int]:
+        """A whole file -> ids (what training uses)."""
+        return self.encode_events(self.events_from_midi(pm, tracks))
+
+    def decode_events(self, ids) -> np.ndarray:
+        """ids -> events (onset step, pitch, dur steps); onset 0 is the first id's step."""
+        cur, rows = 0, []
+        for i in ids:
+            i = int(i)
+            if 1 <= i <= self.config.max_shift:
+                cur += i
+            elif i >= self.note_base:
+                k = i - self.note_base
+                rows.append((cur, LOW + k // self.n_dur, self.config.dur_bins[k % self.n_dur]))
+        return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+    def decode(self, ids, bpm: float = 120.0, program: int = 0, velocity: int = 80) -> pretty_midi.PrettyMIDI:
+        """ids -> a one-track PrettyMIDI at a constant ``bpm``."""
+        sps = 60.0 / bpm / self.config.steps_per_beat
+        pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+        inst = pretty_midi.Instrument(program=program)
+        for step, pitch, dur in self.decode_events(ids):
+            inst.notes.append(pretty_midi.Note(velocity, int(pitch), step * sps, (step + dur) * sps))
+        pm.instruments.append(inst)
+        return pm
+
+    # ---- generation support ----
+    def prompt(self, excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> Prompt:
+        """Turn a seed excerpt into ids that end exactly at ``seed_seconds`` on the grid."""
+        ev = self.events_from_midi(excerpt)
+        spb = self.config.steps_per_beat
+        end_step = int(np.ceil(excerpt.time_to_tick(seed_seconds) / excerpt.resolution * spb - 1e-6))
+        end_step = max(end_step, int(ev[-1, 0]) + 1 if len(ev) else 1)
+        ids = self.encode_events(ev, end_step)
+        _, tempi = excerpt.get_tempo_changes()
+        times, tempi = excerpt.get_tempo_changes()
+        bpm = float(tempi[np.searchsorted(times, seed_seconds, side="right") - 1]) if len(tempi) else 120.0
+        notes = [n for inst in excerpt.instruments for n in inst.notes]
+        vel = int(np.median([n.velocity for n in notes])) if notes else 80
+        key = estimate_key(np.array([n.pitch for n in notes]), np.array([n.end - n.start for n in notes]))
+        return Prompt(ids, seed_seconds, 60.0 / bpm / spb, vel, excerpt.instruments[0].program, key)
+
+    def new_state(self, batch: int, prompt: Prompt, seconds: float, key_lock: bool = False) -> DecodeState:
+        return DecodeState(self, batch, prompt, seconds, key_lock)
+
+    def prompt_tensor(self, prompt: Prompt, batch: int, max_len: int = 1024) -> torch.Tensor:
+        """(B, T) ids: the prompt (its last ``max_len`` ids) repeated for each take."""
+        return torch.tensor(prompt.ids[-max_len:], dtype=torch.long).unsqueeze(0).repeat(batch, 1)
+
+    def sample(self, logits: torch.Tensor, s, state: DecodeState, gens) -> torch.Tensor:
+        """Categorical draw (B,) from masked logits (B, V); the penalty hits recent pitches."""
+        from .sampling import draw, filter_logits
+
+        return draw(filter_logits(logits, s, state.recent_ids()), gens)
+
+
+class DecodeState:
+    """Per-take grammar and clock while sampling ``batch`` takes at once.
+
+    ``mask()`` is a (B, V) bool tensor of ids allowed next; ``advance(ids)`` records the
+    sampled ids; ``done`` is True for a take once its clock passed ``seconds``.
+    """
+
+    def __init__(self, tok: NoteTokenizer, batch: int, prompt: Prompt, seconds: float, key_lock: bool):
+        self.tok, self.prompt = tok, prompt
+        self.target_steps = int(np.ceil(seconds / prompt.seconds_per_step))
+        self.step = np.zeros(batch, dtype=np.int64)  # grid steps since the seed end
+        self.onsets_here: list[set[int]] = [set() for _ in range(batch)]
+        self.ids: list[list[int]] = [[] for _ in range(batch)]
+        self.done = np.zeros(batch, dtype=bool)
+        base = np.ones(tok.vocab_size, dtype=bool)
+        base[0] = False  # PAD is never generated
+        if key_lock:
+            pcs = scale_pitch_classes(*prompt.key)
+            is_note = tok.pitch_of >= 0
+            base &= ~is_note | np.isin(tok.pitch_of % 12, list(pcs))
+        self.base = base
+
+    def mask(self) -> torch.Tensor:
+        m = np.tile(self.base, (len(self.step), 1))
+        full = self.tok.config.max_notes_per_step
+        for b, here in enumerate(self.onsets_here):
+            if len(here) >= full:
+                m[b, self.tok.note_base :] = False
+            elif here:
+                m[b, np.isin(self.tok.pitch_of, list(here))] = False
+        return torch.from_numpy(m)
+
+    def advance(self, ids: np.ndarray) -> None:
+        for b, i in enumerate(ids.tolist()):
+            if self.done[b]:
+                continue
+            s = self.tok.shift_of[i]
+            if s:
+                self.step[b] += s
+                self.onsets_here[b] = set()
+                if self.step[b] >= self.target_steps:
+                    self.done[b] = True
+                    continue
+            else:
+                self.onsets_here[b].add(int(self.tok.pitch_of[i]))
+            self.ids[b].append(i)
+
+    def recent_ids(self, window: int = 16) -> torch.Tensor | None:
+        """(B, R) note ids sharing a pitch with the last ``window`` generated tokens."""
+        rows = []
+        for ids in self.ids:
+            pitches = {int(self.tok.pitch_of[i]) for i in ids[-window:] if self.tok.pitch_of[i] >= 0}
+            rows.append(
+                [
+                    self.tok.note_base + (p - LOW) * self.tok.n_dur + d
+                    for p in sorted(pitches)
+                    for d in range(self.tok.n_dur)
+                ]
+            )
+        width = max((len(r) for r in rows), default=0)
+        if width == 0:
+            return None
+        # pad rows by repeating their first id (a duplicate index is harmless in gather/scatter)
+        return torch.tensor([r + [r[0] if r else 0] * (width - len(r)) if r else [0] * width for r in rows])
+
+    @property
+    def progress(self) -> float:
+        """Share of the asked length made so far, over the slowest take (0-1)."""
+        return float(np.min(np.minimum(self.step, self.target_steps)) / max(self.target_steps, 1))
+
+    def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+        """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
+        p = self.prompt
+        out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=60.0 / p.seconds_per_step / 4)
+        out.instruments = [_copy_inst(i) for i in excerpt.instruments]
+        out.time_signature_changes = list(excerpt.time_signature_changes)
+        new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
+        end = p.start_seconds + self.target_steps * p.seconds_per_step
+        for step, pitch, dur in self.tok.decode_events(self.ids[b]):
+            t0 = p.start_seconds + step * p.seconds_per_step
+            if t0 >= end:
+                continue
+            new.notes.append(pretty_midi.Note(p.velocity, int(pitch), t0, min(t0 + dur * p.seconds_per_step, end)))
+        out.instruments.append(new)
+        return out
+
+
+def _copy_inst(inst: pretty_midi.Instrument) -> pretty_midi.Instrument:
+    c = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
+    c.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start, n.end) for n in inst.notes]
+    return c
+
+
+def make_tokenizer(d: dict):
+    """Build the tokenizer a model card describes (its ``tokenizer`` dict)."""
+    kind = d.get("kind", "note-shift")
+    if kind == "note-shift":
+        return NoteTokenizer(NoteTokenizerConfig(**d))
+    if kind == "remi":
+        from .remi import RemiTokenizer
+
+        return RemiTokenizer.from_dict(d)
+    if kind == "pianoroll":
+        from .pianoroll_codec import PianoRollCodec
+
+        return PianoRollCodec.from_dict(d)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; known: note-shift, remi, pianoroll")

@@ -1,0 +1,275 @@
+"""Training: any zoo architecture on any folder of MIDI files, resumable, with a model card.
+
+``python -m musiclab train --arch lstm --data DIR --out weights/lstm`` does it all:
+tokenize (cached), train with a checkpoint every epoch (``<out>/checkpoint/``, safetensors
++ JSON, no pickle), early stopping, then write ``model.safetensors`` + ``config.json`` +
+``README.md`` for the best epoch. Seeds are fixed, so a rerun on the same machine matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .baselines import bernoulli_nll, ngram_nll
+from .dataset import build_corpus, eval_windows, sample_windows
+from .models import arch_classes, build_model
+from .tokenizers import make_tokenizer
+from .weights import pick_device, save_weights
+
+PAPERS = {
+    "lstm": "C: Joshi et al., Music Generation Using Recurrent Neural Networks (IJRASET 2022)",
+    "bilstm": "A: Gokcay, Music Generation Using Deep Learning: A Bidirectional LSTM-Layer Based RNN Experiment",
+    "lstm-attention": "B: Rocco, Colangelo, Rosatelli, Music Generation using LSTM (model 3b)",
+    "bigru": "D: Zhou, Music Generation Based on Bidirectional GRU Model",
+    "transformer-remi": "E: Rao & Xie, A Deep Dive into Music Generation with Modern Deep Learning Architectures",
+    "pianoroll-lstm": "E: Rao & Xie, A Deep Dive into Music Generation with Modern Deep Learning Architectures",
+}
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    data: str  # folder of MIDI files (searched recursively)
+    out: str  # output folder, e.g. weights/lstm
+    epochs: int = 30
+    steps_per_epoch: int = 200  # optimiser steps per epoch
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    patience: int = 10  # early stopping: epochs without a better valid loss
+    seed: int = 1234
+    max_files: int | None = None
+    max_parse_seconds: float = 20.0
+    time_budget_minutes: float | None = None  # stop after the epoch that crosses this
+    eval_windows: int = 1500
+    model: dict = field(default_factory=dict)  # overrides of the architecture's config
+    tokenizer: dict = field(default_factory=lambda: {"kind": "note-shift"})
+
+
+def _optimizer(cfg: TrainConfig, params):
+    opts = {
+        "adam": lambda: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "rmsprop": lambda: torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
+    }
+    if cfg.optimizer not in opts:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(opts)}")
+    return opts[cfg.optimizer]()
+
+
+def _to_tensor(a: np.ndarray, dev) -> torch.Tensor:
+    t = torch.from_numpy(a)
+    return (t.float() if a.ndim == 3 else t.long()).to(dev)
+
+
+@torch.no_grad()
+def evaluate_model(model, x: np.ndarray, y: np.ndarray, batch: int = 128) -> dict:
+    """Held-out NLL per target (nats; per token, or per frame summed over keys) and accuracy."""
+    model.eval()
+    dev = next(model.parameters()).device
+    nll_sum = hits = count = 0.0
+    tp = fp = fn = 0
+    for i in range(0, len(x), batch):
+        xb, yb = _to_tensor(x[i : i + batch], dev), _to_tensor(y[i : i + batch], dev)
+        logits, _ = model(xb)
+        logits = logits.float()
+        if model.output == "multi-hot":
+            # every frame counts (silent frames too); frame accuracy = TP / (TP + FP + FN), Bay et al. 2009
+            nll_sum += torch.nn.functional.binary_cross_entropy_with_logits(logits, yb, reduction="sum").item()
+            count += yb.shape[0] * yb.shape[1]
+            pred, on = logits > 0, yb > 0
+            tp += (pred & on).sum().item()
+            fp += (pred & ~on).sum().item()
+            fn += (~pred & on).sum().item()
+        else:
+            real = yb != 0
+            ll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="none"
+            )
+            nll_sum += ll[real.reshape(-1)].sum().item()
+            hits += ((logits.argmax(-1) == yb) & real).sum().item()
+            count += real.sum().item()
+    model.train()
+    if model.output == "multi-hot":
+        hits = tp * count / max(tp + fp + fn, 1)
+    return {"nll": nll_sum / max(count, 1), "accuracy": hits / max(count, 1), "targets": int(count)}
+
+
+def _save_ckpt(d: Path, model, opt, state: dict) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+    flat = {}
+    for pid, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            flat[f"{pid}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    flat["rng.torch"] = torch.get_rng_state()
+    save_file(flat, str(d / "optim.safetensors"))
+    (d / "state.json").write_text(json.dumps(state))
+
+
+def _load_ckpt(d: Path, model, opt) -> dict:
+    model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+    flat = load_file(str(d / "optim.safetensors"))
+    torch.set_rng_state(flat.pop("rng.torch"))
+    sd = opt.state_dict()
+    for key, v in flat.items():
+        pid, k = key.split(".", 1)
+        sd["state"].setdefault(int(pid), {})[k] = v if v.ndim else v.clone()
+    opt.load_state_dict(sd)
+    return json.loads((d / "state.json").read_text())
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Train ``cfg.arch``; returns the final card (also written to ``cfg.out``)."""
+    torch.manual_seed(cfg.seed)
+    if os.environ.get("MUSICLAB_THREADS"):  # e.g. 1 when two trainings share a 2-core box
+        torch.set_num_threads(int(os.environ["MUSICLAB_THREADS"]))
+    out = Path(cfg.out)
+    tok = make_tokenizer(cfg.tokenizer)
+    corpus = build_corpus(cfg.data, tok.to_dict(), cfg.max_files, cfg.max_parse_seconds, log=log)
+    model_cfg = {"vocab_size": tok.vocab_size, **cfg.model} if hasattr(tok, "vocab_size") else dict(cfg.model)
+    _, cfg_cls = arch_classes(cfg.arch)
+    model_cfg = {k: v for k, v in model_cfg.items() if k in {f.name for f in dataclasses.fields(cfg_cls)}}
+    dev = pick_device()
+    model = build_model(cfg.arch, model_cfg).to(dev)
+    opt = _optimizer(cfg, model.parameters())
+    T = model.get_block_size()
+    vx, vy = eval_windows(corpus.valid, T, model.causal, cfg.eval_windows)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(
+        f"{cfg.arch}: {n_params:,} params on {dev}; train {corpus.n_tokens('train'):,} / valid "
+        f"{corpus.n_tokens('valid'):,} tokens from {corpus.files} files"
+    )
+    state = {"epoch": 0, "curves": {"train": [], "valid": [], "valid_acc": []}, "best": math.inf, "bad": 0, "secs": 0.0}
+    ckpt = out / "checkpoint"
+    if resume and (ckpt / "state.json").exists():
+        state = _load_ckpt(ckpt, model, opt)
+        log(f"resumed from epoch {state['epoch']}")
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    model.train()
+    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
+        ep = state["epoch"]
+        rng = np.random.default_rng(cfg.seed + ep)  # per-epoch stream: resume gives the same batches
+        t0, losses, seen = time.perf_counter(), [], 0
+        for it in range(cfg.steps_per_epoch):
+            x, y = sample_windows(corpus.train, cfg.batch_size, T, model.causal, rng)
+            with amp:
+                _, loss = model(_to_tensor(x, dev), _to_tensor(y, dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(loss.item())
+            seen += x.shape[0] * x.shape[1]
+            if (it + 1) % 20 == 0 or it + 1 == cfg.steps_per_epoch:
+                rate = seen / (time.perf_counter() - t0)
+                bar = "#" * int(20 * (it + 1) / cfg.steps_per_epoch)
+                print(
+                    f"\repoch {ep + 1} [{bar:<20}] loss {np.mean(losses[-20:]):.3f} {rate:,.0f} tok/s",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        print(file=sys.stderr)
+        val = evaluate_model(model, vx, vy)
+        state["secs"] += time.perf_counter() - t0
+        state["epoch"] = ep + 1
+        state["curves"]["train"].append(float(np.mean(losses)))
+        state["curves"]["valid"].append(val["nll"])
+        state["curves"]["valid_acc"].append(val["accuracy"])
+        improved = val["nll"] < state["best"]
+        state["best"], state["bad"] = (val["nll"], 0) if improved else (state["best"], state["bad"] + 1)
+        log(
+            f"epoch {ep + 1}: train {np.mean(losses):.4f}  valid {val['nll']:.4f}  acc {val['accuracy']:.3f}"
+            f"{'  (best)' if improved else ''}  {state['secs'] / 60:.1f} min"
+        )
+        if improved:
+            save_weights(model, out, {"arch": cfg.arch, "tokenizer": tok.to_dict()})
+        _save_ckpt(ckpt, model, opt, state)
+        if cfg.time_budget_minutes and state["secs"] / 60 >= cfg.time_budget_minutes:
+            log("time budget reached")
+            break
+    return finish_card(cfg, out, corpus, state, n_params)
+
+
+def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int) -> dict:
+    """Score the best weights and the baseline on the valid split; write config.json + README.md."""
+    from .weights import _cache, load_model
+
+    _cache.clear()
+    model = load_model(out.name, out.parent, device=pick_device())
+    tok = model.tokenizer
+    vx, vy = eval_windows(corpus.valid, model.get_block_size(), model.causal, cfg.eval_windows)
+    val = evaluate_model(model, vx, vy)
+    model.eval()
+    if model.output == "multi-hot":
+        base = bernoulli_nll(corpus.train, corpus.valid)
+        base_name = "per-key Bernoulli 1-gram"
+    else:
+        base = ngram_nll(corpus.train, corpus.valid, tok.vocab_size, n=3)
+        base_name = "interpolated 3-gram"
+    golden = golden_decode(model, corpus.valid[0])
+    card = dict(model.card)
+    card.update(
+        name=out.name,
+        paper=PAPERS.get(cfg.arch, ""),
+        params=n_params,
+        data=f"{cfg.data} ({corpus.files} files; train {len(corpus.train)} / valid {len(corpus.valid)}, "
+        f"split by sha256 of the relative path; {len(corpus.skipped)} skipped)",
+        metrics={
+            "valid_nll": round(val["nll"], 4),
+            "valid_accuracy": round(val["accuracy"], 4),
+            "baseline": base_name,
+            "baseline_nll": round(base["nll"], 4),
+            "nll_vs_baseline": round(1 - val["nll"] / base["nll"], 4),
+            "targets": val["targets"],
+        },
+        training={k: v for k, v in dataclasses.asdict(cfg).items()},
+        epochs=state["epoch"],
+        train_minutes=round(state["secs"] / 60, 1),
+        curves=state["curves"],
+        golden=golden,
+        command="python -m musiclab train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 2
+        else "",
+        versions={"musiclab": __version__, "torch": torch.__version__, "python": platform.python_version()},
+    )
+    (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
+    from .cards import write_card_readme
+
+    write_card_readme(out, card)
+    return card
+
+
+@torch.no_grad()
+def golden_decode(model, arr: np.ndarray, n_prompt: int = 32, n_new: int = 16) -> dict:
+    """Greedy ids after a fixed prompt; the tests replay this against the shipped weights."""
+    if model.output == "multi-hot":
+        return {}
+    dev = next(model.parameters()).device
+    prompt = arr[:n_prompt].astype(np.int64)
+    x = torch.from_numpy(prompt).unsqueeze(0).to(dev)
+    logits, st = model.prefill(x)
+    out = []
+    for _ in range(n_new):
+        nxt = logits.float().argmax(-1)
+        out.append(int(nxt.item()))
+        logits, st = model.step(nxt, st)
+    return {"prompt": prompt.tolist(), "greedy": out}

@@ -1,0 +1,124 @@
+"""Shipped weights: ``weights/<name>/`` = model.safetensors + config.json (+ README.md card).
+
+Weights load only through safetensors (never pickle). A missing or corrupt file marks that
+one model "unavailable" with the reason; the others keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model as st_load_model
+from safetensors.torch import save_model as st_save_model
+
+from .models import MusicModel, build_model
+
+WEIGHTS_DIR = Path(os.environ.get("MUSICLAB_WEIGHTS", Path(__file__).resolve().parent.parent / "weights"))
+
+
+def pick_device() -> torch.device:
+    """CUDA, then Apple MPS, then CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def read_card(name: str, root: Path | None = None) -> dict:
+    path = (root or WEIGHTS_DIR) / name / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"model {name!r} has no config.json in {path.parent}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"model {name!r}: config.json is not valid JSON ({e})") from None
+
+
+def save_weights(model: MusicModel, out_dir: Path, card: dict, half: bool = True) -> None:
+    """Write model.safetensors (fp16 when ``half``) and config.json (``card`` + model config)."""
+    import dataclasses
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    to_save = model
+    if half:
+        import copy
+
+        to_save = copy.deepcopy(model).to("cpu").half()
+    st_save_model(to_save, str(out_dir / "model.safetensors"))
+    card = dict(card)
+    card["model"] = dataclasses.asdict(model.config)
+    (out_dir / "config.json").write_text(json.dumps(card, indent=1) + "\n")
+
+
+def model_names(root: Path | None = None) -> list[str]:
+    root = root or WEIGHTS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "config.json").exists())
+
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, str], MusicModel] = {}
+
+
+def load_model(name: str, root: Path | None = None, device: torch.device | str | None = None) -> MusicModel:
+    """Build ``name`` from its config.json and load its safetensors weights strictly.
+
+    The model comes back in eval mode, on ``device`` (default: :func:`pick_device`), with
+    ``model.card`` (the parsed config.json) and ``model.tokenizer`` attached. Loaded models
+    are cached and shared: callers must not modify them. Raises ValueError (unknown name,
+    missing or corrupt files) with the reason.
+    """
+    root = Path(root or WEIGHTS_DIR)
+    known = model_names(root)
+    if name not in known:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(known) or '(none shipped)'}")
+    dev = torch.device(device) if device is not None else pick_device()
+    key = (str(root / name), str(dev))
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+        card = read_card(name, root)
+        from .tokenizers import make_tokenizer
+
+        model = build_model(card["arch"], card["model"])
+        path = root / name / "model.safetensors"
+        if not path.exists():
+            raise ValueError(f"model {name!r}: weight file {path.name} is missing")
+        try:
+            st_load_model(model, str(path), strict=True)
+        except (SafetensorError, RuntimeError, OSError, ValueError) as e:
+            raise ValueError(f"model {name!r}: weight file is corrupt or does not match its config ({e})") from None
+        model.to(dev).eval()
+        if dev.type == "cuda":
+            model.half()
+        model.card = card
+        model.name = name
+        model.tokenizer = make_tokenizer(card["tokenizer"])
+        _cache[key] = model
+        return model
+
+
+def list_models(root: Path | None = None) -> list[dict]:
+    """One dict per shipped model: name, architecture, paper, params, status ("ok" or
+    "unavailable"), error, data, metrics. A model is "ok" only if it really loads."""
+    out = []
+    for name in model_names(root):
+        row = {"name": name, "architecture": None, "paper": None, "params": None, "status": "ok", "error": None}
+        try:
+            card = read_card(name, root)
+            row.update(architecture=card.get("arch"), paper=card.get("paper"), data=card.get("data"))
+            row["metrics"] = card.get("metrics", {})
+            model = load_model(name, root, device="cpu")
+            row["params"] = sum(p.numel() for p in model.parameters())
+        except ValueError as e:
+            row.update(status="unavailable", error=str(e))
+        out.append(row)
+    return out
