@@ -148,6 +148,46 @@ def cmd_bench(a):
     bench_generate(as_json=a.json, models=a.models, seconds=a.seconds, repeats=a.repeats)
 
 
+def cmd_evaluate(a):
+    if a.file == "jsb":
+        if not a.split:
+            raise UserError("evaluate jsb needs --split FILE.json (a JSB Chorales split)")
+        try:
+            from .jsb import evaluate_jsb
+        except ModuleNotFoundError as e:
+            if e.name != "musiclab.jsb":
+                raise
+            raise UserError("the JSB Chorales benchmark (musiclab/jsb.py) is not part of this install") from None
+        res = evaluate_jsb(a.split, a.model)
+        if a.json:
+            print(json.dumps(res, indent=1, default=str))
+            return
+        print(f"{'model':<22} {'nll':>8} {'steps':>8} {'accuracy':>9}")
+        for r in res["results"]:
+            print(f"{r['model']:<22} {r['nll']:>8.4f} {r['steps']:>8} {r['accuracy']:>9.4f}")
+        return
+    if a.split or a.model:
+        raise UserError("--split and --model are for `evaluate jsb`; for a MIDI file use --against/--corpus/--seed-end")
+    from .evaluate import evaluate_file, format_report, load_corpus
+    from .midi_io import load_midi
+
+    pm = load_midi(a.file)
+    against = load_midi(a.against) if a.against else None
+    corpus = None
+    if a.corpus:
+        corpus, skipped = load_corpus(a.corpus)
+        if skipped:
+            print(f"note: skipped {len(skipped)} unreadable corpus file(s), e.g. {skipped[0]}", file=sys.stderr)
+    r = evaluate_file(pm, against=against, corpus=corpus, seed_end=a.seed_end)
+    if a.json:
+        out = {"key": r["key"], r["columns"][0]: r["a"], "distance": r["distance"]}
+        if r["b"] is not None:
+            out[r["columns"][1]] = r["b"]
+        print(json.dumps(out, indent=1))
+    else:
+        print(format_report(r))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m musiclab", description="musiclab: neural MIDI continuation")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -200,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=30.0)
     b.add_argument("--repeats", type=int, default=3)
     b.set_defaults(fn=cmd_bench)
+    s = sub.add_parser("evaluate", help="metrics of a MIDI file (vs a seed or corpus), or `evaluate jsb`")
+    s.add_argument("file", help="MIDI file, or `jsb` for the JSB Chorales benchmark")
+    s.add_argument("--against", help="reference MIDI file (e.g. the seed)")
+    s.add_argument("--corpus", help="folder of reference MIDI files")
+    s.add_argument("--seed-end", type=_finite(float), help="compare the file after this many seconds vs before")
+    s.add_argument("--split", help="jsb: JSB Chorales split JSON file")
+    s.add_argument("--model", action="append", help="jsb: model name, repeatable (default: all)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_evaluate)
     return p
 
 

@@ -62,6 +62,7 @@ class Corpus:
     valid: list[np.ndarray]
     skipped: list[tuple[str, str]]  # (relative path, reason)
     files: int
+    split: str = "split by sha256 of the relative path"  # how train/valid were chosen (for the card)
 
     def n_tokens(self, split: str) -> int:
         return int(sum(len(a) for a in getattr(self, split)))
@@ -85,6 +86,13 @@ def build_corpus(
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"data folder {root} does not exist or is not a folder")
+    if (root / "train.json").is_file() and (root / "valid.json").is_file():  # JSB Chorales piano rolls
+        from .jsb import load_split
+        from .pianoroll_codec import with_start
+
+        train, valid = ([with_start(a) for a in load_split(root / f"{s}.json")] for s in ("train", "valid"))
+        log(f"JSB format: {len(train)} train / {len(valid)} valid pieces from {root}")
+        return Corpus(train, valid, [], len(train) + len(valid), "JSB Chorales split: train.json / valid.json")
     files = midi_files(root, max_files)
     if not files:
         raise ValueError(f"no .mid/.midi files under {root}")
@@ -103,7 +111,7 @@ def build_corpus(
         arrays, skipped = {}, []
         jobs = [(str(p), tok_dict, max_parse_seconds) for p in files]
         with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as ex:
-            for (path, arr, err), r in zip(ex.map(_encode_one, jobs, chunksize=4), rel):
+            for (_path, arr, err), r in zip(ex.map(_encode_one, jobs, chunksize=4), rel):
                 if err or arr is None or len(arr) < 2:
                     skipped.append((r, err or "skipped: too few tokens"))
                 else:
@@ -138,6 +146,10 @@ def sample_windows(arrays: list[np.ndarray], n: int, length: int, causal: bool, 
             x, y = seg[:-1], seg[1:]
         else:
             x, y = a[max(0, end - length) : end], a[end : end + 1]
+        if causal and a.ndim == 2:  # piano-roll frames: pad after the piece (a recurrent model
+            xs.append(_pad_right(x, length))  # starts from the start frame), padded targets = -1
+            ys.append(_pad_right(y.astype(np.int8), length, fill=-1))  # (a zero frame is a real rest)
+            continue
         xs.append(_pad_left(x, length))
         ys.append(_pad_left(y, length if causal else 1))
     return np.stack(xs), np.stack(ys)
@@ -152,7 +164,10 @@ def eval_windows(arrays: list[np.ndarray], length: int, causal: bool, max_window
             for s in range(0, len(a) - 1, length):
                 seg = a[s : s + length + 1]
                 xs.append(_pad_right(seg[:-1], length))
-                ys.append(_pad_right(seg[1:], length))
+                if a.ndim == 2:  # piano-roll frames: padded targets = -1 (ignored by the loss)
+                    ys.append(_pad_right(seg[1:].astype(np.int8), length, fill=-1))
+                else:
+                    ys.append(_pad_right(seg[1:], length))
         else:
             for end in range(1, len(a), max(1, length // 4)):
                 xs.append(_pad_left(a[max(0, end - length) : end], length))
@@ -167,7 +182,7 @@ def _pad_left(a: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([np.zeros((n - len(a),) + a.shape[1:], dtype=a.dtype), a])
 
 
-def _pad_right(a: np.ndarray, n: int) -> np.ndarray:
+def _pad_right(a: np.ndarray, n: int, fill: int = 0) -> np.ndarray:
     if len(a) >= n:
         return a[:n]
-    return np.concatenate([a, np.zeros((n - len(a),) + a.shape[1:], dtype=a.dtype)])
+    return np.concatenate([a, np.full((n - len(a),) + a.shape[1:], fill, dtype=a.dtype)])

@@ -162,6 +162,7 @@ def generate(
     t0 = time.perf_counter()
     x = tok.prompt_tensor(prompt, variations).to(dev)  # (B, T) ids or (B, T, 88) frames
     history = x
+    mstate = None
     if naive:
         logits = model.naive_step(history)
     else:
@@ -172,7 +173,10 @@ def generate(
         if stop is not None and stop():
             break
         masked = logits.float().masked_fill(~state.mask().to(dev), -math.inf)
-        new = tok.sample(masked, s, state, gens)  # (B,) ids or (B, 88) frames
+        if hasattr(model, "sample_frame"):  # keys drawn one by one inside the model (pianoroll-nade)
+            new = model.sample_frame(masked, mstate, s, state, gens)  # (B, 88) frames
+        else:
+            new = tok.sample(masked, s, state, gens)  # (B,) ids or (B, 88) frames
         state.advance(new.cpu().numpy())
         n_tok += 1
         if first_token_s is None:

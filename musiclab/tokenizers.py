@@ -181,9 +181,8 @@ class NoteTokenizer:
         ev = self.events_from_midi(excerpt)
         spb = self.config.steps_per_beat
         end_step = int(np.ceil(excerpt.time_to_tick(seed_seconds) / excerpt.resolution * spb - 1e-6))
-        end_step = max(end_step, int(ev[-1, 0]) + 1 if len(ev) else 1)
+        ev = ev[ev[:, 0] < end_step]  # only notes that start before the cut
         ids = self.encode_events(ev, end_step)
-        _, tempi = excerpt.get_tempo_changes()
         times, tempi = excerpt.get_tempo_changes()
         bpm = float(tempi[np.searchsorted(times, seed_seconds, side="right") - 1]) if len(tempi) else 120.0
         notes = [n for inst in excerpt.instruments for n in inst.notes]
@@ -213,7 +212,7 @@ class DecodeState:
     """
 
     def __init__(self, tok: NoteTokenizer, batch: int, prompt: Prompt, seconds: float, key_lock: bool):
-        self.tok, self.prompt = tok, prompt
+        self.tok, self.prompt, self.seconds = tok, prompt, seconds
         self.target_steps = int(np.ceil(seconds / prompt.seconds_per_step))
         self.step = np.zeros(batch, dtype=np.int64)  # grid steps since the seed end
         self.onsets_here: list[set[int]] = [set() for _ in range(batch)]
@@ -282,7 +281,7 @@ class DecodeState:
         out.instruments = [_copy_inst(i) for i in excerpt.instruments]
         out.time_signature_changes = list(excerpt.time_signature_changes)
         new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
-        end = p.start_seconds + self.target_steps * p.seconds_per_step
+        end = p.start_seconds + self.seconds
         for step, pitch, dur in self.tok.decode_events(self.ids[b]):
             t0 = p.start_seconds + step * p.seconds_per_step
             if t0 >= end:

@@ -37,6 +37,7 @@ PAPERS = {
     "bigru": "D: Zhou, Music Generation Based on Bidirectional GRU Model",
     "transformer-remi": "E: Rao & Xie, A Deep Dive into Music Generation with Modern Deep Learning Architectures",
     "pianoroll-lstm": "E: Rao & Xie, A Deep Dive into Music Generation with Modern Deep Learning Architectures",
+    "pianoroll-nade": "E's piano-roll LSTM with an RNN-NADE output (Boulanger-Lewandowski, Bengio & Vincent, ICML 2012)",
 }
 
 
@@ -88,24 +89,26 @@ def evaluate_model(model, x: np.ndarray, y: np.ndarray, batch: int = 128) -> dic
     tp = fp = fn = 0
     for i in range(0, len(x), batch):
         xb, yb = _to_tensor(x[i : i + batch], dev), _to_tensor(y[i : i + batch], dev)
+        if model.output == "multi-hot":
+            # every real frame counts (silent frames too; padding frames are -1); frame accuracy =
+            # TP / (TP + FP + FN), Bay et al. 2009. Targets go in: pianoroll-nade conditions on them.
+            logits = model(xb, yb)[0].float()
+            real = (yb[..., :1] >= 0).float()  # (B, T, 1)
+            ll = torch.nn.functional.binary_cross_entropy_with_logits(logits, yb.clamp(min=0), reduction="none")
+            nll_sum += (ll * real).sum().item()
+            count += real.sum().item()
+            pred, on, real = logits > 0, yb > 0, real > 0
+            tp += (pred & on & real).sum().item()
+            fp += (pred & ~on & real).sum().item()
+            fn += (~pred & on & real).sum().item()
+            continue
         logits, _ = model(xb)
         logits = logits.float()
-        if model.output == "multi-hot":
-            # every frame counts (silent frames too); frame accuracy = TP / (TP + FP + FN), Bay et al. 2009
-            nll_sum += torch.nn.functional.binary_cross_entropy_with_logits(logits, yb, reduction="sum").item()
-            count += yb.shape[0] * yb.shape[1]
-            pred, on = logits > 0, yb > 0
-            tp += (pred & on).sum().item()
-            fp += (pred & ~on).sum().item()
-            fn += (~pred & on).sum().item()
-        else:
-            real = yb != 0
-            ll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="none"
-            )
-            nll_sum += ll[real.reshape(-1)].sum().item()
-            hits += ((logits.argmax(-1) == yb) & real).sum().item()
-            count += real.sum().item()
+        real = yb != 0
+        ll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="none")
+        nll_sum += ll[real.reshape(-1)].sum().item()
+        hits += ((logits.argmax(-1) == yb) & real).sum().item()
+        count += real.sum().item()
     model.train()
     if model.output == "multi-hot":
         hits = tp * count / max(tp + fp + fn, 1)
@@ -142,6 +145,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     if os.environ.get("MUSICLAB_THREADS"):  # e.g. 1 when two trainings share a 2-core box
         torch.set_num_threads(int(os.environ["MUSICLAB_THREADS"]))
     out = Path(cfg.out)
+    if arch_classes(cfg.arch)[0].output == "multi-hot" and cfg.tokenizer.get("kind") != "pianoroll":
+        # piano-roll models read frames: 4 per beat for MIDI folders, 1 per beat for JSB Chorales
+        jsb = (Path(cfg.data) / "train.json").is_file()
+        cfg.tokenizer = {"kind": "pianoroll", "steps_per_beat": 1 if jsb else 4}
     tok = make_tokenizer(cfg.tokenizer)
     corpus = build_corpus(cfg.data, tok.to_dict(), cfg.max_files, cfg.max_parse_seconds, log=log)
     model_cfg = {"vocab_size": tok.vocab_size, **cfg.model} if hasattr(tok, "vocab_size") else dict(cfg.model)
@@ -219,8 +226,8 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
     vx, vy = eval_windows(corpus.valid, model.get_block_size(), model.causal, cfg.eval_windows)
     val = evaluate_model(model, vx, vy)
     model.eval()
-    if model.output == "multi-hot":
-        base = bernoulli_nll(corpus.train, corpus.valid)
+    if model.output == "multi-hot":  # scored on the same targets as the model: every frame but the first
+        base = bernoulli_nll([a[1:] for a in corpus.train], [a[1:] for a in corpus.valid])
         base_name = "per-key Bernoulli 1-gram"
     else:
         base = ngram_nll(corpus.train, corpus.valid, tok.vocab_size, n=3)
@@ -230,9 +237,11 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
     card.update(
         name=out.name,
         paper=PAPERS.get(cfg.arch, ""),
+        description=getattr(model, "description", ""),  # class attribute: recipe vs shipped, changes made
+        reference_shape=getattr(model, "reference_shape", None),  # the paper's config, buildable via --config
         params=n_params,
         data=f"{cfg.data} ({corpus.files} files; train {len(corpus.train)} / valid {len(corpus.valid)}, "
-        f"split by sha256 of the relative path; {len(corpus.skipped)} skipped)",
+        f"{corpus.split}; {len(corpus.skipped)} skipped)",
         metrics={
             "valid_nll": round(val["nll"], 4),
             "valid_accuracy": round(val["accuracy"], 4),

@@ -1,6 +1,41 @@
-"""Placeholder: filled by its issue."""
+"""A/B listening: two continuations of one seed, a blind vote, then the reveal; a leaderboard."""
 
 import streamlit as st
 
-st.title("ab")
-st.info("Coming soon.")
+from musiclab.ui import parse_seed, seed_picker
+from musiclab.ui_ab import (
+    contestants_picker,
+    leaderboard_view,
+    length_sliders,
+    listener_id,
+    sampling_controls,
+    show_round,
+    start_round,
+)
+
+st.title("A/B listening")
+listener_id()
+pending = st.session_state.pop("ab_go", False)  # a "next round" button was pressed
+
+listen, board = st.tabs(["Listen", "Leaderboard"])
+with board:  # filled first is fine: a vote is stored by its button callback before this run
+    leaderboard_view()
+
+with listen:
+    left, right = st.columns([1, 2])
+    with left:
+        data, label = seed_picker("ab")
+        seed = parse_seed(data, label) if data else None
+        if seed is not None:
+            seed_s, new_s = length_sliders(seed)
+            settings = sampling_controls()
+            draw = contestants_picker(settings)
+            blind = st.checkbox("Blind: hide the names until I vote", True, key="ab_blind")
+            st.checkbox(
+                "Share this seed's MIDI with the vote file (otherwise only its sha256 is kept)", key="ab_share_seed"
+            )
+            go = st.button("New round", type="primary", disabled=draw is None, key="ab_new")
+            if (go or pending) and draw is not None:
+                start_round(seed, data, label, draw, seed_s, new_s, blind)
+    with right:
+        show_round()

@@ -15,6 +15,7 @@ from musiclab.ui import (
     track_picker,
     wav_for,
 )
+from musiclab.ui_eval import metrics_panel
 
 st.session_state.setdefault("takes", [])
 
@@ -80,7 +81,7 @@ with left:
             except (MidiError, SettingsError) as e:
                 st.error(f"Could not generate: {e}")
             else:
-                for i, pm in enumerate(takes):
+                for pm in takes:
                     n = len(st.session_state["takes"]) + 1
                     st.session_state["takes"].append(new_take(pm, seed_s, f"Take {n} · {name}"))
                 info = takes[0].musiclab_info
@@ -98,6 +99,7 @@ with right:
             st.markdown(f"**{take['label']}** · {take['made']} · random seed {info.get('random_seed')}")
             pm = load_midi(take["midi"])
             st.plotly_chart(pianoroll_figure(pm, seed_end=take["seed_end"]), key=f"roll_{take['id']}")
+            metrics_panel(pm, take["seed_end"], info.get("seconds"))
             ogg, notice, _ = audio_for(take["midi"])
             if notice:
                 st.warning(notice)

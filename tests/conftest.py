@@ -1,0 +1,100 @@
+"""Shared fixtures: small MIDI files made with pretty_midi, a tiny trained-shape model dir,
+and a real Streamlit server + Debian Chromium (Playwright) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pretty_midi
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("MUSICLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def make_midi(notes=None, seconds: float = 12.0, program: int = 0, tempo: float = 120.0, drums: bool = False):
+    """A PrettyMIDI with a C-major pattern (or ``notes`` = [(pitch, start, end)]), seconds."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    inst = pretty_midi.Instrument(program=program, is_drum=drums)
+    if notes is None:
+        scale = [60, 62, 64, 65, 67, 69, 71, 72]
+        step = 60.0 / tempo / 2  # eighth notes
+        notes = [(scale[i % 8] - (12 if (i // 8) % 2 else 0), i * step, (i + 1) * step) for i in range(int(seconds / step))]
+    for p, s, e in notes:
+        inst.notes.append(pretty_midi.Note(90, p, s, e))
+    pm.instruments.append(inst)
+    return pm
+
+
+@pytest.fixture
+def midi_file(tmp_path) -> Path:
+    path = tmp_path / "seed.mid"
+    make_midi().write(str(path))
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """A real `streamlit run app.py` on a free loopback port; yields its URL."""
+    port = _free_port()
+    env = dict(os.environ, MUSICLAB_DB=str(tmp_path_factory.mktemp("db") / "votes.sqlite"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian chromium driven by Playwright (it cannot download its own browsers here)."""
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()

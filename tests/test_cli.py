@@ -1,0 +1,79 @@
+"""The CLI as a user runs it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from musiclab.midi_io import load_midi
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "musiclab", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def test_models_json_lists_lstm_ok():
+    r = run("models", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {m["name"]: m for m in json.loads(r.stdout)}
+    assert rows["lstm"]["status"] == "ok" and rows["lstm"]["params"] > 1_000_000
+
+
+def test_check_good_and_bad(midi_file, tmp_path):
+    r = run("check", midi_file)
+    assert r.returncode == 0 and json.loads(r.stdout)["notes"] > 10
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not midi")
+    r = run("check", bad)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: not a MIDI file") and r.stderr.count("\n") == 1
+    assert "Traceback" not in r.stderr
+
+
+def test_generate_variations_and_wav(midi_file, tmp_path):
+    out = tmp_path / "out.mid"
+    r = run("generate", "--model", "lstm", "--seed", midi_file, "--seed-seconds", 4, "--seconds", 6,
+            "--variations", 2, "--random-seed", 7, "--out", out, "--wav", tmp_path / "out.wav")
+    assert r.returncode == 0, r.stderr
+    for i in (1, 2):
+        pm = load_midi(tmp_path / f"out-{i}.mid")
+        assert 9.0 <= pm.get_end_time() <= 10.5
+        assert (tmp_path / f"out-{i}.wav").stat().st_size > 100_000
+    # reproducible
+    r2 = run("generate", "--model", "lstm", "--seed", midi_file, "--seed-seconds", 4, "--seconds", 6,
+             "--random-seed", 8, "--out", tmp_path / "again.mid")
+    assert r2.returncode == 0
+    assert (tmp_path / "again.mid").read_bytes() == (tmp_path / "out-2.mid").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--model", "nope"], "unknown model 'nope'; known: "),
+        (["--seconds", "nan"], "expected a finite number"),
+        (["--seconds", "1e9"], "over the limit"),
+        (["--temperature", "-2"], "temperature"),
+        (["--seed", "/no/such/file.mid"], "cannot read"),
+        (["--out", "x.txt"], "--out must end in .mid"),
+    ],
+)
+def test_generate_user_mistakes_exit_2_one_line(midi_file, tmp_path, args, words):
+    base = {"--model": "lstm", "--seed": str(midi_file), "--seed-seconds": "4", "--seconds": "5",
+            "--out": str(tmp_path / "o.mid")}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    r = run("generate", *[x for kv in base.items() for x in kv])
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and words in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_unknown_command_is_one_line():
+    r = run("fly")
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr

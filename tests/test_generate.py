@@ -1,0 +1,131 @@
+"""generate() with the shipped LSTM: length, determinism, seed kept, controls, errors; audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from musiclab import MidiError, SettingsError, generate, load_model, pianoroll_figure, render_audio
+from musiclab.examples import list_examples
+from musiclab.midi_io import load_midi
+from musiclab.synth import synth_status
+from musiclab.tokenizers import scale_pitch_classes
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("lstm")
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return load_midi(list_examples()["Chopin — Mazurka op. 6 no. 2 (piano)"])
+
+
+def _new_notes(pm):
+    return pm.instruments[-1].notes
+
+
+def test_take_is_seed_then_new_music_of_the_asked_length(model, seed):
+    (take,) = generate(model, seed, seed_seconds=6.0, seconds=10.0, random_seed=3)
+    seed_notes = [n for i in take.instruments[:-1] for n in i.notes]
+    want = [n for i in seed.instruments for n in i.notes if n.start < 6.0]
+    assert len(seed_notes) == len(want)
+    new = _new_notes(take)
+    assert len(new) >= 5
+    starts = np.array([n.start for n in new])
+    assert starts.min() >= 6.0 - 1e-6  # onsets after the seed end
+    assert max(n.end for n in new) <= 16.0 + 1e-6
+    assert starts.max() >= 16.0 - 2.5  # the music reaches (close to) the asked end
+    assert all(21 <= n.pitch <= 108 for n in new)
+
+
+def test_same_random_seed_same_takes_batched_or_not(model, seed):
+    kw = dict(seed_seconds=5.0, seconds=8.0, temperature=1.0, top_p=0.95)
+    a = generate(model, seed, variations=3, random_seed=42, **kw)
+    b = generate(model, seed, variations=3, random_seed=42, **kw)
+    alone = generate(model, seed, variations=1, random_seed=43, **kw)[0]
+
+    def notes(pm):
+        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(pm)]
+
+    assert [notes(t) for t in a] == [notes(t) for t in b]
+    assert notes(a[1]) == notes(alone)  # take i uses random_seed + i
+    assert notes(a[0]) != notes(a[1])  # variations differ
+
+
+def test_greedy_equals_top_k_1(model, seed):
+    g = generate(model, seed, seed_seconds=5.0, seconds=6.0, temperature=0.0, random_seed=1)[0]
+    k = generate(model, seed, seed_seconds=5.0, seconds=6.0, top_k=1, random_seed=99)[0]
+    assert [(n.pitch, n.start) for n in _new_notes(g)] == [(n.pitch, n.start) for n in _new_notes(k)]
+
+
+def test_key_lock_keeps_new_pitches_in_key(model, seed):
+    take = generate(model, seed, seed_seconds=8.0, seconds=10.0, key_lock=True, temperature=1.5, random_seed=5)[0]
+    key = take.musiclab_info and model.tokenizer.prompt(seed, 8.0).key
+    allowed = scale_pitch_classes(*key)
+    assert {n.pitch % 12 for n in _new_notes(take)} <= allowed
+
+
+def test_progress_and_stop(model, seed):
+    calls = []
+    generate(model, seed, seed_seconds=4.0, seconds=8.0, random_seed=1, progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1] > 0
+    assert all(d <= t for d, t in calls)
+    n = [0]
+
+    def stop():
+        n[0] += 1
+        return n[0] > 20
+
+    take = generate(model, seed, seed_seconds=4.0, seconds=60.0, random_seed=1, stop=stop)[0]
+    assert take.musiclab_info["stopped_early"] and take.musiclab_info["tokens"] == 20
+    assert take.get_end_time() < 64.0
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(seconds=0), "seconds"),
+        (dict(seconds=float("nan")), "seconds"),
+        (dict(seconds=10_000), "over the limit"),
+        (dict(temperature=-1), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
+        (dict(top_p=0), "top_p"),
+        (dict(top_k=-3), "top_k"),
+        (dict(variations=9), "variations"),
+        (dict(repetition_penalty=0.5), "repetition_penalty"),
+    ],
+)
+def test_bad_settings_are_clear(model, seed, kw, words):
+    args = dict(seed_seconds=4.0, seconds=5.0) | kw
+    with pytest.raises(SettingsError, match=words):
+        generate(model, seed, **args)
+
+
+def test_bad_tracks(model, seed):
+    with pytest.raises(MidiError, match="do not exist"):
+        generate(model, seed, seed_seconds=4.0, seconds=5.0, tracks=[7])
+
+
+def test_audio_is_real_fluidsynth_and_not_silent(model, seed):
+    ok, why = synth_status()
+    assert ok, why  # `make test` installs FluidSynth + a GM SoundFont
+    take = generate(model, seed, seed_seconds=4.0, seconds=5.0, random_seed=2)[0]
+    audio, sr = render_audio(take)
+    assert sr == 44100 and audio.dtype == np.float32
+    assert len(audio) / sr >= take.get_end_time() - 0.1
+    rms = np.sqrt(np.mean(audio[: int(sr * 8)] ** 2))
+    assert rms > 0.01  # real sound, not silence
+    spectrum = np.abs(np.fft.rfft(audio[: sr * 2]))
+    assert (spectrum > spectrum.max() * 0.05).sum() > 50  # rich GM piano, not a few sine partials
+
+
+def test_pianoroll_figure_colours_seed_and_continuation(model, seed):
+    take = generate(model, seed, seed_seconds=4.0, seconds=5.0, random_seed=2)[0]
+    fig = pianoroll_figure(take, seed_end=4.0)
+    names = [t.name for t in fig.data]
+    assert names == ["seed", "continuation"]
+    assert fig.data[0].line.color != fig.data[1].line.color
+    xs = [x for x in fig.data[1].x if x is not None]
+    assert min(xs) >= 4.0 - 1e-6

@@ -1,0 +1,141 @@
+"""load_midi on good files of every kind and on broken ones made by code."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import mido
+import pytest
+
+from musiclab import MidiError, load_midi
+from musiclab.midi_io import Limits, midi_to_bytes, seed_excerpt
+from tests.conftest import make_midi
+
+
+def _mido_bytes(mid: mido.MidiFile) -> bytes:
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    return buf.getvalue()
+
+
+def _track(notes=((60, 480),), channel=0, tempo=None):
+    tr = mido.MidiTrack()
+    if tempo:
+        tr.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    for pitch, dur in notes:
+        tr.append(mido.Message("note_on", note=pitch, velocity=80, channel=channel, time=0))
+        tr.append(mido.Message("note_off", note=pitch, velocity=0, channel=channel, time=dur))
+    return tr
+
+
+def test_loads_pretty_midi_file_bytes_and_path(tmp_path):
+    pm = make_midi(seconds=6)
+    data = midi_to_bytes(pm)
+    p = tmp_path / "a.mid"
+    p.write_bytes(data)
+    for src in (data, p, str(p)):
+        got = load_midi(src)
+        assert sum(len(i.notes) for i in got.instruments) == len(pm.instruments[0].notes)
+        assert abs(got.get_end_time() - pm.get_end_time()) < 0.01
+
+
+@pytest.mark.parametrize("resolution", [24, 96, 480, 960, 15360])
+def test_any_resolution(resolution):
+    mid = mido.MidiFile(type=0, ticks_per_beat=resolution)
+    mid.tracks.append(_track([(60, resolution), (64, resolution * 2)]))
+    pm = load_midi(_mido_bytes(mid))
+    notes = pm.instruments[0].notes
+    assert [n.pitch for n in notes] == [60, 64]
+    assert notes[1].end == pytest.approx(1.5, abs=1e-3)  # 3 beats at 120 bpm
+
+
+def test_type_1_with_tempo_and_meter_changes():
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    meta = mido.MidiTrack()
+    meta.append(mido.MetaMessage("time_signature", numerator=3, denominator=4, time=0))
+    meta.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))
+    meta.append(mido.MetaMessage("set_tempo", tempo=1000000, time=960))  # 60 bpm after 2 beats
+    mid.tracks += [meta, _track([(60, 960), (62, 480)])]
+    pm = load_midi(_mido_bytes(mid))
+    n = pm.instruments[0].notes
+    assert n[0].end == pytest.approx(1.0, abs=1e-3)
+    assert n[1].end == pytest.approx(2.0, abs=1e-3)  # one beat at 60 bpm
+    assert pm.time_signature_changes[0].numerator == 3
+
+
+def test_type_2_tracks_are_overlaid():
+    mid = mido.MidiFile(type=2, ticks_per_beat=480)
+    mid.tracks += [_track([(60, 480)]), _track([(67, 480)], channel=1)]
+    pm = load_midi(_mido_bytes(mid))
+    assert sorted(n.pitch for i in pm.instruments for n in i.notes) == [60, 67]
+
+
+def test_multitrack_with_drums_keeps_drums_but_seed_uses_pitched():
+    pm = make_midi(seconds=4)
+    pm.instruments.append(make_midi(seconds=4, drums=True).instruments[0])
+    got = load_midi(midi_to_bytes(pm))
+    assert any(i.is_drum for i in got.instruments)
+    ex = seed_excerpt(got, 2.0)
+    assert not any(i.is_drum for i in ex.instruments)
+    assert max(n.start for i in ex.instruments for n in i.notes) < 2.0
+
+
+GOOD = midi_to_bytes(make_midi(seconds=8))
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"", "empty"),
+        (b"hello, this is not MIDI at all", "not a MIDI file"),
+        (b"RIFF\x00\x00\x00\x00RMIDdata", "RIFF"),
+        (GOOD[: len(GOOD) // 2], "truncated"),
+        (GOOD[:20], "truncated"),
+        (b"MThd" + struct.pack(">IHHH", 6, 1, 0, 480), "no tracks"),
+    ],
+    ids=["empty", "wrong-magic", "riff", "truncated-half", "truncated-header", "zero-tracks"],
+)
+def test_broken_files_raise_specific_midierror(data, words):
+    with pytest.raises(MidiError, match=words):
+        load_midi(data)
+
+
+def test_huge_delta_times_rejected_fast():
+    tr = mido.MidiTrack()
+    for _ in range(20):
+        tr.append(mido.MetaMessage("text", text="x", time=0x0FFFFFFF))  # the largest delta a VLQ allows
+    tr.append(mido.Message("note_on", note=60, velocity=80, time=0))
+    tr.append(mido.Message("note_off", note=60, velocity=0, time=480))
+    mid = mido.MidiFile(type=0)
+    mid.tracks.append(tr)
+    with pytest.raises(MidiError, match="delta times"):
+        load_midi(_mido_bytes(mid))
+
+
+def test_no_notes_drums_only_and_limits():
+    meta_only = mido.MidiFile(type=0)
+    meta_only.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0)]))
+    with pytest.raises(MidiError, match="no notes"):
+        load_midi(_mido_bytes(meta_only))
+    with pytest.raises(MidiError, match="drum"):
+        load_midi(midi_to_bytes(make_midi(seconds=4, drums=True)))
+    with pytest.raises(MidiError, match="limit is 0.0 MB"):
+        load_midi(GOOD, Limits(max_bytes=100))
+    with pytest.raises(MidiError, match="notes; the limit is 10"):
+        load_midi(GOOD, Limits(max_notes=10))
+    with pytest.raises(MidiError, match="limit is 0 min"):
+        load_midi(GOOD, Limits(max_seconds=2))
+
+
+def test_path_errors_are_midierrors(tmp_path):
+    with pytest.raises(MidiError, match="cannot read"):
+        load_midi(tmp_path / "missing.mid")
+
+
+def test_seed_excerpt_errors():
+    pm = make_midi(seconds=4)
+    with pytest.raises(MidiError, match="do not exist"):
+        seed_excerpt(pm, 2.0, tracks=[5])
+    with pytest.raises(MidiError, match="positive"):
+        seed_excerpt(pm, float("nan"))
