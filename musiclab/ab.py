@@ -106,7 +106,10 @@ def surprise_pair(models: list[str], settings: dict, rng: random.Random) -> list
         return [(m1, dict(settings)), (m2, dict(settings))]
     combos = [(t, p) for t in SURPRISE_TEMPERATURES for p in SURPRISE_TOP_P]
     (t1, p1), (t2, p2) = rng.sample(combos, 2)
-    return [(models[0], {**settings, "temperature": t1, "top_p": p1}), (models[0], {**settings, "temperature": t2, "top_p": p2})]
+    return [
+        (models[0], {**settings, "temperature": t1, "top_p": p1}),
+        (models[0], {**settings, "temperature": t2, "top_p": p2}),
+    ]
 
 
 def make_round(
@@ -169,7 +172,9 @@ def rms(audio: np.ndarray, start: int = 0) -> float:
     return float(np.sqrt(np.mean(part**2))) if part.size else 0.0
 
 
-def matched_audio(pms: list[pretty_midi.PrettyMIDI], from_seconds: float = 0.0) -> tuple[list[np.ndarray], int, str | None]:
+def matched_audio(
+    pms: list[pretty_midi.PrettyMIDI], from_seconds: float = 0.0
+) -> tuple[list[np.ndarray], int, str | None]:
     """Render each MIDI and scale them to the same RMS loudness.
 
     The RMS is measured from ``from_seconds`` on (the new music; the whole take if that part

@@ -128,3 +128,40 @@ def evaluate_jsb(split_path: str | Path, model_names: list[str] | None = None, r
     for name in jsb_models(root) if model_names is None else model_names:
         results.append(model_result(load_model(name, root, device="cpu"), pieces, name))
     return {"split": str(split), "train": str(train), "results": results}
+
+
+def add_jsb_metrics(out: str | Path, split_path: str | Path) -> dict:
+    """Score the model saved in ``out`` and the 1-gram on ``split_path``; record both in its
+    config.json (``card["jsb"]``) and in a README.md section. Returns the updated card."""
+    from .weights import _cache, load_model
+
+    out, split = Path(out), Path(split_path)
+    _cache.clear()
+    pieces = load_split(split)
+    row = model_result(load_model(out.name, out.parent, device="cpu"), pieces, out.name)
+    base = unigram_result(load_split(_train_file(split)), pieces)
+    card = json.loads((out / "config.json").read_text())
+    card["jsb"] = {
+        "split": split.name,
+        "valid_nll": round(row["nll"], 4),
+        "valid_accuracy": round(row["accuracy"], 4),
+        "steps": row["steps"],
+        "baseline_nll": round(base["nll"], 4),
+        "metric": "nats per time step, 88 keys summed, whole pieces from a zero start frame; "
+        "accuracy TP/(TP+FP+FN) of the most likely frame (Bay et al. 2009)",
+    }
+    (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
+    with open(out / "README.md", "a") as f:
+        f.write(
+            f"\n## JSB Chorales benchmark ({split.name}, {row['steps']} steps, whole pieces)\n\n"
+            "| | NLL (nats/step) | frame accuracy |\n|---|---:|---:|\n"
+            f"| this model | {row['nll']:.3f} | {row['accuracy']:.3f} |\n"
+            f"| note 1-gram (fitted on train) | {base['nll']:.3f} | {base['accuracy']:.3f} |\n"
+            "| published, test split: LSTM (Bai et al. 2018) / RNN-NADE (Boulanger-Lewandowski 2012) "
+            "| 8.45 / 5.56 | |\n\n"
+            "NLL in nats per time step summed over the 88 keys; the first step of each piece is "
+            "predicted from an all-zero start frame. Accuracy: TP / (TP + FP + FN) of the model's "
+            "most likely frame. Reproduce: `python -m musiclab evaluate jsb --split "
+            f"../shared/data/jsb/{split.name} --model {out.name}`.\n"
+        )
+    return card

@@ -98,7 +98,9 @@ def to_elo(logp: np.ndarray) -> np.ndarray:
     return ELO_BASE + ELO_PER_LOG * np.asarray(logp)
 
 
-def leaderboard(matches: Iterable[Match], prior: float = 1.0, n_boot: int = 500, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def leaderboard(
+    matches: Iterable[Match], prior: float = 1.0, n_boot: int = 500, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """One row per player, best first: rating, low/high (``level`` bootstrap interval,
     ``n_boot`` resamples of the votes, fixed ``seed``; with ``prior = 0`` resamples without
     a fit are skipped), games, wins, ties, losses, both_bad
@@ -155,4 +157,5 @@ def head_to_head(matches: Iterable[Match]) -> tuple[pd.DataFrame, pd.DataFrame]:
     n = w + w.T
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(n > 0, w / n, np.nan)
-    return pd.DataFrame(share, index=players, columns=players), pd.DataFrame(n.astype(int), index=players, columns=players)
+    frame = lambda a: pd.DataFrame(a, index=players, columns=players)
+    return frame(share), frame(n.astype(int))

@@ -264,6 +264,10 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
     from .cards import write_card_readme
 
     write_card_readme(out, card)
+    if corpus.split.startswith("JSB"):  # the benchmark's own metric, whole pieces (musiclab/jsb.py)
+        from .jsb import add_jsb_metrics
+
+        card = add_jsb_metrics(out, Path(cfg.data) / "valid.json")
     return card
 
 

@@ -169,7 +169,9 @@ def show_round() -> None:
     else:
         cols = st.columns(len(VOTE_LABELS))
         for col, (v, lab) in zip(cols, VOTE_LABELS.items()):
-            col.button(lab, key=f"ab_vote_{v}", on_click=cast_vote, args=(v,), disabled=rnd.failed, use_container_width=True)
+            col.button(
+                lab, key=f"ab_vote_{v}", on_click=cast_vote, args=(v,), disabled=rnd.failed, use_container_width=True
+            )
     if revealed or rnd.failed:
         c1, c2 = st.columns(2)
         c1.button("Next round · same seed", key="ab_next_same", on_click=next_round, args=(False,), type="primary")

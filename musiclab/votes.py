@@ -180,7 +180,9 @@ class VoteStore:
             try:
                 if conn.execute("SELECT 1 FROM votes WHERE round_id = ?", (rnd.round_id,)).fetchone():
                     raise VoteError("this round already has a vote; start a new round to vote again")
-                cur = conn.execute(f"INSERT INTO votes ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * len(row))})", row)
+                cur = conn.execute(
+                    f"INSERT INTO votes ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * len(row))})", row
+                )
                 if seed_midi is not None:
                     conn.execute(
                         "INSERT OR IGNORE INTO seeds (sha256, midi, created_at) VALUES (?, ?, ?)",

@@ -101,7 +101,10 @@ def test_blind_round_vote_reveal_leaderboard_next_round(db):
     assert not any("lstm" in m for m in texts(at.markdown))
     assert len(at.get("audio")) == 2 and len(at.get("plotly_chart")) == 2
     # both continue the same seed excerpt, and play at the same loudness over the new music
-    seeds = [[(n.pitch, round(n.start, 3)) for i in load_midi(c.midi).instruments for n in i.notes if n.start < 4.0] for c in (rnd.a, rnd.b)]
+    seeds = [
+        [(n.pitch, round(n.start, 3)) for i in load_midi(c.midi).instruments for n in i.notes if n.start < 4.0]
+        for c in (rnd.a, rnd.b)
+    ]
     assert seeds[0] and sorted(seeds[0]) == sorted(seeds[1])
     levels = [decoded_rms(o, 4.0) for o in rnd.audio]
     assert levels[0] == pytest.approx(levels[1], rel=0.05)

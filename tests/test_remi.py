@@ -22,6 +22,15 @@ TOK = RemiTokenizer()
 TINY = {"block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_ff": 64, "dropout": 0.0}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny tensors gain nothing from threads, and on a busy 2-core box OpenMP waits cost ms per op
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def two_track_midi(bpm: float = 100.0) -> pretty_midi.PrettyMIDI:
     """Melody + bass on a 16th grid, a chord, and two out-of-range pitches (folded by octaves)."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
@@ -86,13 +95,12 @@ def run_random(seed: int, seconds: float, key_lock: bool, batch: int = 5, seed_s
     """Sample with random logits through the grammar until done; returns (state, excerpt)."""
     ex = seed_excerpt(make_midi(seconds=12.0), seed_seconds)
     st = TOK.new_state(batch, TOK.prompt(ex, seed_seconds), seconds, key_lock)
-    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     for _ in range(5000):
         if st.done.all():
             break
-        logits = torch.randn(batch, TOK.vocab_size, generator=g) * 3
-        logits = logits.masked_fill(~st.mask(), -torch.inf)
-        st.advance(torch.distributions.Categorical(logits=logits).sample().numpy())
+        logits = np.where(st.mask().numpy(), rng.normal(0, 3, (batch, TOK.vocab_size)), -np.inf)
+        st.advance(np.argmax(logits + rng.gumbel(size=logits.shape), axis=1))  # a categorical draw
     return st, ex
 
 
@@ -155,14 +163,18 @@ def test_sliding_window_cache_past_the_block():
         assert len(cache) == min(t + 1, 32)
         window, _ = m(x[:, max(0, t + 1 - 32) : t + 1])
         assert torch.allclose(logits, window[:, -1], atol=1e-5), t
-    # deeper stacks: the cache keeps older context in its keys; logits stay finite and close to a re-read
+    # any depth: the ring buffer keeps each token's keys from when it was read, i.e. banded
+    # causal attention (each token sees itself and the 31 before it, in every layer)
     m = tiny_model()
-    logits, cache = m.prefill(x[:, :32])
-    for t in range(32, 99):
+    logits, cache = m.prefill(x[:, :20])
+    got = [logits]
+    for t in range(20, 99):
         logits, cache = m.step(x[:, t], cache)
-    window, _ = m(x[:, 68:100])
-    assert cache.k.shape[3] == 32 and torch.isfinite(logits).all()
-    assert torch.corrcoef(torch.stack([logits.flatten(), window[:, -1].flatten()]))[0, 1] > 0.9
+        got.append(logits)
+    assert cache.k.shape[3] == 32 and len(cache) == 32
+    assert torch.allclose(torch.stack(got, 1), m.sliding_logits(x[:, :99])[:, 19:], atol=1e-5)
+    # ... which differs from re-reading only the last window once the take outgrows the block
+    assert not torch.allclose(logits, m(x[:, 67:99])[0][:, -1], atol=1e-4)
 
 
 def test_generate_with_a_saved_tiny_model(tmp_path):

@@ -105,7 +105,9 @@ def test_eight_threads_times_250_votes_all_stored(tmp_path):
     rows = store.votes()
     assert len(rows) == 2000 == store.count()
     assert len({r["round_id"] for r in rows}) == 2000
-    assert sorted({r["random_seed_a"] for r in rows}) == sorted(1000 + t * 1000 + i for t in range(8) for i in range(250))
+    assert sorted({r["random_seed_a"] for r in rows}) == sorted(
+        1000 + t * 1000 + i for t in range(8) for i in range(250)
+    )
     for t in range(8):
         assert sum(r["voter"] == f"thread{t}" for r in rows) == 250
 

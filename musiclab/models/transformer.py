@@ -72,9 +72,10 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.n_embd, c.n_ff), nn.GELU(), nn.Linear(c.n_ff, c.n_embd))
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
-        """x (B, T, C). Without ``cache``: causal attention over x. With it: T == 1 new
-        token (or a prefill of T <= block_size tokens into an empty cache)."""
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None):
+        """x (B, T, C). Without ``cache``: causal attention over x (or ``mask`` (T, T) bool,
+        True = may attend). With it: T == 1 new token (or a prefill of T <= block_size
+        tokens into an empty cache)."""
         B, T, C = x.shape
         qkv = self.c_attn(self.ln_1(x)).view(B, T, 3, self.n_head, C // self.n_head)
         qk = _rotate(qkv[:, :, :2], cos, sin)  # rotate q and k together: (B, T, 2, nh, hd)
@@ -84,7 +85,7 @@ class Block(nn.Module):
             if cache is not None:  # prefill: store the prompt's keys/values at slots 0..T-1
                 cache.k[layer, :, :, :T], cache.v[layer, :, :, :T] = k, v
             p = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
         else:
             slot, n = cache.pos % cache.k.size(3), min(cache.pos + 1, cache.k.size(3))
             cache.k[layer, :, :, slot], cache.v[layer, :, :, slot] = k[:, :, 0], v[:, :, 0]
@@ -142,12 +143,21 @@ class TransformerModel(MusicModel):
             self._rope[key] = (cos, sin)
         return cos[start : start + T], sin[start : start + T]
 
-    def _run(self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0, mask=None) -> torch.Tensor:
         h = self.drop(self.wte(x))  # (B, T, C)
         cos, sin = self._rope_at(start, x.size(1), h)
         for i, block in enumerate(self.blocks):
-            h = block(h, cos, sin, cache, i)
+            h = block(h, cos, sin, cache, i, mask)
         return self.lm_head(self.ln_f(h))  # (B, T, V)
+
+    @torch.no_grad()
+    def sliding_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """What prefill + step compute on a stream x (B, T) of any length, in one pass:
+        every token attends to itself and the block_size - 1 tokens before it, in every
+        layer. (B, T, V); for tests and for scoring long streams."""
+        i = torch.arange(x.size(1), device=x.device)
+        band = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - self.config.block_size)
+        return self._run(x, mask=band)
 
     def forward(self, x, targets=None):
         """x (B, T) ids, T <= block_size -> logits (B, T, V), loss (mean CE over non-PAD targets)."""

@@ -1,0 +1,94 @@
+"""Benchmarks (figures, not pass/fail): ``python -m musiclab bench generate [--json]``.
+
+For each usable model, from a 10 s seed (the bundled Joplin rag): seconds of new music
+per wall-clock second for ``seconds`` (default 30) of music, ms per token, 4 variations
+vs 1, time to first token, model load time, and the naive baseline measured in the same
+run (re-running the whole last window for every token, as the papers do). Medians of
+``repeats`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import torch
+
+from .examples import list_examples
+from .midi_io import load_midi
+from .sampling import generate
+from .weights import _cache, list_models, load_model, pick_device
+
+SEED_TITLE = "Joplin — Maple Leaf Rag (piano)"
+
+
+def _timed(model, seed, seconds, variations, naive=False, random_seed=0):
+    t0 = time.perf_counter()
+    takes = generate(
+        model,
+        seed,
+        seed_seconds=10.0,
+        seconds=seconds,
+        variations=variations,
+        random_seed=random_seed,
+        naive=naive,
+        top_p=0.95,
+    )
+    wall = time.perf_counter() - t0
+    return wall, takes[0].musiclab_info
+
+
+def bench_model(name: str, seconds: float = 30.0, repeats: int = 3) -> dict:
+    seed = load_midi(list_examples()[SEED_TITLE])
+    loads = []
+    for _ in range(repeats):
+        _cache.clear()
+        t0 = time.perf_counter()
+        model = load_model(name)
+        loads.append(time.perf_counter() - t0)
+    _timed(model, seed, 2.0, 1)  # warm-up
+    one = [_timed(model, seed, seconds, 1, random_seed=r) for r in range(repeats)]
+    four = [_timed(model, seed, seconds, 4, random_seed=r) for r in range(repeats)]
+    naive = [_timed(model, seed, seconds, 1, naive=True, random_seed=r) for r in range(max(1, repeats // 2))]
+    med = lambda runs: statistics.median(w for w, _ in runs)
+    toks = statistics.median(i["tokens"] for _, i in one)
+    naive_toks = statistics.median(i["tokens"] for _, i in naive)
+    ms_tok = 1000 * med(one) / max(toks, 1)
+    naive_ms_tok = 1000 * med(naive) / max(naive_toks, 1)
+    return {
+        "model": name,
+        "tokens": int(toks),
+        "seconds_of_music": seconds,
+        "wall_s_1": round(med(one), 3),
+        "realtime_x_1": round(seconds / med(one), 1),
+        "ms_per_token": round(ms_tok, 3),
+        "first_token_ms": round(1000 * statistics.median(i["first_token_seconds"] for _, i in one), 1),
+        "wall_s_4": round(med(four), 3),
+        "ratio_4_vs_1": round(med(four) / med(one), 2),
+        "naive_ms_per_token": round(naive_ms_tok, 3),
+        "speedup_vs_naive": round(naive_ms_tok / ms_tok, 1),
+        "load_s": round(statistics.median(loads), 3),
+    }
+
+
+def bench_generate(as_json: bool = False, models: list[str] | None = None, seconds: float = 30.0, repeats: int = 3):
+    names = models or [m["name"] for m in list_models() if m["status"] == "ok"]
+    rows = [bench_model(n, seconds, repeats) for n in names]
+    env = {"device": str(pick_device()), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if as_json:
+        print(json.dumps({"env": env, "results": rows}, indent=1))
+        return rows
+    print(
+        f"device {env['device']}, {env['torch_threads']} threads, torch {env['torch']}; {seconds:g} s of music "
+        f"from a 10 s seed; medians of {repeats}"
+    )
+    hdr = ("model", "x realtime", "ms/token", "tokens", "4 var / 1", "naive ms/tok", "speedup", "1st tok ms", "load s")
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['realtime_x_1']} | {r['ms_per_token']} | {r['tokens']} | {r['ratio_4_vs_1']} | "
+            f"{r['naive_ms_per_token']} | {r['speedup_vs_naive']}x | {r['first_token_ms']} | {r['load_s']} |"
+        )
+    return rows

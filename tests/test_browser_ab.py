@@ -1,0 +1,49 @@
+"""A/B listening in a real browser: a blind round with an example seed, a vote, the reveal."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from musiclab.weights import list_models
+
+pytestmark = pytest.mark.browser
+ROUND_TIMEOUT_MS = 240_000  # two short continuations on a busy 2-core machine, plus audio
+
+
+def test_blind_round_vote_and_reveal(app_server, page):
+    page.goto(f"{app_server}/ab")
+    page.get_by_role("heading", name="A/B listening").wait_for(timeout=60_000)
+    # the anonymous listener id is put in the URL so a reload or bookmark keeps it
+    page.wait_for_url(re.compile(r"/ab\?listener=[0-9a-f]{16}$"), timeout=30_000)
+    lid = page.url.rsplit("=", 1)[1]
+
+    # shortest continuation (5 s): focus the "Continue for" slider and press Home
+    cont = page.get_by_role("slider", name="Continue for (s)").first
+    cont.focus()
+    page.keyboard.press("Home")
+    expect(cont).to_have_value("5", timeout=30_000)
+    page.get_by_role("button", name="New round").click()
+
+    vote_a = page.get_by_role("button", name="A is better")
+    vote_a.wait_for(timeout=ROUND_TIMEOUT_MS)
+    assert page.locator("audio").count() == 2
+    headings = page.locator("h3").all_inner_texts()
+    assert [h.strip() for h in headings if h.strip() in ("A", "B")] == ["A", "B"]
+    names = [r["name"] for r in list_models() if r["status"] == "ok"]
+    body = page.locator("section.main, [data-testid='stMain']").first.inner_text()
+    assert "A is better" in body and "Both bad" in body
+    assert not any(f"· {n} ·" in body or f"{n} · T=" in body for n in names)  # blind: no names shown
+
+    vote_a.click()
+    reveal = page.locator("[data-testid='stMarkdownContainer']", has_text="Revealed:")
+    reveal.wait_for(timeout=60_000)
+    text = reveal.inner_text()
+    assert re.search(r"A was .+ · T=", text) and any(n in text for n in names)
+    page.get_by_text("Vote stored: A is better.").wait_for(timeout=10_000)
+    assert page.url.endswith(f"listener={lid}")
+    if os.environ.get("MUSICLAB_SCREENSHOTS"):
+        page.screenshot(path=os.path.join(os.environ["MUSICLAB_SCREENSHOTS"], "ab_reveal.png"), full_page=True)

@@ -1,0 +1,61 @@
+"""Real Chromium (Debian) against a real `streamlit run app.py`: upload a MIDI file, Generate,
+and find a playable <audio> (duration > 0) and a plotly piano roll. Prints click-to-audio."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def _wait_audio(page, timeout_s: float) -> float:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        d = page.evaluate(
+            """() => { const a = document.querySelector('audio');
+                       return a && isFinite(a.duration) ? a.duration : 0 }"""
+        )
+        if d and d > 0:
+            return d
+        time.sleep(0.1)
+    raise AssertionError("no <audio> with a duration appeared")
+
+
+def test_upload_generate_hear_and_see(app_server, page, midi_file):
+    page.goto(app_server, wait_until="domcontentloaded")
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(midi_file))
+    gen = page.get_by_role("button", name="Generate")
+    gen.wait_for(timeout=60_000)
+    # continuation length slider: 20 s -> 30 s (two steps of 5 s) with the keyboard, like a user
+    slider = page.get_by_role("slider", name="Continue for (s)")
+    slider.focus()
+    slider.press("ArrowRight")
+    slider.press("ArrowRight")
+    page.wait_for_timeout(800)
+    assert slider.get_attribute("aria-valuenow") == "30"
+    t0 = time.perf_counter()
+    gen.click()
+    duration = _wait_audio(page, 180)
+    click_to_audio = time.perf_counter() - t0
+    print(f"\nclick-to-audio for 30 s of music: {click_to_audio:.2f} s (audio {duration:.1f} s)")
+    assert duration >= 30.0  # seed (10 s) + 30 s continuation
+    assert page.locator(".js-plotly-plot").count() >= 1
+    assert page.get_by_text("tokens/s").count() >= 1
+    # nothing broke on the page
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_bad_upload_shows_clear_error(app_server, page, tmp_path):
+    bad = tmp_path / "notes.mid"
+    bad.write_bytes(b"this is a text file pretending to be MIDI")
+    page.goto(app_server, wait_until="domcontentloaded")
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(bad))
+    err = page.locator("[data-testid=stAlertContentError]")
+    err.first.wait_for(timeout=60_000)
+    text = err.first.inner_text()
+    assert "not a MIDI file" in text and "Accepted" in text
+    assert page.locator("[data-testid=stException]").count() == 0
