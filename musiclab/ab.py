@@ -3,8 +3,8 @@
 A round pits two *contestants* (a model name + its sampling settings) against each other.
 Both continue the same seed excerpt for the same number of seconds; the order shown to the
 listener (A, B) is random, so a blind vote cannot lean on position. The audio of both takes
-is rendered and scaled to equal RMS loudness over the new music (after the seed end), so the
-louder model does not win by being louder.
+is rendered and scaled to equal (gated) RMS loudness over the new music after the seed end,
+so the louder model does not win by being louder.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from .synth import encode_audio, render_audio_with_notice
 # "surprise me" with a single model: two distinct draws from these (temperature, top_p) grids
 SURPRISE_TEMPERATURES = (0.6, 0.8, 1.0, 1.2, 1.4)
 SURPRISE_TOP_P = (0.9, 0.95, 1.0)
+BLOCK_S = 0.4  # loudness is measured in blocks of this many seconds
+GATE_DB = -40.0  # blocks this far below the loudest block (dB) count as silence: not measured
 
 
 @dataclass
@@ -172,20 +174,36 @@ def rms(audio: np.ndarray, start: int = 0) -> float:
     return float(np.sqrt(np.mean(part**2))) if part.size else 0.0
 
 
+def loudness(audio: np.ndarray, sr: int, start: int = 0) -> float:
+    """Gated RMS of ``audio[start:]``: the RMS over its ``BLOCK_S`` blocks at most ``-GATE_DB``
+    dB below the loudest block, so rests and release tails do not count (like EBU R128's
+    relative gate, without its frequency weighting). Scale-invariant: loudness(g * x) =
+    g * loudness(x). 0.0 if every block is silent."""
+    x = np.asarray(audio[start:], dtype=np.float64)
+    n = max(1, int(BLOCK_S * sr))
+    blocks = max(1, len(x) // n)
+    power = np.array([np.mean(b**2) if b.size else 0.0 for b in np.array_split(x, blocks)])
+    loud = power[(power > 0) & (power >= power.max() * 10 ** (GATE_DB / 10))]
+    return float(np.sqrt(loud.mean())) if loud.size else 0.0
+
+
 def matched_audio(
     pms: list[pretty_midi.PrettyMIDI], from_seconds: float = 0.0
 ) -> tuple[list[np.ndarray], int, str | None]:
-    """Render each MIDI and scale them to the same RMS loudness.
+    """Render each MIDI and scale them to the same gated-RMS loudness (:func:`loudness`).
 
-    The RMS is measured from ``from_seconds`` on (the new music; the whole take if that part
-    is silent). Every take is scaled *down* to the quietest one's RMS, so none clips (synth
-    output peaks at -1 dBFS). Returns (mono float32 sample arrays, sample rate Hz, notice or None).
+    Loudness is measured from ``from_seconds`` on (the new music), or over the whole takes
+    if any take has no note starting after ``from_seconds`` (an empty continuation must not
+    pull the other take down to its silence). Every take is scaled *down* to the quietest
+    one's level, so none clips (synth output peaks at -1 dBFS). Returns (mono float32
+    sample arrays, sample rate Hz, notice or None).
     """
     rendered = [render_audio_with_notice(pm) for pm in pms]
     sr = rendered[0][1]
     notice = next((n for _, _, n in rendered if n), None)
-    start = int(from_seconds * sr)
-    levels = [rms(a, start) or rms(a) for a, _, _ in rendered]
+    new_music = all(any(n.start >= from_seconds - 1e-3 for i in pm.instruments for n in i.notes) for pm in pms)
+    start = int(from_seconds * sr) if new_music else 0
+    levels = [loudness(a, sr, start) for a, _, _ in rendered]
     target = min((lv for lv in levels if lv > 0), default=0.0)
     waves = [(a * (target / lv) if lv > 0 else a).astype(np.float32) for (a, _, _), lv in zip(rendered, levels)]
     return waves, sr, notice

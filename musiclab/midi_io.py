@@ -233,3 +233,12 @@ def midi_summary(pm: pretty_midi.PrettyMIDI) -> dict:
         "pitch_range": [int(min(pitches)), int(max(pitches))] if pitches else None,
         "resolution": pm.resolution,
     }
+
+
+def bar_seconds(pm: pretty_midi.PrettyMIDI, at: float) -> float:
+    """Length of one bar (seconds) at time ``at`` (seconds): meter and tempo in force there."""
+    times, tempi = pm.get_tempo_changes()
+    bpm = float(tempi[np.searchsorted(times, at, side="right") - 1]) if len(tempi) else 120.0
+    ts = [t for t in pm.time_signature_changes if t.time <= at + 1e-9]
+    num, den = (ts[-1].numerator, ts[-1].denominator) if ts else (4, 4)
+    return num * 4.0 / den * 60.0 / bpm

@@ -15,17 +15,24 @@
   (1 + T, 88)): the first real frame is predicted from it, as in the JSB benchmark. The
   prompt of a generation carries the same start frame, so training and use agree.
 
-Sampling (``PianoRollCodec.sample``) draws each key on/off from its sigmoid, per take:
+Sampling (``PianoRollCodec.sample``) draws each key on/off from its sigmoid, per take
+(each take draws its 88 uniforms from its own generator: take i is the same alone or batched):
 
 * ``repetition_penalty`` r >= 1: a key that has sounded for n beats in a row gets its
   logit lowered by ``n * ln(r)`` (r = 2 halves the odds of holding on per beat held).
 * ``temperature``: logits / temperature; 0 = greedy (a key is on when p > 0.5).
-* ``top_p`` / ``min_p`` act on each key's own two outcomes (on, off): an outcome whose
-  probability is below ``1 - top_p``, or below ``min_p`` x the likelier outcome, is
-  dropped, so confident keys become certain and only uncertain keys are sampled.
-* ``top_k``: at most k keys on per frame (keys outside the k likeliest are off; the
-  autoregressive ``pianoroll-nade`` turns the rest off once k keys are on).
+* then the frame's **candidate keys** are chosen from the on-probabilities p; keys that are
+  not candidates stay off, candidates keep their p:
+  - ``top_k``: only the k likeliest keys (so at most k keys sound per frame);
+  - ``top_p``: the likeliest keys whose p add up to ``top_p`` of the frame's total
+    (its expected number of keys on); this cuts the long tail of unlikely keys that
+    otherwise adds stray one-frame notes;
+  - ``min_p``: keys with p >= ``min_p`` x the likeliest key's p.
 * key lock: ``mask()`` turns out-of-key keys off for the whole take.
+
+``pianoroll-nade`` picks candidates the same way from a mean-field estimate of each key's
+chance (a pass that feeds keys their probabilities), then draws the candidates low to high
+from their true conditionals.
 """
 
 from __future__ import annotations
@@ -188,32 +195,42 @@ class PianoRollCodec:
     def sample(self, logits: torch.Tensor, s, state: FrameState, gens) -> torch.Tensor:
         """One frame (B, 88) float 0/1 from masked logits (B, 88): keys drawn independently."""
         p = key_probs(logits, s, state.held_beats())  # (B, 88)
-        if s.top_k and s.top_k < N_KEYS:
-            kth = torch.topk(p, s.top_k, dim=-1).values[:, -1:]
-            p = torch.where(p >= kth, p, torch.zeros_like(p))
-            # ties at the k-th probability could let more than k through: keep the first k
-            over = p.gt(0).cumsum(-1) > s.top_k
-            p = p.masked_fill(over, 0.0)
-        u = torch.stack([torch.rand(N_KEYS, generator=g) for g in gens]).to(p.device)  # (B, 88)
-        return (u < p).float()
+        p = p * candidates(p, s)
+        return (draw_uniforms(gens, p.device) < p).float()
+
+
+def draw_uniforms(gens, device=None) -> torch.Tensor:
+    """(B, 88) uniforms in [0, 1), row b from take b's own generator ``gens[b]``."""
+    return torch.stack([torch.rand(N_KEYS, generator=g) for g in gens]).to(device)
 
 
 def key_probs(logits: torch.Tensor, s, held_beats: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-key on-probabilities (..., K) from logits (..., K) after penalty, temperature,
-    top_p and min_p (see the module doc). Masked keys (logit -inf) get 0."""
+    """Per-key on-probabilities (..., K) from logits (..., K) after the repetition penalty
+    (``held_beats``: beats each key has sounded in a row) and the temperature (0: p is 0/1,
+    on when the logit > 0). Masked keys (logit -inf) get 0."""
     logits = logits.float()
     if held_beats is not None and s.repetition_penalty != 1:
         logits = logits - math.log(s.repetition_penalty) * held_beats.to(logits.device)
     if s.temperature == 0:
         return (logits > 0).float()
-    p = torch.sigmoid(logits / s.temperature)
-    floor = 1.0 - s.top_p  # an outcome less likely than this is dropped
-    if s.min_p > 0:  # ... or less likely than min_p x the likelier outcome
-        floor = torch.maximum(torch.as_tensor(floor), s.min_p * torch.maximum(p, 1 - p))
-    if s.top_p < 1 or s.min_p > 0:
-        p = torch.where(p < floor, torch.zeros_like(p), p)
-        p = torch.where(1 - p < floor, torch.ones_like(p), p)
-    return p
+    return torch.sigmoid(logits / s.temperature)
+
+
+def candidates(p: torch.Tensor, s) -> torch.Tensor:
+    """(B, K) bool: the keys of each frame that may sound, from on-probabilities p (B, K),
+    by ``top_k``, ``top_p`` and ``min_p`` (see the module doc); all True when they are off."""
+    keep = p > 0
+    sp, idx = p.sort(dim=-1, descending=True)
+    ranked = torch.ones_like(keep)  # in sorted order
+    if s.top_k and s.top_k < p.size(-1):
+        ranked[:, s.top_k :] = False
+    if s.top_p < 1:  # smallest set of likeliest keys whose p reach top_p of the total
+        before = sp.cumsum(-1) - sp
+        ranked &= before < s.top_p * sp.sum(-1, keepdim=True)
+    keep &= torch.zeros_like(keep).scatter(-1, idx, ranked)
+    if s.min_p > 0:
+        keep &= p >= s.min_p * p.max(-1, keepdim=True).values
+    return keep
 
 
 class FrameState:

@@ -24,7 +24,9 @@ asked length (paper E's failure was bars without pitches and too-short music).
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
+import io
 import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -127,10 +129,13 @@ class RemiTokenizer:
 
     # ---- MIDI <-> ids ----
     def score(self, pm: pretty_midi.PrettyMIDI, tracks: list[int] | None = None) -> symusic.Score:
-        """The chosen (default: all non-drum) tracks merged into one symusic track, ticks as in ``pm``."""
+        """The chosen tracks (indices into ``pm.instruments``; default all) merged into one
+        symusic track, drums left out, ticks as in ``pm``."""
+        if tracks is not None:
+            pm = copy.copy(pm)  # shallow: same tempo map, fewer instruments
+            pm.instruments = [pm.instruments[t] for t in tracks]
         src = symusic.Score.from_midi(midi_to_bytes(pm))
-        keep = range(len(src.tracks)) if tracks is None else tracks
-        cols = [src.tracks[t].notes.numpy() for t in keep if not src.tracks[t].is_drum and len(src.tracks[t].notes)]
+        cols = [t.notes.numpy() for t in src.tracks if not t.is_drum and len(t.notes)]
         out = symusic.Score(src.ticks_per_quarter)
         merged = symusic.Track(program=0)
         if cols:
@@ -159,8 +164,6 @@ class RemiTokenizer:
         sc.tempos.append(symusic.Tempo(0, float(bpm)))
         for tr in sc.tracks:
             tr.program = program
-        import io
-
         return pretty_midi.PrettyMIDI(io.BytesIO(sc.dumps_midi()))
 
     def events(self, ids) -> np.ndarray:

@@ -134,6 +134,7 @@ def generate(
     tracks: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    preview: Callable[[pretty_midi.PrettyMIDI], None] | None = None,
     naive: bool = False,
 ) -> list[pretty_midi.PrettyMIDI]:
     """Continue ``seed``: each take = the first ``seed_seconds`` of the seed (chosen
@@ -141,7 +142,8 @@ def generate(
 
     The same ``random_seed`` gives the same takes; take i uses seed ``random_seed + i``.
     ``progress(done, total)`` is called with tokens produced so far and the estimated total.
-    ``stop()`` returning True ends early and keeps what was made. ``naive`` re-runs the
+    ``stop()`` returning True ends early and keeps what was made. ``preview(pm)`` gets take 0
+    so far, at most every 0.3 s (for a piano roll that fills in as notes arrive). ``naive`` re-runs the
     full window every step (the papers' way; for benchmarks). Each returned PrettyMIDI has
     ``musiclab_info`` (model, settings, seeds, tokens, seconds of compute).
     """
@@ -169,6 +171,7 @@ def generate(
         logits, mstate = model.prefill(x)
     first_token_s = None
     n_tok = 0
+    last_preview = t0
     while not state.done.all():
         if stop is not None and stop():
             break
@@ -184,6 +187,9 @@ def generate(
         if progress is not None and n_tok % 8 == 0:
             frac = state.progress
             progress(n_tok, max(n_tok, round(n_tok / frac)) if frac > 0 else n_tok * 10)
+        if preview is not None and time.perf_counter() - last_preview > 0.3:
+            preview(state.to_midi(0, excerpt))
+            last_preview = time.perf_counter()
         if state.done.all():
             break
         if naive:

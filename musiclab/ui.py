@@ -7,17 +7,36 @@ sessions; everything a user makes (seed, takes) lives in ``st.session_state``.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 
 import streamlit as st
+import torch
 
 from .examples import list_examples
 from .midi_io import LIMITS, MidiError, load_midi, midi_to_bytes, non_drum_tracks, track_label
 from .synth import encode_audio, render_audio_with_notice
 from .weights import list_models, load_model
 
+# One intra-op thread per generation: tiny-batch steps gain little from more, and with several
+# sessions (or a training job) on a small box, OpenMP threads spinning against each other are
+# slower by orders of magnitude. Concurrency comes from jobs.MAX_RUNNING generations instead.
+torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))
+
 ACCEPTED = "Standard MIDI files (.mid/.midi), types 0/1/2, up to 4 MB, 60,000 notes and 60 minutes"
+
+
+def ensure_frame() -> None:
+    """Call first on every page. Streamlit 1.67 treats a ``pages/`` folder as the legacy
+    multipage mode until app.py has run ``st.navigation`` once in the process; a deep link
+    (e.g. /ab) as the first request would run the page without its frame. Switch the
+    process to st.navigation mode and rerun through app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 @st.cache_resource(show_spinner="Loading model…")
@@ -113,6 +132,59 @@ def new_take(pm, seed_end: float, label: str) -> dict:
         "sha": hashlib.sha256(midi).hexdigest()[:12],
         "made": time.strftime("%H:%M:%S"),
     }
+
+
+def sampling_controls(seed, key: str = "") -> dict:
+    """Seed length, continuation length (seconds or bars) and the sampling controls -> generate() kwargs."""
+    from .midi_io import bar_seconds
+
+    dur = max(1.0, round(seed.get_end_time(), 1))
+    top = min(dur, 120.0)
+    if st.session_state.get(f"{key}seed_seconds", 0) > top:  # a shorter seed than last time
+        st.session_state[f"{key}seed_seconds"] = top
+    seed_s = st.slider("Seed length (s)", 1.0, min(dur, 120.0), min(10.0, dur), 0.5, key=f"{key}seed_seconds")
+    unit = st.radio("Length in", ["seconds", "bars"], horizontal=True, key=f"{key}length_unit")
+    if unit == "bars":
+        bar = bar_seconds(seed, seed_s)
+        bars = st.slider(
+            "Continue for (bars)", 1, max(1, int(120 // bar)), max(1, min(8, int(120 // bar))), key=f"{key}bars"
+        )
+        seconds = round(bars * bar, 3)
+        st.caption(f"{bars} bars ≈ {seconds:.1f} s at the seed's tempo and meter")
+    else:
+        seconds = float(st.slider("Continue for (s)", 5, 120, 20, 5, key=f"{key}seconds"))
+    with st.expander("Sampling", expanded=True):
+        kw = dict(
+            temperature=st.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key=f"{key}temperature", help="0 = greedy"),
+            top_k=st.slider("Top-k (0 = off)", 0, 200, 0, key=f"{key}top_k"),
+            top_p=st.slider("Top-p", 0.05, 1.0, 0.95, 0.01, key=f"{key}top_p"),
+            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, 0.0, 0.01, key=f"{key}min_p"),
+            repetition_penalty=st.slider("Repetition penalty", 1.0, 3.0, 1.1, 0.05, key=f"{key}repetition_penalty"),
+            key_lock=st.checkbox("Key lock (stay in the seed's key)", key=f"{key}key_lock"),
+            variations=st.slider("Variations", 1, 4, 1, key=f"{key}variations"),
+        )
+        rseed = st.number_input("Random seed (0 = new each time)", 0, 2**31 - 1, 0, key=f"{key}random_seed")
+    return dict(seed_seconds=seed_s, seconds=seconds, random_seed=int(rseed) or None, **kw)
+
+
+@st.fragment(run_every=0.5)
+def job_panel(job, on_done) -> None:
+    """Live view of a running generation: progress, tokens/s, partial piano roll, Stop.
+    When the job ends, ``on_done(job)`` runs and the whole page reruns."""
+    from .pianoroll import pianoroll_figure
+
+    if job.finished.is_set():
+        on_done(job)
+        st.rerun()
+    if job.state == "queued":
+        st.info(f"Waiting for a free generator… {job.queue_position} request(s) ahead of you.")
+    else:
+        frac = job.done / job.total if job.total else 0.0
+        st.progress(min(frac, 1.0), text=f"Generating: {job.done} tokens, {job.tokens_per_second:,.0f} tokens/s")
+    if job.preview is not None:
+        seed_end = job.kwargs.get("seed_seconds")
+        st.plotly_chart(pianoroll_figure(job.preview, seed_end=seed_end, height=220), key="job_preview")
+    st.button("Stop", key="job_stop", on_click=job.stop, help="End now and keep what was made")
 
 
 class Progress:

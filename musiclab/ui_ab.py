@@ -28,6 +28,7 @@ from .votes import StoreError, VoteError, VoteStore
 LISTENER_PARAM = "listener"  # query parameter that keeps the anonymous listener id in the browser's URL
 LISTENER_RE = re.compile(r"[0-9a-f]{16}")
 VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
+MIN_GAMES_FOR_INTERVAL = 5  # fewer votes: the table leaves the 95% interval blank
 MODES = ("Two models", "One model, two temperatures", "Surprise me")
 
 Draw = Callable[[random.Random], list[tuple[str, dict]]]  # rng -> two (model, settings)
@@ -51,9 +52,9 @@ def ok_models() -> list[str]:
 def length_sliders(seed) -> tuple[float, float]:
     """(seed excerpt seconds, continuation seconds); the seed slider fits the seed's length."""
     top = min(max(1.0, round(seed.get_end_time(), 1)), 120.0)
-    if st.session_state.get("ab_seed_seconds", 0) > top:  # a shorter seed than last time
-        st.session_state["ab_seed_seconds"] = top
-    seed_s = st.slider("Seed length (s)", 1.0, max(top, 1.5), min(8.0, top), 0.5, key="ab_seed_seconds")
+    # the default goes through session state (not value=): "next round" callbacks also set it
+    st.session_state["ab_seed_seconds"] = min(st.session_state.get("ab_seed_seconds", 8.0), top)
+    seed_s = st.slider("Seed length (s)", 1.0, max(top, 1.5), step=0.5, key="ab_seed_seconds")
     new_s = st.slider("Continue for (s)", 5, 60, 10, 5, key="ab_seconds")
     return seed_s, float(new_s)
 
@@ -130,8 +131,6 @@ def next_round(new_example: bool) -> None:
         current = st.session_state.get("ab_example") if st.session_state.get("ab_src") == "Example" else None
         title = random.choice([t for t in examples if t != current] or list(examples))
         st.session_state.update(ab_src="Example", ab_example=title)
-        top = min(max(1.0, round(load_midi(examples[title].read_bytes()).get_end_time(), 1)), 120.0)
-        st.session_state["ab_seed_seconds"] = min(st.session_state.get("ab_seed_seconds", 8.0), top)
     st.session_state["ab_go"] = True
 
 
@@ -150,7 +149,9 @@ def show_round() -> None:
     for col, side, c, i in zip(st.columns(2), "AB", (rnd.a, rnd.b), (0, 1)):
         with col, st.container(border=True):
             shown = revealed or not rnd.blind
-            st.markdown(f"### {side}" + (f" · {c.describe()}" if shown else ""))
+            st.markdown(f"### {side}")
+            if shown:
+                st.markdown(f"**{c.describe()}**")
             if c.midi:
                 fig = pianoroll_figure(load_midi(c.midi), seed_end=rnd.seed_seconds, height=260)
                 st.plotly_chart(fig, key=f"ab_roll_{rnd.round_id}_{side}")
@@ -176,6 +177,21 @@ def show_round() -> None:
         c1, c2 = st.columns(2)
         c1.button("Next round · same seed", key="ab_next_same", on_click=next_round, args=(False,), type="primary")
         c2.button("Next round · new example", key="ab_next_example", on_click=next_round, args=(True,))
+
+
+def h2h_figure(matches, order: list[str]) -> go.Figure:
+    """Heatmap of head_to_head scores, players in ``order`` (best first) on both axes."""
+    share, games = head_to_head(matches)
+    share, games = share.loc[order, order], games.loc[order, order]
+    text = [[f"{s:.0%} of {n}" if n else "" for s, n in zip(rs, rn)] for rs, rn in zip(share.values, games.values)]
+    fig = go.Figure(
+        go.Heatmap(z=share.values, x=order, y=order, zmin=0, zmax=1, colorscale="RdBu", text=text,
+                   texttemplate="%{text}", colorbar=dict(title="score"))
+    )  # fmt: skip
+    fig.update_layout(title="Head to head: row's share of points against column", height=220 + 50 * len(order))
+    fig.update_xaxes(title="opponent")
+    fig.update_yaxes(autorange="reversed")
+    return fig
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -209,20 +225,18 @@ def leaderboard_view() -> None:
         + (f"; {same} compared a player with itself (try **Model + settings**)" if same else "")
         + ". Rating: Bradley-Terry on the Elo scale (1000 = average, +400 = 10:1 odds), 95% bootstrap interval."
     )
-    board = _board(matches)
+    board = _board(matches).copy()
     if board.empty:
         st.info("No votes between two different players yet.")
     else:
-        st.dataframe(board.round({"rating": 0, "low": 0, "high": 0, "score": 3}), hide_index=True, key="ab_board")
-        share, games = head_to_head(matches)
-        text = [[f"{s:.0%} of {n}" if n else "" for s, n in zip(rs, rn)] for rs, rn in zip(share.values, games.values)]
-        fig = go.Figure(
-            go.Heatmap(z=share.values, x=list(share.columns), y=list(share.index), zmin=0, zmax=1,
-                       colorscale="RdBu", text=text, texttemplate="%{text}", colorbar=dict(title="score"))
-        )  # fmt: skip
-        fig.update_layout(title="Head to head: row's share of points against column", height=360)
-        fig.update_xaxes(title="opponent")
-        st.plotly_chart(fig, key="ab_h2h")
+        few = board["games"] < MIN_GAMES_FOR_INTERVAL
+        board.loc[few, ["low", "high"]] = float("nan")  # a bootstrap of 1-4 votes says nothing
+        fmt = {c: st.column_config.NumberColumn(format="%.0f") for c in ("rating", "low", "high")}
+        fmt["score"] = st.column_config.NumberColumn(format="percent", help="share of points (ties half)")
+        st.dataframe(board, hide_index=True, column_config=fmt, key="ab_board")
+        if few.any():
+            st.caption(f"Intervals appear once a player has {MIN_GAMES_FOR_INTERVAL} votes.")
+        st.plotly_chart(h2h_figure(matches, list(board["player"])), key="ab_h2h")
     st.download_button(
         "Download all votes (CSV)", store.export_csv, "musiclab-votes.csv", "text/csv", key="ab_csv", on_click="ignore"
     )

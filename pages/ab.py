@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from musiclab.ui import parse_seed, seed_picker
+from musiclab.ui import ensure_frame, parse_seed, seed_picker
 from musiclab.ui_ab import (
     contestants_picker,
     leaderboard_view,
@@ -12,6 +12,8 @@ from musiclab.ui_ab import (
     show_round,
     start_round,
 )
+
+ensure_frame()
 
 st.title("A/B listening")
 listener_id()
@@ -31,9 +33,7 @@ with listen:
             settings = sampling_controls()
             draw = contestants_picker(settings)
             blind = st.checkbox("Blind: hide the names until I vote", True, key="ab_blind")
-            st.checkbox(
-                "Share this seed's MIDI with the vote file (otherwise only its sha256 is kept)", key="ab_share_seed"
-            )
+            st.checkbox("Share this seed's MIDI with my vote", key="ab_share_seed", help="Off: only its sha256 is kept")
             go = st.button("New round", type="primary", disabled=draw is None, key="ab_new")
             if (go or pending) and draw is not None:
                 start_round(seed, data, label, draw, seed_s, new_s, blind)

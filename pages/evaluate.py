@@ -13,8 +13,10 @@ from musiclab.evaluate import (
 )
 from musiclab.examples import list_examples
 from musiclab.metrics import SCALARS
-from musiclab.ui import ACCEPTED, cached_models
+from musiclab.ui import ACCEPTED, cached_models, ensure_frame
 from musiclab.ui_eval import gather_seeds, run_with_progress
+
+ensure_frame()
 
 st.title("Evaluate")
 st.caption(

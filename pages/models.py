@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from musiclab.ui import cached_models
+from musiclab.ui import cached_models, ensure_frame
 from musiclab.ui_models import model_card
+
+ensure_frame()
 
 st.title("Models")
 rows = cached_models()

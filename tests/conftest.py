@@ -3,6 +3,7 @@ and a real Streamlit server + Debian Chromium (Playwright) for end-to-end tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,8 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("MUSICLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
     "--autoplay-policy=no-user-gesture-required",
 ]
 
@@ -30,7 +37,9 @@ def make_midi(notes=None, seconds: float = 12.0, program: int = 0, tempo: float 
     if notes is None:
         scale = [60, 62, 64, 65, 67, 69, 71, 72]
         step = 60.0 / tempo / 2  # eighth notes
-        notes = [(scale[i % 8] - (12 if (i // 8) % 2 else 0), i * step, (i + 1) * step) for i in range(int(seconds / step))]
+        notes = [
+            (scale[i % 8] - (12 if (i // 8) % 2 else 0), i * step, (i + 1) * step) for i in range(int(seconds / step))
+        ]
     for p, s, e in notes:
         inst.notes.append(pretty_midi.Note(90, p, s, e))
     pm.instruments.append(inst)
@@ -50,33 +59,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
+@contextlib.contextmanager
+def streamlit_server(db_dir: Path):
     """A real `streamlit run app.py` on a free loopback port; yields its URL."""
     port = _free_port()
-    env = dict(os.environ, MUSICLAB_DB=str(tmp_path_factory.mktemp("db") / "votes.sqlite"))
+    env = dict(os.environ, MUSICLAB_DB=str(db_dir / "votes.sqlite"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
-    yield url
-    proc.terminate()
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {proc.returncode}") from None
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("streamlit did not start within 90 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    with streamlit_server(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import soundfile as sf
 from conftest import make_midi
 from streamlit.testing.v1 import AppTest
 
-from musiclab.ab import make_round, matched_audio, rms
+from musiclab.ab import loudness, make_round, matched_audio, surprise_pair
 from musiclab.examples import list_examples
 from musiclab.midi_io import load_midi, midi_to_bytes
 from musiclab.synth import render_audio_with_notice
@@ -46,35 +46,62 @@ def new_round(at: AppTest, mode: str = "One model, two temperatures", t1: float 
     at.slider(key="ab_temperature").set_value(t1)
     if mode == "One model, two temperatures":
         at.slider(key="ab_temperature_2").set_value(t2)
+    else:
+        at.selectbox(key="ab_model_2").set_value("lstm")  # whatever else is in weights/, keep the test fast
     at.button(key="ab_new").click().run()
     assert not at.exception
 
 
-def decoded_rms(ogg: bytes, from_s: float) -> float:
+def decoded_loudness(ogg: bytes, from_s: float) -> float:
     audio, sr = sf.read(io.BytesIO(ogg), dtype="float32")
-    return rms(audio, int(from_s * sr))
+    return loudness(audio, sr, int(from_s * sr))
 
 
-def test_matched_audio_has_equal_rms_and_no_clipping():
-    notes = [(60 + i % 5, 0.25 * i, 0.25 * i + 0.2) for i in range(24)]
-    loud = make_midi(notes)
-    quiet = make_midi(notes)
-    for n in quiet.instruments[0].notes:
-        n.velocity = 25
-    quiet.instruments[0].notes += [pretty_note(72, 0.0, 0.2, 127)]  # one loud note: peak-normalising alone fails
-    raw = [rms(render_audio_with_notice(pm)[0], 44100) for pm in (loud, quiet)]
-    assert max(raw) / min(raw) > 1.3  # peak normalisation leaves them at different loudness
+def phrase(velocity: int, start: float = 0.0, count: int = 16):
+    """Short notes with rests between them (the gate must skip the rests), seconds."""
+    return [(60 + i % 5, start + 0.5 * i, start + 0.5 * i + 0.2, velocity) for i in range(count)]
+
+
+def midi_with(notes):
+    pm = make_midi([(p, s, e) for p, s, e, _ in notes])
+    for n, (_, _, _, v) in zip(pm.instruments[0].notes, notes):
+        n.velocity = v
+    return pm
+
+
+def test_matched_audio_has_equal_loudness_and_no_clipping():
+    loud = midi_with(phrase(110))
+    quiet = midi_with([(72, 0.0, 0.2, 127)] + phrase(25, start=0.5))  # one loud note sets the peak
+    sr = 44100
+    raw = [loudness(render_audio_with_notice(pm)[0], sr, sr) for pm in (loud, quiet)]
+    assert max(raw) / min(raw) > 1.5  # peak normalisation alone leaves them at different loudness
     waves, sr, _ = matched_audio([loud, quiet], from_seconds=1.0)
-    after = [rms(w, sr) for w in waves]
+    after = [loudness(w, sr, sr) for w in waves]
     assert after[0] == pytest.approx(after[1], rel=1e-3)
     assert after[0] == pytest.approx(min(raw), rel=1e-3)  # scaled down to the quieter one
     assert max(float(np.abs(w).max()) for w in waves) <= 1.0
 
 
-def pretty_note(pitch, start, end, velocity):
-    import pretty_midi
+def test_empty_continuation_does_not_silence_the_other_take():
+    seed = phrase(90, count=8)  # 0-4 s
+    empty = midi_with(seed)  # nothing after the seed end at 4 s
+    full = midi_with(seed + phrase(90, start=4.0, count=8))
+    waves, sr, _ = matched_audio([empty, full], from_seconds=4.0)
+    whole = [loudness(w, sr) for w in waves]  # measured over the whole takes instead
+    assert whole[0] == pytest.approx(whole[1], rel=1e-3)
+    assert loudness(waves[1], sr, 4 * sr) > 0.5 * whole[1]
 
-    return pretty_midi.Note(velocity, pitch, start, end)
+
+def test_surprise_me_draws_two_models_or_two_settings():
+    rng = random.Random(0)
+    for _ in range(20):
+        (m1, s1), (m2, s2) = surprise_pair(["lstm", "bigru", "transformer"], SETTINGS, rng)
+        assert m1 != m2 and s1 == s2 == SETTINGS
+        (m1, s1), (m2, s2) = surprise_pair(["lstm"], SETTINGS, rng)
+        assert m1 == m2 == "lstm" and s1 != s2
+        assert {s1["top_k"], s2["top_k"]} == {0}  # settings not drawn stay as chosen
+    with pytest.raises(ValueError, match="at least one usable model"):
+        surprise_pair([], SETTINGS, rng)
 
 
 def test_make_round_keeps_a_failed_side_and_shares_the_seed():
@@ -106,7 +133,8 @@ def test_blind_round_vote_reveal_leaderboard_next_round(db):
         for c in (rnd.a, rnd.b)
     ]
     assert seeds[0] and sorted(seeds[0]) == sorted(seeds[1])
-    levels = [decoded_rms(o, 4.0) for o in rnd.audio]
+    new_music = all(any(n.start >= 4.0 for i in load_midi(c.midi).instruments for n in i.notes) for c in (rnd.a, rnd.b))
+    levels = [decoded_loudness(o, 4.0 if new_music else 0.0) for o in rnd.audio]
     assert levels[0] == pytest.approx(levels[1], rel=0.05)
     assert {rnd.a.settings["temperature"], rnd.b.settings["temperature"]} == {0.8, 1.3}
 
@@ -122,6 +150,7 @@ def test_blind_round_vote_reveal_leaderboard_next_round(db):
     first_example = next(iter(list_examples().values()))
     assert row["seed_sha256"] == hashlib.sha256(first_example.read_bytes()).hexdigest()
     assert row["settings_b"]["temperature"] == rnd.b.settings["temperature"]
+    assert VoteStore(db).seed_midi(row["seed_sha256"]) is None  # no opt-in: only the hash is kept
 
     # leaderboard: a model against itself is left out per model; per model + settings, B leads
     assert "1 compared a player with itself" in " ".join(texts(at.caption))
@@ -152,9 +181,12 @@ def test_unwritable_vote_file_shows_error_and_keeps_the_round(tmp_path, monkeypa
     assert not at.session_state["ab_revealed"]
     good = tmp_path / "good.sqlite"
     monkeypatch.setenv("MUSICLAB_DB", str(good))  # the operator fixes it; the same round can be voted on
+    at.checkbox(key="ab_share_seed").check()  # opt in: the seed's MIDI goes with this vote
     at.button(key="ab_vote_a").click().run()
     assert texts(at.success) == ["Vote stored: A is better."]
     assert [r["round_id"] for r in VoteStore(good).votes()] == [rnd.round_id]
+    first_example = next(iter(list_examples().values())).read_bytes()
+    assert VoteStore(good).seed_midi(rnd.seed_sha) == first_example
 
 
 def test_failed_round_cannot_be_voted_then_new_example(db):
@@ -162,7 +194,9 @@ def test_failed_round_cannot_be_voted_then_new_example(db):
     at = AppTest.from_file(str(PAGE), default_timeout=120)
     at.session_state["seed_bytes"] = midi_to_bytes(make_midi([(60, 6.0, 7.0), (64, 7.0, 8.0)]))
     at.run()
-    at.radio(key="ab_src").set_value("Current seed").run()
+    at.radio(key="ab_src").set_value("Current seed")
+    at.radio(key="ab_mode").set_value("One model, two temperatures").run()
+    at.selectbox(key="ab_model_1").set_value("lstm")
     at.slider(key="ab_seed_seconds").set_value(2.0)
     at.slider(key="ab_seconds").set_value(5)
     at.button(key="ab_new").click().run()

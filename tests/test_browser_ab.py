@@ -15,8 +15,13 @@ ROUND_TIMEOUT_MS = 240_000  # two short continuations on a busy 2-core machine, 
 
 
 def test_blind_round_vote_and_reveal(app_server, page):
-    page.goto(f"{app_server}/ab")
+    # Open the app's root first: a fresh server sent straight to /ab runs pages/ab.py in Streamlit's
+    # legacy pages/ mode (no app.py frame) until some session has run app.py's st.navigation.
+    page.goto(app_server)
+    page.get_by_role("heading", name="Compose").wait_for(timeout=90_000)
+    page.goto(f"{app_server}/ab")  # st.navigation's url_path for pages/ab.py is its file stem, "ab"
     page.get_by_role("heading", name="A/B listening").wait_for(timeout=60_000)
+    expect(page.get_by_test_id("stSidebarNav")).to_contain_text("A/B listening")  # the app.py frame
     # the anonymous listener id is put in the URL so a reload or bookmark keeps it
     page.wait_for_url(re.compile(r"/ab\?listener=[0-9a-f]{16}$"), timeout=30_000)
     lid = page.url.rsplit("=", 1)[1]
@@ -45,5 +50,10 @@ def test_blind_round_vote_and_reveal(app_server, page):
     assert re.search(r"A was .+ · T=", text) and any(n in text for n in names)
     page.get_by_text("Vote stored: A is better.").wait_for(timeout=10_000)
     assert page.url.endswith(f"listener={lid}")
-    if os.environ.get("MUSICLAB_SCREENSHOTS"):
-        page.screenshot(path=os.path.join(os.environ["MUSICLAB_SCREENSHOTS"], "ab_reveal.png"), full_page=True)
+    shots = os.environ.get("MUSICLAB_SCREENSHOTS")
+    if shots:
+        page.screenshot(path=os.path.join(shots, "ab_reveal.png"), full_page=True)
+    page.get_by_role("tab", name="Leaderboard").click()
+    expect(page.get_by_text(re.compile(r"1 vote\(s\) stored"))).to_be_visible(timeout=30_000)
+    if shots:
+        page.screenshot(path=os.path.join(shots, "ab_leaderboard.png"), full_page=True)

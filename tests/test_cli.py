@@ -38,16 +38,46 @@ def test_check_good_and_bad(midi_file, tmp_path):
 
 def test_generate_variations_and_wav(midi_file, tmp_path):
     out = tmp_path / "out.mid"
-    r = run("generate", "--model", "lstm", "--seed", midi_file, "--seed-seconds", 4, "--seconds", 6,
-            "--variations", 2, "--random-seed", 7, "--out", out, "--wav", tmp_path / "out.wav")
+    r = run(
+        "generate",
+        "--model",
+        "lstm",
+        "--seed",
+        midi_file,
+        "--seed-seconds",
+        4,
+        "--seconds",
+        6,
+        "--variations",
+        2,
+        "--random-seed",
+        7,
+        "--out",
+        out,
+        "--wav",
+        tmp_path / "out.wav",
+    )
     assert r.returncode == 0, r.stderr
     for i in (1, 2):
         pm = load_midi(tmp_path / f"out-{i}.mid")
         assert 9.0 <= pm.get_end_time() <= 10.5
         assert (tmp_path / f"out-{i}.wav").stat().st_size > 100_000
     # reproducible
-    r2 = run("generate", "--model", "lstm", "--seed", midi_file, "--seed-seconds", 4, "--seconds", 6,
-             "--random-seed", 8, "--out", tmp_path / "again.mid")
+    r2 = run(
+        "generate",
+        "--model",
+        "lstm",
+        "--seed",
+        midi_file,
+        "--seed-seconds",
+        4,
+        "--seconds",
+        6,
+        "--random-seed",
+        8,
+        "--out",
+        tmp_path / "again.mid",
+    )
     assert r2.returncode == 0
     assert (tmp_path / "again.mid").read_bytes() == (tmp_path / "out-2.mid").read_bytes()
 
@@ -64,8 +94,13 @@ def test_generate_variations_and_wav(midi_file, tmp_path):
     ],
 )
 def test_generate_user_mistakes_exit_2_one_line(midi_file, tmp_path, args, words):
-    base = {"--model": "lstm", "--seed": str(midi_file), "--seed-seconds": "4", "--seconds": "5",
-            "--out": str(tmp_path / "o.mid")}
+    base = {
+        "--model": "lstm",
+        "--seed": str(midi_file),
+        "--seed-seconds": "4",
+        "--seconds": "5",
+        "--out": str(tmp_path / "o.mid"),
+    }
     for k, v in zip(args[::2], args[1::2]):
         base[k] = v
     r = run("generate", *[x for kv in base.items() for x in kv])

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "compose.py")
+
+
+def generate(at: AppTest, timeout: float = 300) -> AppTest:
+    """Click Generate, then rerun (as the page's live fragment would) until the job ends."""
+    at.button(key="generate").click().run()
+    deadline = time.time() + timeout
+    while "job" in at.session_state and time.time() < deadline:
+        time.sleep(0.3)
+        at.run()
+    assert "job" not in at.session_state, "generation did not finish"
+    return at
 
 
 def _app() -> AppTest:
@@ -21,7 +33,7 @@ def test_example_seed_generate_shows_roll_and_audio():
     assert at.selectbox(key="compose_model").value == "lstm"
     at.slider(key="seconds").set_value(10)
     at.number_input(key="random_seed").set_value(11)
-    at.button(key="generate").click().run()
+    generate(at)
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
     takes = at.session_state["takes"]
@@ -37,8 +49,8 @@ def test_variations_and_earlier_takes_stay():
     at = _app()
     at.slider(key="seconds").set_value(5)
     at.slider(key="variations").set_value(2)
-    at.button(key="generate").click().run()
-    at.button(key="generate").click().run()
+    generate(at)
+    generate(at)
     assert not at.exception
     assert len(at.session_state["takes"]) == 4
     assert len(at.get("plotly_chart")) == 4
@@ -47,13 +59,13 @@ def test_variations_and_earlier_takes_stay():
 def test_continue_from_take_makes_it_the_seed():
     at = _app()
     at.slider(key="seconds").set_value(5)
-    at.button(key="generate").click().run()
+    generate(at)
     take = at.session_state["takes"][0]
     at.button(key=f"cont_{take['id']}").click().run()
     assert not at.exception
     assert at.radio(key="compose_src").value == "Current seed"
     assert at.session_state["seed_bytes"] == take["midi"]
-    at.button(key="generate").click().run()
+    generate(at)
     assert not at.exception
     assert len(at.session_state["takes"]) == 2
 
@@ -61,10 +73,32 @@ def test_continue_from_take_makes_it_the_seed():
 def test_bad_settings_show_error_and_keep_takes():
     at = _app()
     at.slider(key="seconds").set_value(5)
-    at.button(key="generate").click().run()
+    generate(at)
     at.session_state["takes"][0]["label"] = "kept"
     at.slider(key="top_p").set_value(0.05)
     at.slider(key="temperature").set_value(0.0)
-    at.button(key="generate").click().run()  # greedy + tiny nucleus is still valid
+    generate(at)  # greedy + tiny nucleus is still valid
     assert not at.exception and not at.error
     assert at.session_state["takes"][0]["label"] == "kept"
+
+
+def test_take_shows_metrics_vs_seed():
+    at = _app()
+    at.slider(key="seconds").set_value(5)
+    generate(at)
+    assert not at.exception and not at.error
+    shown = {m.label: m for m in at.metric}
+    assert {"In key", "Repetition", "Notes/s", "Polyphony", "Range", "Key drift"} <= set(shown)
+    assert 0 <= int(shown["In key"].value.rstrip("%")) <= 100
+    assert shown["In key"].delta.endswith("pts")  # vs the seed
+
+
+def test_length_in_bars():
+    at = _app()
+    at.selectbox(key="compose_example").set_value("Bach — Chorale BWV 66.6 (4 voices)").run()
+    at.radio(key="length_unit").set_value("bars").run()
+    at.slider(key="bars").set_value(2)
+    generate(at)
+    take = at.session_state["takes"][0]
+    # the chorale is in 4/4 at 96 bpm: one bar = 4 x 0.625 s, so 2 bars = 5 s
+    assert abs(take["info"]["seconds"] - 5.0) < 0.01

@@ -62,7 +62,9 @@ def test_model_scores_whole_pieces_from_a_start_frame(jsb_dir):
     for p in pieces:
         x = torch.cat([torch.zeros(1, 88), torch.from_numpy(p[:-1]).float()]).unsqueeze(0)
         logits = m(x)[0][0]
-        nll += torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(p).float(), reduction="sum")
+        nll += torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, torch.from_numpy(p).float(), reduction="sum"
+        )
         steps += len(p)
     assert row["steps"] == steps and row["nll"] == pytest.approx(nll.item() / steps, rel=1e-5)
     assert 0 <= row["accuracy"] <= 1

@@ -11,10 +11,10 @@ import torch
 from musiclab import generate
 from musiclab.dataset import eval_windows, sample_windows
 from musiclab.models import build_model
-from musiclab.pianoroll_codec import N_KEYS, PianoRollCodec, frames_to_notes, key_probs
+from musiclab.pianoroll_codec import N_KEYS, PianoRollCodec, candidates, frames_to_notes, key_probs
 from musiclab.sampling import Sampling
 from musiclab.tokenizers import make_tokenizer, scale_pitch_classes
-from musiclab.weights import load_model, save_weights
+from musiclab.weights import load_model, model_names, read_card, save_weights
 
 ARCHS = ["pianoroll-lstm", "pianoroll-nade"]
 TINY = {"n_embd": 16, "hidden": 24, "block_size": 16}
@@ -99,22 +99,26 @@ def test_codec_dict_round_trip_and_errors():
         PianoRollCodec.from_dict({"kind": "pianoroll", "steps_per_beat": 0})
 
 
-def test_key_probs_settings():
+def test_key_probs_and_candidate_keys():
     logits = torch.tensor([[-4.0, -0.5, 0.0, 0.5, 4.0, -torch.inf]])
-    s = Sampling()
-    p = key_probs(logits, s)
+    p = key_probs(logits, Sampling())
     torch.testing.assert_close(p, torch.sigmoid(logits))
     assert p[0, -1] == 0  # masked key never on
-    # top_p 0.9: keys surer than 90% either way become certain; uncertain keys stay random
-    p = key_probs(logits, Sampling(top_p=0.9))
-    assert p[0, 0] == 0 and p[0, 4] == 1 and 0 < p[0, 1] < p[0, 3] < 1
-    p = key_probs(logits, Sampling(min_p=0.7))  # an outcome survives if >= 0.7 x the likelier one
-    assert p[0, 1] == 0 and p[0, 3] == 1 and 0 < p[0, 2] < 1
     assert key_probs(logits, Sampling(temperature=0)).tolist() == [[0, 0, 0, 1, 1, 0]]
+    torch.testing.assert_close(key_probs(logits, Sampling(temperature=2.0)), torch.sigmoid(logits / 2))
     # the penalty: a key held for 2 beats loses 2 ln r of logit
     held = torch.tensor([[0, 0, 2.0, 0, 0, 0]])
-    p = key_probs(logits, Sampling(repetition_penalty=2.0), held)
-    torch.testing.assert_close(p[0, 2], torch.sigmoid(torch.tensor(-2 * np.log(2.0))).float())
+    p2 = key_probs(logits, Sampling(repetition_penalty=2.0), held)
+    torch.testing.assert_close(p2[0, 2], torch.sigmoid(torch.tensor(-2 * np.log(2.0))).float())
+    torch.testing.assert_close(p2[0, [0, 1, 3, 4]], p[0, [0, 1, 3, 4]])
+    # p = .018 .378 .5 .622 .982 0 (total 2.5)
+    assert candidates(p, Sampling()).tolist() == [[True] * 5 + [False]]
+    assert candidates(p, Sampling(top_k=2)).tolist() == [[False, False, False, True, True, False]]
+    # top_p 0.8: likeliest keys until 0.8 x 2.5 = 2.0 is reached: .982 + .622 + .5 = 2.104
+    assert candidates(p, Sampling(top_p=0.8)).tolist() == [[False, False, True, True, True, False]]
+    assert candidates(p, Sampling(top_p=0.5)).tolist() == [[False, False, False, True, True, False]]
+    # min_p 0.3: p >= 0.3 x .982 = .295
+    assert candidates(p, Sampling(min_p=0.3)).tolist() == [[False, True, True, True, True, False]]
 
 
 def tiny(arch, seed=0, **kw):
@@ -237,3 +241,21 @@ def test_generate_key_lock_and_top_k(saved, arch):
     assert new and {n.pitch % 12 for n in new} <= scale_pitch_classes(0, "major")  # the seed is in C major
     for t in np.arange(3.0, 7.0, 0.125) + 0.06:  # at most 3 keys sound in any frame
         assert sum(n.start <= t < n.end for n in new) <= 3
+
+
+SHIPPED = [n for n in model_names() if read_card(n).get("arch", "").startswith("pianoroll")]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_pianoroll_weights_replay_their_golden_nll(name):
+    m = load_model(name, device="cpu")
+    golden = m.card["golden"]
+    fr = np.zeros((len(golden["frames"]), N_KEYS), np.float32)
+    for t, keys in enumerate(golden["frames"]):
+        fr[t, keys] = 1
+    x = torch.from_numpy(fr).unsqueeze(0)
+    with torch.no_grad():
+        logits, _ = m(x[:, :-1], x[:, 1:])
+    nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, x[:, 1:], reduction="sum").item()
+    assert nll / (len(fr) - 1) == pytest.approx(golden["nll"], abs=1e-3)
+    assert m.card["metrics"]["valid_nll"] < 0.9 * m.card["metrics"]["baseline_nll"]  # beats the 1-gram by >= 10%

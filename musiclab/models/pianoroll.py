@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pianoroll_codec import N_KEYS, key_probs
+from ..pianoroll_codec import N_KEYS, candidates, draw_uniforms, key_probs
 from .base import MusicModel, mlp_head
 
 
@@ -172,47 +172,45 @@ class PianoRollNADE(PianoRollLSTM):
         return self.frame_logits(h, torch.zeros(h.size(0), N_KEYS, device=h.device)), (h, lstm_state)
 
     def sample_frame(self, masked_logits, mstate, s, state, gens) -> torch.Tensor:
-        """Draw one frame (B, 88) key by key, low to high, with the codec's per-key settings.
+        """Draw one frame (B, 88) key by key, low to high, with the codec's settings.
 
         ``masked_logits`` (B, 88) carries the mask (-inf = key off); ``mstate`` comes from
-        ``prefill``/``step``; each take draws 88 uniforms from its own generator.
+        ``prefill``/``step``. With top_k / top_p / min_p on, a mean-field pass (each key fed
+        its probability instead of a draw) estimates every key's chance of sounding, and the
+        candidate keys are chosen from it as for pianoroll-lstm; then the candidates are
+        drawn from their true conditionals. Each take draws 88 uniforms from its own generator.
         """
         if mstate is None:
             raise ValueError("pianoroll-nade: expected the model state from prefill/step (no naive mode), got None")
         h = mstate[0].float()
-        B = h.size(0)
-        allowed = torch.isfinite(masked_logits)  # (B, 88)
         held = state.held_beats().to(h.device)
-        u = torch.stack([torch.rand(N_KEYS, generator=g) for g in gens]).to(h.device)  # (B, 88)
+        allowed = torch.isfinite(masked_logits)  # (B, 88)
+        if s.top_k or s.top_p < 1 or s.min_p > 0:
+            allowed &= candidates(self._walk_keys(h, s, held, allowed), s)
+        return self._walk_keys(h, s, held, allowed, draw_uniforms(gens, h.device))
+
+    def _walk_keys(self, h, s, held, allowed, u=None) -> torch.Tensor:
+        """Keys low to high from (B, hidden): v_k = 1[u_k < p_k] (a draw), or p_k when ``u`` is None."""
         w1, w2 = self.w1 * self.m1, self.w2 * self.m2
         pre = self.cond(h)  # (B, U): masked-layer pre-activation, grows as keys are chosen
         base = self.bias(h)  # (B, 88)
-        v = torch.zeros(B, N_KEYS, device=h.device)
+        v = torch.zeros(h.size(0), N_KEYS, device=h.device)
         for k in range(N_KEYS):
             logit = base[:, k] + F.relu(pre) @ w2[k]
             if self.direct is not None:
                 logit = logit + v[:, :k] @ self.direct[k, :k]
-            logit = logit.masked_fill(~allowed[:, k], float("-inf"))
-            p = key_probs(logit, s, held[:, k])
-            if s.top_k:
-                p = p.masked_fill(v.sum(-1) >= s.top_k, 0.0)  # at most top_k keys on
-            v[:, k] = (u[:, k] < p).float()
+            p = key_probs(logit.masked_fill(~allowed[:, k], float("-inf")), s, None if held is None else held[:, k])
+            v[:, k] = p if u is None else (u[:, k] < p).float()
             pre = pre + v[:, k : k + 1] * w1[:, k]
         return v
 
     @torch.no_grad()
     def predict_frames(self, h: torch.Tensor) -> torch.Tensor:
         """Greedy next frames (N, 88) from (N, hidden): key k on when p > 0.5 given keys < k."""
-        w1, w2 = self.w1 * self.m1, self.w2 * self.m2
-        pre, base = self.cond(h), self.bias(h)
-        v = torch.zeros(h.size(0), N_KEYS, device=h.device)
-        for k in range(N_KEYS):
-            logit = base[:, k] + F.relu(pre) @ w2[k]
-            if self.direct is not None:
-                logit = logit + v[:, :k] @ self.direct[k, :k]
-            v[:, k] = (logit > 0).float()
-            pre = pre + v[:, k : k + 1] * w1[:, k]
-        return v
+        from ..sampling import Sampling
+
+        allowed = torch.ones(h.size(0), N_KEYS, dtype=torch.bool, device=h.device)
+        return self._walk_keys(h, Sampling(temperature=0), None, allowed)
 
 
 ARCHS = {

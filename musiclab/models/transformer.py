@@ -73,26 +73,34 @@ class Block(nn.Module):
         self.drop = nn.Dropout(c.dropout)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None):
-        """x (B, T, C). Without ``cache``: causal attention over x (or ``mask`` (T, T) bool,
-        True = may attend). With it: T == 1 new token (or a prefill of T <= block_size
-        tokens into an empty cache)."""
+        """x (B, T, C): causal attention over x (or ``mask`` (T, T) bool, True = may attend).
+        With ``cache`` (a prefill into an empty cache), keys/values also go to slots 0..T-1."""
         B, T, C = x.shape
         qkv = self.c_attn(self.ln_1(x)).view(B, T, 3, self.n_head, C // self.n_head)
-        qk = _rotate(qkv[:, :, :2], cos, sin)  # rotate q and k together: (B, T, 2, nh, hd)
-        q, k = qk.unbind(2)
+        q, k = _rotate(qkv[:, :, :2], cos, sin).unbind(2)  # rotate q and k together
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hd)
-        if cache is None or T > 1:
-            if cache is not None:  # prefill: store the prompt's keys/values at slots 0..T-1
-                cache.k[layer, :, :, :T], cache.v[layer, :, :, :T] = k, v
-            p = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
-        else:
-            slot, n = cache.pos % cache.k.size(3), min(cache.pos + 1, cache.k.size(3))
-            cache.k[layer, :, :, slot], cache.v[layer, :, :, slot] = k[:, :, 0], v[:, :, 0]
-            # every cached entry is in the past: no mask needed
-            y = F.scaled_dot_product_attention(q, cache.k[layer, :, :, :n], cache.v[layer, :, :, :n])
+        if cache is not None:
+            cache.k[layer, :, :, :T], cache.v[layer, :, :, :T] = k, v
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
         x = x + self.drop(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
         return x + self.drop(self.mlp(self.ln_2(x)))
+
+    def step(self, x, cos, sin, cache: KVCache, layer: int):
+        """One new token per row, x (B, C) -> (B, C); the same maths as ``forward`` with
+        functional calls (no module dispatch: this runs once per layer per sampled token)."""
+        B, C = x.shape
+        slot, n = cache.pos % cache.k.size(3), min(cache.pos + 1, cache.k.size(3))
+        a = F.layer_norm(x, (C,), self.ln_1.weight, self.ln_1.bias)
+        qkv = F.linear(a, self.c_attn.weight, self.c_attn.bias).view(B, 1, 3, self.n_head, C // self.n_head)
+        qk = _rotate(qkv[:, :, :2], cos, sin)[:, 0]  # (B, 2, nh, hd)
+        cache.k[layer, :, :, slot], cache.v[layer, :, :, slot] = qk[:, 1], qkv[:, 0, 2]
+        # every cached entry is in the past: no mask needed
+        y = F.scaled_dot_product_attention(qk[:, 0, :, None], cache.k[layer, :, :, :n], cache.v[layer, :, :, :n])
+        x = x + F.linear(y.view(B, C), self.c_proj.weight, self.c_proj.bias)  # y (B, nh, 1, hd)
+        f = F.layer_norm(x, (C,), self.ln_2.weight, self.ln_2.bias)
+        up, down = self.mlp[0], self.mlp[2]
+        return x + F.linear(F.gelu(F.linear(f, up.weight, up.bias)), down.weight, down.bias)
 
 
 class TransformerModel(MusicModel):
@@ -143,9 +151,9 @@ class TransformerModel(MusicModel):
             self._rope[key] = (cos, sin)
         return cos[start : start + T], sin[start : start + T]
 
-    def _run(self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0, mask=None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, cache: KVCache | None = None, mask=None) -> torch.Tensor:
         h = self.drop(self.wte(x))  # (B, T, C)
-        cos, sin = self._rope_at(start, x.size(1), h)
+        cos, sin = self._rope_at(0, x.size(1), h)
         for i, block in enumerate(self.blocks):
             h = block(h, cos, sin, cache, i, mask)
         return self.lm_head(self.ln_f(h))  # (B, T, V)
@@ -175,15 +183,18 @@ class TransformerModel(MusicModel):
         """Read the prompt x (B, T) (its last block_size ids) -> (next logits (B, V), KVCache)."""
         x = x[:, -self.config.block_size :]
         cache = self.new_cache(x.size(0), self.wte.weight)
-        logits = self._run(x, cache)
+        logits = self._run(x, cache)  # causal over the prompt, keys/values into slots 0..T-1
         cache.pos = x.size(1)
         return logits[:, -1], cache
 
     def step(self, x_t, cache: KVCache):
         """One new id per row x_t (B,) -> (next logits (B, V), the same cache, one token longer)."""
-        logits = self._run(x_t.unsqueeze(1), cache, start=cache.pos)
+        h = F.embedding(x_t, self.wte.weight)  # (B, C)
+        cos, sin = self._rope_at(cache.pos, 1, h)
+        for i, block in enumerate(self.blocks):
+            h = block.step(h, cos, sin, cache, i)
         cache.pos += 1
-        return logits[:, -1], cache
+        return F.linear(F.layer_norm(h, h.shape[-1:], self.ln_f.weight, self.ln_f.bias), self.lm_head.weight), cache
 
 
 ARCHS = {"transformer-remi": (TransformerModel, TransformerConfig)}

@@ -1,0 +1,103 @@
+"""Generation jobs: each request runs in its own thread so the page can stream progress and a
+partial piano roll, and a Stop button can end it cleanly (keeping what was made).
+
+At most ``MAX_RUNNING`` generations run at once in the process (env ``MUSICLAB_MAX_JOBS``,
+default 2 = the cores of a small box); later requests wait in a FIFO queue and the page
+shows their place. Nothing here touches Streamlit: the pages poll a :class:`Job`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+
+from .midi_io import MidiError
+from .sampling import SettingsError, generate
+
+MAX_RUNNING = int(os.environ.get("MUSICLAB_MAX_JOBS", "2"))
+_slots = threading.BoundedSemaphore(MAX_RUNNING)
+_queue: deque = deque()
+_queue_lock = threading.Lock()
+log = logging.getLogger("musiclab.jobs")
+
+
+class Job:
+    """One generate() call in a background thread. Read ``state`` ("queued", "running",
+    "done", "failed"), ``done``/``total`` tokens, ``preview`` (take 0 so far), ``result``
+    (list of takes) or ``error`` (a message for the user)."""
+
+    def __init__(self, model, seed, **kwargs):
+        self.model, self.seed, self.kwargs = model, seed, kwargs
+        self.state = "queued"
+        self.done = self.total = 0
+        self.started = self.ended = None
+        self.preview = None
+        self.result = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self.finished = threading.Event()
+        with _queue_lock:
+            _queue.append(self)
+        self._thread = threading.Thread(target=self._run, name="musiclab-generate", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the job to end after the current token; what was made is kept."""
+        self._stop.set()
+
+    @property
+    def queue_position(self) -> int:
+        """How many jobs wait ahead of this one (0 once running)."""
+        with _queue_lock:
+            return list(_queue).index(self) if self in _queue and self.state == "queued" else 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        if not self.started:
+            return 0.0
+        return self.done / max((self.ended or time.perf_counter()) - self.started, 1e-6)
+
+    def _progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def _preview(self, pm) -> None:
+        self.preview = pm
+
+    def _run(self) -> None:
+        try:
+            while not _slots.acquire(timeout=0.2):
+                if self._stop.is_set():
+                    self.state, self.error = "failed", "stopped while waiting in the queue"
+                    return
+            try:
+                with _queue_lock:
+                    _queue.remove(self)
+                self.state, self.started = "running", time.perf_counter()
+                self.result = generate(
+                    self.model,
+                    self.seed,
+                    progress=self._progress,
+                    stop=self._stop.is_set,
+                    preview=self._preview,
+                    **self.kwargs,
+                )
+                self.state = "done"
+            finally:
+                _slots.release()
+        except (MidiError, SettingsError, ValueError) as e:
+            self.state, self.error = "failed", str(e)
+        except Exception as e:  # a bug or a fault (e.g. out of memory): the user gets a message, the log the trace
+            log.exception("generation failed")
+            self.state, self.error = "failed", f"generation failed unexpectedly ({type(e).__name__}: {e})"
+        finally:
+            with _queue_lock:
+                if self in _queue:
+                    _queue.remove(self)
+            self.ended = time.perf_counter()
+            self.finished.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.finished.wait(timeout)
