@@ -29,6 +29,14 @@ class LSTMConfig:
 
 class LSTMModel(MusicModel):
     causal = True
+    description = (
+        "Paper C's stack, layer for layer: LSTM 512 -> Dropout -> LSTM 512 -> Dense 512 -> Dropout -> Dense 256 "
+        "-> Dropout -> Dense V. Changes: an embedding (128) instead of scaled integer input; every position of "
+        "the 100-token window is a training target (causal), so generation carries (h, c) token by token instead "
+        "of re-reading the window; ReLU between the dense layers; note/shift tokens with rhythm instead of the "
+        "paper's fixed 0.5-beat step. The shipped shape is the paper's shape."
+    )
+    reference_shape = {"block_size": 100, "hidden": 512, "n_layer": 2, "dense": [512, 256], "dropout": 0.3}
 
     def __init__(self, config: LSTMConfig):
         super().__init__(config)
