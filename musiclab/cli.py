@@ -35,12 +35,57 @@ def _finite(kind):
     return parse
 
 
+def _random_seed(v):
+    x = _finite(int)(v)
+    if not 0 <= x < 2**32:
+        raise argparse.ArgumentTypeError(f"expected 0 to {2**32 - 1}, got {v!r}")
+    return x
+
+
+def _tracks(v: str) -> list[int] | None:
+    """'1,3' -> [1, 3] (1-based track numbers); '' -> None (all non-drum tracks)."""
+    if not v.strip():
+        return None
+    try:
+        out = [int(t) for t in v.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated track numbers like 1,2, got {v!r}") from None
+    if min(out) < 1:
+        raise argparse.ArgumentTypeError(f"track numbers start at 1, got {v!r}")
+    return out
+
+
+def _out_path(path: str, flag: str, suffixes: tuple[str, ...]) -> None:
+    if not path.lower().endswith(suffixes):
+        raise UserError(f"{flag} must end in {suffixes[0]}, got {path!r}")
+    if not Path(path).resolve().parent.is_dir():
+        raise UserError(f"{flag}: folder {str(Path(path).parent)!r} does not exist; create it first")
+
+
 def cmd_models(a):
     from . import list_models
 
     rows = list_models()
     if a.json:
         print(json.dumps(rows, indent=1, default=str))
+        return
+    if a.markdown:  # the README's model table
+        from .weights import read_card
+
+        print("| model | paper | params | data | valid NLL | baseline NLL | vs baseline | accuracy | epochs |")
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            if r["status"] != "ok":
+                print(f"| {r['name']} | unavailable: {r['error']} | | | | | | | |")
+                continue
+            c, m = read_card(r["name"]), r.get("metrics") or {}
+            gain = m.get("nll_vs_baseline")
+            data = "JSB Chorales" if "jsb" in str(c.get("data", "")).lower() else "piano-midi.de"
+            print(
+                f"| `{r['name']}` | {str(c.get('paper', ''))[:1]} | {r['params']:,} | {data} | {m.get('valid_nll')} | "
+                f"{m.get('baseline_nll')} ({m.get('baseline')}) | {'' if gain is None else f'{100 * gain:.0f}%'} | "
+                f"{m.get('valid_accuracy')} | {c.get('epochs')} |"
+            )
         return
     for r in rows:
         m = r.get("metrics") or {}
@@ -60,11 +105,14 @@ def cmd_generate(a):
     from . import generate, load_midi, load_model
     from .midi_io import midi_to_bytes
 
-    if not a.out.lower().endswith((".mid", ".midi")):
-        raise UserError(f"--out must end in .mid, got {a.out!r}")
+    _out_path(a.out, "--out", (".mid", ".midi"))
+    if a.wav:
+        _out_path(a.wav, "--wav", (".wav",))
     seed = load_midi(a.seed)
     model = load_model(a.model)
-    tracks = [int(t) - 1 for t in a.tracks.split(",")] if a.tracks else None
+    if a.tracks and max(a.tracks) > len(seed.instruments):
+        raise UserError(f"--tracks {max(a.tracks)} does not exist; the seed has tracks 1..{len(seed.instruments)}")
+    tracks = [t - 1 for t in a.tracks] if a.tracks else None
     takes = generate(
         model,
         seed,
@@ -140,11 +188,19 @@ def cmd_train(a):
     except TypeError as e:
         raise UserError(f"bad training config: {e}") from None
     train(tc, resume=a.resume)
+    from .distributed import exit_worker
+
+    exit_worker()  # under torchrun: skip interpreter teardown (gloo can abort there)
 
 
 def cmd_bench(a):
     from .bench import bench_generate
 
+    if a.seconds <= 0 or a.repeats < 1:
+        raise UserError(f"bench needs --seconds > 0 and --repeats >= 1, got {a.seconds:g} and {a.repeats}")
+    import torch
+
+    torch.set_num_threads(a.threads)
     bench_generate(as_json=a.json, models=a.models, seconds=a.seconds, repeats=a.repeats)
 
 
@@ -193,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     s = sub.add_parser("models", help="list shipped models")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--markdown", action="store_true", help="the README's model table")
     s.set_defaults(fn=cmd_models)
     s = sub.add_parser("check", help="summary of a MIDI file, or why it cannot be used")
     s.add_argument("file")
@@ -209,8 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repetition-penalty", type=_finite(float), default=1.0)
     s.add_argument("--key-lock", action="store_true")
     s.add_argument("--variations", type=_finite(int), default=1)
-    s.add_argument("--random-seed", type=_finite(int), default=None)
-    s.add_argument("--tracks", default=None, help="comma-separated track numbers (1-based); default all non-drum")
+    s.add_argument("--random-seed", type=_random_seed, default=None)
+    s.add_argument(
+        "--tracks", type=_tracks, default=None, help="comma-separated track numbers (1-based); default all non-drum"
+    )
     s.add_argument("--out", required=True)
     s.add_argument("--wav", default=None)
     s.set_defaults(fn=cmd_generate)
@@ -237,8 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("generate", help="generation speed per model vs the naive window re-run")
     b.add_argument("--json", action="store_true")
     b.add_argument("--models", nargs="*")
-    b.add_argument("--seconds", type=float, default=30.0)
-    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--seconds", type=_finite(float), default=30.0)
+    b.add_argument("--repeats", type=_finite(int), default=3)
+    b.add_argument("--threads", type=_finite(int), default=1, help="torch intra-op threads (the app uses 1)")
     b.set_defaults(fn=cmd_bench)
     s = sub.add_parser("evaluate", help="metrics of a MIDI file (vs a seed or corpus), or `evaluate jsb`")
     s.add_argument("file", help="MIDI file, or `jsb` for the JSB Chorales benchmark")

@@ -129,3 +129,27 @@ def test_pianoroll_figure_colours_seed_and_continuation(model, seed):
     assert fig.data[0].line.color != fig.data[1].line.color
     xs = [x for x in fig.data[1].x if x is not None]
     assert min(xs) >= 4.0 - 1e-6
+
+
+def _repeat_rate(pm, window: int = 4) -> float:
+    """Share of new notes whose pitch is among the previous ``window`` new notes' pitches."""
+    pitches = [n.pitch for n in sorted(_new_notes(pm), key=lambda n: (n.start, n.pitch))]
+    hits = sum(p in pitches[max(0, i - window) : i] for i, p in enumerate(pitches) if i)
+    return hits / max(len(pitches) - 1, 1)
+
+
+def test_repetition_penalty_lowers_repeat_rate(model, seed):
+    kw = dict(seed_seconds=8.0, seconds=12.0, variations=4, random_seed=2024, temperature=0.8)
+    plain = generate(model, seed, repetition_penalty=1.0, **kw)
+    penal = generate(model, seed, repetition_penalty=3.0, **kw)
+    a = np.mean([_repeat_rate(t) for t in plain])
+    b = np.mean([_repeat_rate(t) for t in penal])
+    assert b < a * 0.8, (a, b)
+
+
+def test_min_p_and_top_p_narrow_the_choice(model, seed):
+    """Nucleus/min-p cut the tail: with tiny top_p every take equals greedy."""
+    g = generate(model, seed, seed_seconds=5.0, seconds=5.0, temperature=0.0, random_seed=1)[0]
+    for kw in (dict(top_p=0.01), dict(min_p=0.999)):
+        t = generate(model, seed, seed_seconds=5.0, seconds=5.0, random_seed=77, **kw)[0]
+        assert [(n.pitch, n.start) for n in _new_notes(t)] == [(n.pitch, n.start) for n in _new_notes(g)]
