@@ -4,8 +4,9 @@
   slower or broken files are skipped and listed, never fatal.
 * The split is deterministic by relative path: ``sha256(path)[:8] % 10 == 0`` -> valid
   (the rule of the piano corpus README), so reruns and other machines agree.
-* Token arrays are cached in ``<cache>/<hash>.npz`` keyed by the file list, sizes, mtimes
-  and tokenizer config; a rerun with the same inputs loads in a second.
+* Token arrays are cached in ``<cache>/<hash>/`` keyed by the file list, sizes, mtimes
+  and tokenizer config: memory-mapped numpy shards (``write_shards``), so a rerun loads in a
+  second and every DDP rank reads the same corpus without copying it into RAM.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -100,26 +102,21 @@ def build_corpus(
     key = hashlib.sha256(
         json.dumps([tok_dict, [(r, p.stat().st_size, int(p.stat().st_mtime)) for r, p in zip(rel, files)]]).encode()
     ).hexdigest()[:16]
-    cache = (cache_dir or CACHE_DIR) / f"{key}.npz"
-    if cache.exists():
-        z = np.load(cache, allow_pickle=False)
+    cache_root = cache_dir or CACHE_DIR
+    cache, legacy = cache_root / key, cache_root / f"{key}.npz"
+    if (cache / "meta.json").exists():
+        arrays, skipped = read_shards(cache)
+        log(f"token cache hit: {cache} ({len(arrays)} files, memory-mapped)")
+    elif legacy.exists():  # caches written before the sharded format (one .npz, loaded into RAM)
+        z = np.load(legacy, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
         arrays = {r: z[f"a{i}"] for i, r in enumerate(meta["kept"])}
         skipped = [tuple(s) for s in meta["skipped"]]
-        log(f"token cache hit: {cache} ({len(arrays)} files)")
+        log(f"token cache hit: {legacy} ({len(arrays)} files)")
     else:
-        arrays, skipped = {}, []
         jobs = [(str(p), tok_dict, max_parse_seconds) for p in files]
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as ex:
-            for (_path, arr, err), r in zip(ex.map(_encode_one, jobs, chunksize=4), rel):
-                if err or arr is None or len(arr) < 2:
-                    skipped.append((r, err or "skipped: too few tokens"))
-                else:
-                    arrays[r] = arr
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        kept = list(arrays)
-        meta = json.dumps({"kept": kept, "skipped": skipped})
-        np.savez(cache, meta=np.array(meta), **{f"a{i}": arrays[r] for i, r in enumerate(kept)})
+        skipped = write_shards(cache, jobs, rel, workers)
+        arrays, _ = read_shards(cache)
         log(f"tokenized {len(arrays)} files, skipped {len(skipped)}; cached at {cache}")
     for r, why in skipped:
         log(f"  {r}: {why}")
@@ -130,16 +127,90 @@ def build_corpus(
     return Corpus(train, valid, skipped, len(files))
 
 
+def write_shards(dest: Path, jobs: list[tuple], rel: list[str], workers: int | None = None) -> list[tuple[str, str]]:
+    """Tokenize ``jobs`` (``_encode_one`` arguments) in parallel processes into a sharded cache.
+
+    ``dest/`` gets ``shard-NNNNN.npy`` (all of a shard's files' tokens concatenated along
+    axis 0: (N,) ids or (N, 88) frames) + ``shard-NNNNN.offsets.npy`` (int64, files + 1)
+    + ``meta.json`` (relative paths per shard, skipped files). Only one shard (about
+    ``MUSICLAB_SHARD_MB``, default 256 MB) is held in RAM; the folder is renamed into place
+    when complete, so concurrent builders (several ranks or nodes) never see half a cache.
+    Returns the skipped (relative path, reason) pairs."""
+    limit = float(os.environ.get("MUSICLAB_SHARD_MB", 256)) * 2**20
+    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    shards, skipped, buf, names, size = [], [], [], [], [0]  # size: bytes in buf
+
+    def flush():
+        name = f"shard-{len(shards):05d}"
+        np.save(tmp / f"{name}.npy", np.concatenate(buf))
+        np.save(tmp / f"{name}.offsets.npy", np.cumsum([0] + [len(a) for a in buf], dtype=np.int64))
+        shards.append({"name": name, "files": list(names)})
+        buf.clear(), names.clear()
+        size[0] = 0
+
+    try:
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as ex:
+            for (_path, arr, err), r in zip(ex.map(_encode_one, jobs, chunksize=4), rel):
+                if err or arr is None or len(arr) < 2:
+                    skipped.append((r, err or "skipped: too few tokens"))
+                    continue
+                if buf and (size[0] >= limit or arr.dtype != buf[0].dtype or arr.shape[1:] != buf[0].shape[1:]):
+                    flush()
+                buf.append(arr), names.append(r)
+                size[0] += arr.nbytes
+        if buf:
+            flush()
+        meta = {"format": "musiclab-shards-1", "shards": shards, "skipped": skipped}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(dest)
+    except OSError:  # another process finished the same cache first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return skipped
+
+
+def read_shards(cache: Path) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """A sharded cache -> ({relative path: read-only memory-mapped token array}, skipped).
+    Nothing is read into RAM until a window is cut from an array."""
+    meta = json.loads((cache / "meta.json").read_text())
+    arrays = {}
+    for sh in meta["shards"]:
+        flat = np.load(cache / f"{sh['name']}.npy", mmap_mode="r")
+        off = np.load(cache / f"{sh['name']}.offsets.npy")
+        for i, r in enumerate(sh["files"]):
+            arrays[r] = flat[off[i] : off[i + 1]]
+    return arrays, [tuple(s) for s in meta["skipped"]]
+
+
 def sample_windows(arrays: list[np.ndarray], n: int, length: int, causal: bool, rng: np.random.Generator):
     """``n`` random windows: x (n, length[, 88]) and targets (n, length[, 88]) for causal
     models (x shifted by one) or (n, 1[, 88]) for window models (the token after x).
     Files shorter than the window are left-padded with 0 (PAD)."""
-    lens = np.array([len(a) for a in arrays])
-    file_idx = rng.choice(len(arrays), size=n, p=lens / lens.sum())
+    file_idx, ends = window_positions([len(a) for a in arrays], n, rng)
+    return windows_at(arrays, file_idx, ends, length, causal)
+
+
+def window_positions(lens, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The random part of ``sample_windows``: ``n`` (file index, target position) pairs.
+
+    Reads only the files' lengths (tokens or frames), so every DDP rank can draw the same
+    global batch cheaply and materialise just its own slice (musiclab/distributed.py). Files
+    are picked in proportion to their length; the target position is uniform in [1, len)."""
+    lens = np.asarray(lens)
+    file_idx = rng.choice(len(lens), size=n, p=lens / lens.sum())
+    ends = np.array([int(rng.integers(1, lens[f])) for f in file_idx], dtype=np.int64)
+    return file_idx, ends
+
+
+def windows_at(arrays: list[np.ndarray], file_idx, ends, length: int, causal: bool):
+    """The windows at the given (file index, target position) pairs; shapes as ``sample_windows``."""
     xs, ys = [], []
-    for f in file_idx:
-        a = arrays[f]
-        end = int(rng.integers(1, len(a)))  # target position
+    for f, end in zip(file_idx, ends):
+        a, end = arrays[f], int(end)
         if causal:
             start = max(0, min(end - 1, len(a) - length - 1))
             seg = a[start : start + length + 1]
@@ -157,23 +228,30 @@ def sample_windows(arrays: list[np.ndarray], n: int, length: int, causal: bool, 
 
 def eval_windows(arrays: list[np.ndarray], length: int, causal: bool, max_windows: int = 4000):
     """Deterministic held-out windows covering each file (causal: stride ``length``;
-    window models: targets spread evenly). Every real token is a target at most once."""
+    window models: targets spread evenly). Every real token is a target at most once.
+    Positions are counted from the lengths first and only the ``max_windows`` kept windows
+    are cut, so a large memory-mapped valid split is never copied whole."""
+    step = length if causal else max(1, length // 4)
+    first = 0 if causal else 1  # causal: window starts; window models: target positions
+    counts = np.array([len(range(first, len(a) - 1 if causal else len(a), step)) for a in arrays], dtype=np.int64)
+    total = int(counts.sum())
+    idx = np.linspace(0, total - 1, min(total, max_windows)).astype(int)
+    ends = np.cumsum(counts)
     xs, ys = [], []
-    for a in arrays:
+    for i in idx:
+        f = int(np.searchsorted(ends, i, side="right"))  # file holding global window i
+        a, pos = arrays[f], first + (int(i) - int(ends[f] - counts[f])) * step
         if causal:
-            for s in range(0, len(a) - 1, length):
-                seg = a[s : s + length + 1]
-                xs.append(_pad_right(seg[:-1], length))
-                if a.ndim == 2:  # piano-roll frames: padded targets = -1 (ignored by the loss)
-                    ys.append(_pad_right(seg[1:].astype(np.int8), length, fill=-1))
-                else:
-                    ys.append(_pad_right(seg[1:], length))
+            seg = a[pos : pos + length + 1]
+            xs.append(_pad_right(seg[:-1], length))
+            if a.ndim == 2:  # piano-roll frames: padded targets = -1 (ignored by the loss)
+                ys.append(_pad_right(seg[1:].astype(np.int8), length, fill=-1))
+            else:
+                ys.append(_pad_right(seg[1:], length))
         else:
-            for end in range(1, len(a), max(1, length // 4)):
-                xs.append(_pad_left(a[max(0, end - length) : end], length))
-                ys.append(a[end : end + 1])
-    idx = np.linspace(0, len(xs) - 1, min(len(xs), max_windows)).astype(int)
-    return np.stack([xs[i] for i in idx]), np.stack([ys[i] for i in idx])
+            xs.append(_pad_left(a[max(0, pos - length) : pos], length))
+            ys.append(a[pos : pos + 1])
+    return np.stack(xs), np.stack(ys)
 
 
 def _pad_left(a: np.ndarray, n: int) -> np.ndarray:

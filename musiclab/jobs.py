@@ -18,6 +18,8 @@ from .midi_io import MidiError
 from .sampling import SettingsError, generate
 
 MAX_RUNNING = int(os.environ.get("MUSICLAB_MAX_JOBS", "2"))
+ABANDONED_S = 120.0  # a job its page stopped polling this long ago (tab closed) ends, freeing its slot;
+# above the 60 s that Chrome may space a hidden tab's timers (the page polls every 0.5 s)
 _slots = threading.BoundedSemaphore(MAX_RUNNING)
 _queue: deque = deque()
 _queue_lock = threading.Lock()
@@ -38,6 +40,7 @@ class Job:
         self.result = None
         self.error: str | None = None
         self._stop = threading.Event()
+        self._seen: float | None = None  # last touch() by a page; None: nobody polls (CLI, tests)
         self.finished = threading.Event()
         with _queue_lock:
             _queue.append(self)
@@ -47,6 +50,13 @@ class Job:
     def stop(self) -> None:
         """Ask the job to end after the current token; what was made is kept."""
         self._stop.set()
+
+    def touch(self) -> None:
+        """A page is watching: call on every poll. A touched job left ``ABANDONED_S`` unwatched stops."""
+        self._seen = time.monotonic()
+
+    def _should_stop(self) -> bool:
+        return self._stop.is_set() or (self._seen is not None and time.monotonic() - self._seen > ABANDONED_S)
 
     @property
     def queue_position(self) -> int:
@@ -69,7 +79,7 @@ class Job:
     def _run(self) -> None:
         try:
             while not _slots.acquire(timeout=0.2):
-                if self._stop.is_set():
+                if self._should_stop():
                     self.state, self.error = "failed", "stopped while waiting in the queue"
                     return
             try:
@@ -80,7 +90,7 @@ class Job:
                     self.model,
                     self.seed,
                     progress=self._progress,
-                    stop=self._stop.is_set,
+                    stop=self._should_stop,
                     preview=self._preview,
                     **self.kwargs,
                 )

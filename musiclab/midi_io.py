@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 
 import mido
 import numpy as np
 import pretty_midi
+from mido.midifiles.meta import KeySignatureError
 
 __all__ = [
     "LIMITS",
@@ -38,11 +40,13 @@ class Limits:
     """Upper bounds for one uploaded MIDI file (all inclusive)."""
 
     max_bytes: int = 4 * 1024 * 1024  # file size; real piano pieces are < 200 kB
-    max_messages: int = 400_000  # MIDI events over all tracks (notes, tempo, CC, ...)
+    max_messages: int = 250_000  # MIDI events over all tracks (notes, tempo, CC, ...); mido parses ~100k/s
+    max_meta: int = 50_000  # meta events (tempo, text, ...): the costliest kind for mido to build
     max_notes: int = 60_000  # note-on events with velocity > 0
     max_seconds: float = 3600.0  # duration to the last event, seconds
-    max_ticks: int = 50_000_000  # largest absolute tick; beyond this a file is corrupt
+    max_beats: int = 200_000  # latest event, in beats (28 h at 120 bpm): beyond this a file is corrupt
     max_tracks: int = 256  # chunks of type MTrk
+    max_bpm: float = 1000.0  # fastest tempo event; faster ones make a generator's beat clock run away
 
 
 LIMITS = Limits()
@@ -58,8 +62,11 @@ def _read_bytes(data: bytes | str | os.PathLike, limits: Limits) -> bytes:
             raise MidiError(f"cannot read {os.fspath(data)!r}: {e.strerror or e}") from None
         if size > limits.max_bytes:
             raise MidiError(_too_big(size, limits))
-        with open(data, "rb") as f:
-            raw = f.read(limits.max_bytes + 1)
+        try:
+            with open(data, "rb") as f:
+                raw = f.read(limits.max_bytes + 1)
+        except OSError as e:  # a folder, no permission, ...
+            raise MidiError(f"cannot read {os.fspath(data)!r}: {e.strerror or e}") from None
     else:
         raise TypeError(f"load_midi expects bytes or a path, got {type(data).__name__}")
     if len(raw) == 0:
@@ -76,7 +83,16 @@ def _too_big(size: int, limits: Limits) -> str:
     )
 
 
-def _parse_mido(raw: bytes, limits: Limits) -> mido.MidiFile:
+# ---- bytes: chunks and events, checked before mido builds one object per event ----
+_CHANNEL_DATA = (2, 2, 2, 2, 1, 1, 2)  # data bytes after status 0x8n, 0x9n, ..., 0xEn
+_SYSTEM_DATA = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
+_META_LEN = {0x00: (0, 2), 0x20: (1,), 0x21: (1,), 0x2F: (0,), 0x51: (3,), 0x54: (5,), 0x58: (4,), 0x59: (2,)}
+_SMPTE_FPS = {24: 24.0, 25: 25.0, 29: 29.97, 30: 30.0}  # -hi byte of an SMPTE division -> frames/s
+TICK_BUDGET = 1_000_000  # most ticks handed to pretty_midi (it keeps a float64 per tick: 8 MB)
+
+
+def _split_chunks(raw: bytes, limits: Limits) -> tuple[int, int, bytearray, list[tuple[int, int]]]:
+    """(format, division, buffer, [(start, end) of each MTrk body]). Unknown chunks are skipped."""
     if raw[:4] != b"MThd":
         if raw[:4] == b"RIFF":
             raise MidiError("this is a RIFF file (RMID or WAV), not a Standard MIDI File; export it as .mid")
@@ -84,79 +100,226 @@ def _parse_mido(raw: bytes, limits: Limits) -> mido.MidiFile:
             "not a MIDI file: a Standard MIDI File starts with 'MThd' "
             f"but this one starts with {raw[:4]!r}. Accepted: .mid/.midi files, types 0, 1 and 2"
         )
-    # Count track chunks cheaply before mido allocates anything per track.
-    if raw.count(b"MTrk") > limits.max_tracks:
-        raise MidiError(f"the file has more than {limits.max_tracks} tracks; the limit is {limits.max_tracks}")
+    hlen = int.from_bytes(raw[4:8], "big")
+    if len(raw) < 14 or hlen < 6:
+        raise MidiError("the MIDI file is truncated: its header (MThd) is incomplete")
+    fmt, division = int.from_bytes(raw[8:10], "big"), int.from_bytes(raw[12:14], "big")
+    buf, spans, pos = bytearray(raw), [], 8 + hlen
+    while pos + 8 <= len(raw):
+        tag, size = raw[pos : pos + 4], int.from_bytes(raw[pos + 4 : pos + 8], "big")
+        if tag == b"MTrk":
+            if pos + 8 + size > len(raw):
+                raise MidiError("the MIDI file is truncated: it ends in the middle of a track")
+            spans.append((pos + 8, pos + 8 + size))
+            if len(spans) > limits.max_tracks:
+                raise MidiError(f"the file has more than {limits.max_tracks} tracks; the limit is {limits.max_tracks}")
+        pos += 8 + size  # any other chunk (vendor data) is skipped, as the standard asks
+    if not spans:
+        if pos != len(raw):
+            raise MidiError("the MIDI file is truncated: it ends before its first track")
+        raise MidiError("the MIDI file has no tracks (zero MTrk chunks); nothing to play")
+    return fmt, division, buf, spans
+
+
+def _meta_ok(kind: int, data: bytes) -> bool:
+    """Would mido decode this meta event into something sane? (tempo > 0, a real key, a meter > 0)"""
+    if kind in _META_LEN and len(data) not in _META_LEN[kind]:
+        return False
+    if kind == 0x51:
+        return int.from_bytes(data, "big") > 0
+    if kind == 0x54:
+        return data[0] >> 5 <= 3
+    if kind == 0x58:
+        return data[0] > 0 and data[1] <= 6  # numerator >= 1, denominator 1..64
+    if kind == 0x59:
+        return (data[0] <= 7 or data[0] >= 249) and data[1] <= 1  # -7..7 sharps, major/minor
+    return True
+
+
+def _vlq(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
+    """(value, next position) of a variable-length quantity that must end before ``end``."""
+    value = 0
+    while True:
+        if pos >= end:
+            raise MidiError("the MIDI file is corrupt: a track ends inside an event")
+        b = buf[pos]
+        pos += 1
+        value = (value << 7) | (b & 0x7F)
+        if b < 0x80:
+            return value, pos
+
+
+def _scan_track(buf: bytearray, pos: int, end: int, budget: int, meta_budget: int) -> tuple[int, int]:
+    """Walk one MTrk body ``buf[pos:end]`` event by event the way mido will: (events, meta
+    events), stopping past either budget. Raises MidiError when an event is malformed.
+    Meta events mido would choke on (tempo 0, 9 flats, meter 0/x) become text events in place.
+    """
+    n = n_meta = 0
+    status = None
+    while pos < end:
+        _, pos = _vlq(buf, pos, end)  # delta time
+        if pos >= end:
+            raise MidiError("the MIDI file is corrupt: a track ends inside an event")
+        st = buf[pos]
+        if st < 0x80:  # running status: the previous status byte applies
+            if status is None or status >= 0xF0:
+                raise MidiError("the MIDI file is corrupt: running status without a channel message before it")
+            st = status
+        else:
+            pos += 1
+            if st != 0xFF:
+                status = st
+        if st == 0xFF or st in (0xF0, 0xF7):
+            kind_at = pos
+            n_meta += st == 0xFF
+            length, pos = _vlq(buf, pos + (st == 0xFF), end)  # (meta type byte,) data length
+            if st == 0xFF and buf[kind_at] in _META_LEN and pos + length <= end:
+                if not _meta_ok(buf[kind_at], bytes(buf[pos : pos + length])):
+                    buf[kind_at] = 0x01  # a text event of the same length: harmless to every reader
+            pos += length
+        elif st >= 0xF0:
+            if st not in _SYSTEM_DATA:
+                raise MidiError(f"the MIDI file is corrupt: undefined status byte 0x{st:02X}")
+            pos += _SYSTEM_DATA[st]
+        else:
+            pos += _CHANNEL_DATA[(st >> 4) - 8]
+        if pos > end:
+            raise MidiError("the MIDI file is corrupt: an event runs past the end of its track")
+        n += 1
+        if n > budget or n_meta > meta_budget:
+            break
+    return n, n_meta
+
+
+def _parse_mido(raw: bytes, limits: Limits) -> tuple[mido.MidiFile, int]:
+    """Checked, cleaned bytes -> (mido file, raw 16-bit time division)."""
+    _, division, buf, spans = _split_chunks(raw, limits)
+    left, metas = limits.max_messages, 0
+    for start, end in spans:
+        n, n_meta = _scan_track(buf, start, end, left, limits.max_meta - metas)
+        left, metas = left - n, metas + n_meta
+        if left < 0:
+            raise MidiError(f"the file has more than {limits.max_messages:,} MIDI events; that is over the limit")
+        if metas > limits.max_meta:
+            raise MidiError(
+                f"the file has more than {limits.max_meta:,} meta events (tempo, text, ...); that is over the limit"
+            )
+    clean = b"MThd" + (6).to_bytes(4, "big") + struct.pack(">HHH", 1, len(spans), 480)
+    clean += b"".join(b"MTrk" + (e - s).to_bytes(4, "big") + bytes(buf[s:e]) for s, e in spans)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            mid = mido.MidiFile(file=io.BytesIO(raw), clip=True)
+            mid = mido.MidiFile(file=io.BytesIO(clean), clip=True)
     except EOFError:
         raise MidiError("the MIDI file is truncated: it ends in the middle of a track") from None
-    except (OSError, ValueError, KeyError, IndexError) as e:
+    except (OSError, ValueError, KeyError, IndexError, KeySignatureError) as e:
         raise MidiError(f"the MIDI file is corrupt and cannot be parsed ({e})") from None
-    if mid.type == 2:
-        # pretty_midi reads all tracks on one timeline; type 2 tracks are independent
-        # patterns, which we accept and overlay (documented behaviour).
-        mid.type = 1
-    if not mid.tracks:
-        raise MidiError("the MIDI file has no tracks (zero MTrk chunks); nothing to play")
-    if mid.ticks_per_beat <= 0:
-        raise MidiError("SMPTE time division is not supported here; re-export with ticks per beat")
-    return mid
+    # Read as type 1 (the header above): type 2 tracks are independent patterns, but pretty_midi
+    # reads one timeline, so they are overlaid (documented). Type 0 with several tracks: the same.
+    return mid, division
 
 
-def _check_content(mid: mido.MidiFile, limits: Limits) -> None:
-    n_msgs = n_notes = n_drum_notes = 0
-    max_tick = 0
+def _tick_grid(division: int) -> tuple[int, int, int | None]:
+    """(ticks per beat, tick multiplier, tempo to force or None) for a header's time division.
+
+    SMPTE division (top bit set: -frames/s, ticks/frame) means absolute time, so it is
+    rewritten as an equivalent beat grid at 120 bpm: ticks doubled, fps x ticks/frame per
+    beat, one tempo event (29.97 fps: 500,501 us per beat) and the file's tempo events dropped.
+    """
+    if not division & 0x8000:
+        if division == 0:
+            raise MidiError("the MIDI file is corrupt: its time division is 0 ticks per beat")
+        return division, 1, None
+    fps_code, per_frame = 256 - (division >> 8), division & 0xFF
+    if fps_code not in _SMPTE_FPS or per_frame == 0:
+        raise MidiError(
+            f"the MIDI file has SMPTE timing with {fps_code} frames/s and {per_frame} ticks/frame; "
+            "expected 24, 25, 29.97 or 30 frames/s and at least 1 tick/frame"
+        )
+    nominal = 30 if fps_code == 29 else fps_code
+    return nominal * per_frame, 2, round(500_000 * nominal / _SMPTE_FPS[fps_code])
+
+
+def _retime(mid: mido.MidiFile, division: int, limits: Limits) -> None:
+    """Check the content and put every track on one sane tick grid (in place): SMPTE -> beats,
+    ticks rescaled to at most TICK_BUDGET."""
+    tpb, mult, forced_tempo = _tick_grid(division)
+    n_notes = n_drum = max_tick = 0
+    timed: list[list[tuple[int, mido.Message]]] = []
     for track in mid.tracks:
-        n_msgs += len(track)
-        if n_msgs > limits.max_messages:
-            raise MidiError(f"the file has more than {limits.max_messages:,} MIDI events; that is over the limit")
-        tick = 0
+        tick, rows = 0, []
         for msg in track:
-            tick += msg.time
+            tick += msg.time * mult
+            if msg.type == "set_tempo" and forced_tempo:
+                continue
             if msg.type == "note_on" and msg.velocity > 0:
                 n_notes += 1
-                if msg.channel == 9:
-                    n_drum_notes += 1
+                n_drum += msg.channel == 9
+            rows.append((tick, msg))
+        timed.append(rows)
         max_tick = max(max_tick, tick)
-    if max_tick > limits.max_ticks:
+    if max_tick > limits.max_beats * tpb:
         raise MidiError(
-            f"the file's largest time is {max_tick:,} ticks (over {limits.max_ticks:,}); "
+            f"the file's last event is at beat {max_tick // tpb:,} (over {limits.max_beats:,}); "
             "it has absurd delta times and is probably corrupt"
         )
     if n_notes == 0:
         raise MidiError("the MIDI file has no notes (only meta or control events); upload a file with notes")
-    if n_notes == n_drum_notes:
+    if n_notes == n_drum:
         raise MidiError("the MIDI file has only drum notes (channel 10); musiclab models continue pitched music")
     if n_notes > limits.max_notes:
         raise MidiError(f"the file has {n_notes:,} notes; the limit is {limits.max_notes:,}")
+    if forced_tempo:
+        timed[0].insert(0, (0, mido.MetaMessage("set_tempo", tempo=forced_tempo, time=0)))
+    _check_tempo(timed[0], tpb, max_tick, limits)
+    # a coarser grid when needed; even 1 tick per beat fits, as max_beats < TICK_BUDGET
+    new_tpb = tpb if max_tick <= TICK_BUDGET else max(1, tpb * TICK_BUDGET // max_tick)
+    for track, rows in zip(mid.tracks, timed):
+        last = 0
+        for tick, msg in rows:
+            tick = (tick * new_tpb + tpb // 2) // tpb
+            msg.time, last = tick - last, tick
+        eot = [mido.MetaMessage("end_of_track", time=0)]  # pretty_midi fails on an empty track
+        track[:] = [msg for _, msg in rows] or eot
+    mid.ticks_per_beat = new_tpb
+
+
+def _check_tempo(rows: list[tuple[int, mido.Message]], tpb: int, max_tick: int, limits: Limits) -> None:
+    """Tempo in range and the piece within max_seconds (pretty_midi reads tempo from track 0 only)."""
+    seconds, tick0, us = 0.0, 0, 500_000
+    for tick, msg in rows:
+        if msg.type == "set_tempo":
+            if msg.tempo < 60e6 / limits.max_bpm:
+                raise MidiError(
+                    f"the file sets a tempo of {60e6 / msg.tempo:,.0f} bpm; the limit is {limits.max_bpm:g} bpm"
+                )
+            seconds += (tick - tick0) * us / 1e6 / tpb
+            tick0, us = tick, msg.tempo
+    seconds += (max_tick - tick0) * us / 1e6 / tpb
+    if seconds > limits.max_seconds:
+        raise MidiError(f"the piece lasts {seconds / 60:.0f} min; the limit is {limits.max_seconds / 60:.0f} min")
 
 
 def load_midi(data: bytes | str | os.PathLike, limits: Limits = LIMITS) -> pretty_midi.PrettyMIDI:
-    """Load a Standard MIDI File (types 0, 1, 2; any resolution; tempo/meter changes).
+    """Load a Standard MIDI File (types 0, 1, 2; any resolution or SMPTE timing; tempo/meter changes).
 
     ``data`` is the file's bytes or a path. Raises :class:`MidiError` with a specific
     message when the file is not MIDI, is truncated or corrupt, has no (pitched) notes,
-    or is over ``limits`` (size, events, notes, duration in seconds).
+    or is over ``limits`` (size, events, notes, duration in seconds, tempo). Unknown chunks
+    are skipped; impossible meta events (tempo 0, an unknown key) are ignored.
     """
     raw = _read_bytes(data, limits)
-    mid = _parse_mido(raw, limits)
-    _check_content(mid, limits)
+    mid, division = _parse_mido(raw, limits)
+    _retime(mid, division, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            buf = io.BytesIO()
-            mid.save(file=buf)
-            buf.seek(0)
-            pm = pretty_midi.PrettyMIDI(buf)
-    except (ValueError, KeyError, IndexError, EOFError, OSError) as e:
+            pm = pretty_midi.PrettyMIDI(mido_object=mid)
+    except (ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
         raise MidiError(f"the MIDI file is corrupt and cannot be read ({e})") from None
     pm.instruments = [inst for inst in pm.instruments if inst.notes]
-    end = pm.get_end_time()
-    if end > limits.max_seconds:
-        raise MidiError(f"the piece lasts {end / 60:.0f} min; the limit is {limits.max_seconds / 60:.0f} min")
+    if not pm.instruments:
+        raise MidiError("the MIDI file has no playable notes (each note ends where it starts)")
     if not any(not inst.is_drum for inst in pm.instruments):
         raise MidiError("the MIDI file has only drum notes (channel 10); musiclab models continue pitched music")
     return pm

@@ -1,4 +1,4 @@
-"""Audio: MIDI -> samples with FluidSynth (through midi2audio) and a real GM SoundFont.
+"""Audio: MIDI -> samples with FluidSynth (midi2audio's command line) and a real GM SoundFont.
 
 Without the ``fluidsynth`` program, or with a missing/corrupt SoundFont, audio falls back
 to pretty_midi's sine synthesizer and a notice says so: it still plays. Samples are mono
@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pretty_midi
 import soundfile as sf
 
 SAMPLE_RATE = 44100
+FLUIDSYNTH_TIMEOUT_S = 120  # one render; a 4-minute take takes ~5 s
 _CANDIDATES = [
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/sounds/sf2/default-GM.sf2",
@@ -43,7 +45,23 @@ def synth_status(soundfont: str | None = None) -> tuple[bool, str]:
     sf2 = find_soundfont(soundfont)
     if sf2 is None or not os.path.isfile(sf2):
         return False, f"SoundFont {sf2!r} not found: audio uses a plain sine synth"
+    if not _looks_like_soundfont(sf2):
+        return (
+            False,
+            f"SoundFont {sf2!r} is not a valid SoundFont (corrupt or truncated?): audio uses a plain sine synth",
+        )
     return True, f"FluidSynth with {Path(sf2).name}"
+
+
+def _looks_like_soundfont(path: str) -> bool:
+    """A RIFF 'sfbk' file (SF2/SF3) whose RIFF size matches the file: catches junk and truncation."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"sfbk" and int.from_bytes(head[4:8], "little") + 8 <= size
 
 
 def _normalise(audio: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
@@ -57,23 +75,25 @@ def _normalise(audio: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
 
 
 def _fluidsynth(pm: pretty_midi.PrettyMIDI, sf2: str, sr: int) -> np.ndarray | None:
-    from midi2audio import FluidSynth
+    """Render with the ``fluidsynth`` program (midi2audio's command line); None if it failed.
 
+    Its output is captured, not printed: process-wide stdout/stderr stay untouched, so
+    sessions may render at the same time. FluidSynth falls back to the system's default
+    SoundFont when ``sf2`` cannot be loaded, and says so only in its output: that is a failure here.
+    """
     with tempfile.TemporaryDirectory(prefix="musiclab-") as d:
         mid, wav = os.path.join(d, "in.mid"), os.path.join(d, "out.wav")
         pm.write(mid)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        saved = os.dup(1), os.dup(2)
-        try:  # fluidsynth chats on stdout/stderr; keep the CLI's output clean
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            FluidSynth(sound_font=sf2, sample_rate=sr).midi_to_audio(mid, wav)
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(devnull)
-            os.close(saved[0])
-            os.close(saved[1])
+        try:
+            run = subprocess.run(
+                ["fluidsynth", "-ni", sf2, mid, "-F", wav, "-r", str(sr)],
+                capture_output=True, text=True, errors="replace", timeout=FLUIDSYNTH_TIMEOUT_S,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        said = (run.stdout + run.stderr).lower()
+        if run.returncode != 0 or "failed to load" in said or "not a soundfont" in said:
+            return None
         if not os.path.exists(wav) or os.path.getsize(wav) < 100:
             return None
         audio, _ = sf.read(wav, dtype="float32")

@@ -4,6 +4,8 @@
 tokenize (cached), train with a checkpoint every epoch (``<out>/checkpoint/``, safetensors
 + JSON, no pickle), early stopping, then write ``model.safetensors`` + ``config.json`` +
 ``README.md`` for the best epoch. Seeds are fixed, so a rerun on the same machine matches.
+Under ``torchrun`` the same command trains with DistributedDataParallel (musiclab/distributed.py):
+``batch_size`` is then the global batch, split evenly over the ranks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .baselines import bernoulli_nll, ngram_nll
-from .dataset import build_corpus, eval_windows, sample_windows
+from .dataset import build_corpus, eval_windows, windows_at
+from .distributed import (
+    DistInfo,
+    ShardedWindowSampler,
+    barrier,
+    broadcast,
+    cleanup,
+    init_distributed,
+    mean_over_ranks,
+    wrap_ddp,
+)
 from .models import arch_classes, build_model
 from .tokenizers import make_tokenizer
 from .weights import pick_device, save_weights
@@ -48,7 +60,7 @@ class TrainConfig:
     out: str  # output folder, e.g. weights/lstm
     epochs: int = 30
     steps_per_epoch: int = 200  # optimiser steps per epoch
-    batch_size: int = 64
+    batch_size: int = 64  # windows per optimiser step; the global batch under torchrun (split over ranks)
     lr: float = 1e-3
     optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
     weight_decay: float = 0.0
@@ -140,8 +152,24 @@ def _load_ckpt(d: Path, model, opt) -> dict:
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
-    """Train ``cfg.arch``; returns the final card (also written to ``cfg.out``)."""
-    torch.manual_seed(cfg.seed)
+    """Train ``cfg.arch``; returns the final card (also written to ``cfg.out``).
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank calls this: each trains on its own slice of
+    every global batch, rank 0 alone logs and writes checkpoints, weights and the card and
+    returns the card; the other ranks return {}."""
+    owns_group = not torch.distributed.is_initialized()  # leave only a group we joined here
+    info = init_distributed(pick_device())
+    try:
+        card = _train(cfg, resume, log if info.is_main else (lambda *a, **k: None), info)
+        barrier(info)  # leave the group together: rank 0 may still be writing the card
+        return card
+    finally:
+        if owns_group:
+            cleanup()
+
+
+def _train(cfg: TrainConfig, resume: bool, log, info: DistInfo) -> dict:
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     if os.environ.get("MUSICLAB_THREADS"):  # e.g. 1 when two trainings share a 2-core box
         torch.set_num_threads(int(os.environ["MUSICLAB_THREADS"]))
     out = Path(cfg.out)
@@ -150,42 +178,58 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         jsb = (Path(cfg.data) / "train.json").is_file()
         cfg.tokenizer = {"kind": "pianoroll", "steps_per_beat": 1 if jsb else 4}
     tok = make_tokenizer(cfg.tokenizer)
-    corpus = build_corpus(cfg.data, tok.to_dict(), cfg.max_files, cfg.max_parse_seconds, log=log)
+    # rank 0 tokenizes first; then local rank 0 of every other node (a cache hit if MUSICLAB_CACHE
+    # is shared storage); then all other ranks read the memory-mapped cache
+    stage = 0 if info.rank == 0 else 1 if info.local_rank == 0 else 2
+    for s in range(3):
+        if s == stage:
+            corpus = build_corpus(cfg.data, tok.to_dict(), cfg.max_files, cfg.max_parse_seconds, log=log)
+        barrier(info)
     model_cfg = {"vocab_size": tok.vocab_size, **cfg.model} if hasattr(tok, "vocab_size") else dict(cfg.model)
     _, cfg_cls = arch_classes(cfg.arch)
     model_cfg = {k: v for k, v in model_cfg.items() if k in {f.name for f in dataclasses.fields(cfg_cls)}}
-    dev = pick_device()
+    dev = info.device
     model = build_model(cfg.arch, model_cfg).to(dev)
     opt = _optimizer(cfg, model.parameters())
     T = model.get_block_size()
-    vx, vy = eval_windows(corpus.valid, T, model.causal, cfg.eval_windows)
+    sampler = ShardedWindowSampler([len(a) for a in corpus.train], cfg.batch_size, info.rank, info.world_size)
+    vx, vy = eval_windows(corpus.valid, T, model.causal, cfg.eval_windows) if info.is_main else (None, None)
     n_params = sum(p.numel() for p in model.parameters())
     log(
         f"{cfg.arch}: {n_params:,} params on {dev}; train {corpus.n_tokens('train'):,} / valid "
         f"{corpus.n_tokens('valid'):,} tokens from {corpus.files} files"
+        + (f"; DDP over {info.world_size} processes" if info.enabled else "")
     )
     state = {"epoch": 0, "curves": {"train": [], "valid": [], "valid_acc": []}, "best": math.inf, "bad": 0, "secs": 0.0}
     ckpt = out / "checkpoint"
     if resume and (ckpt / "state.json").exists():
         state = _load_ckpt(ckpt, model, opt)
         log(f"resumed from epoch {state['epoch']}")
+    if info.enabled:  # every rank must have read the same checkpoint (global state, any world size)
+        same = mean_over_ranks(float(state["epoch"] == broadcast(state["epoch"], info)), info) == 1.0
+        if not same:
+            raise ValueError(f"ranks resumed from different epochs: {ckpt} must be on storage every node reads")
+    net = wrap_ddp(model, info)  # train through DDP; evaluate and save the plain model
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
     model.train()
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
         ep = state["epoch"]
-        rng = np.random.default_rng(cfg.seed + ep)  # per-epoch stream: resume gives the same batches
+        if info.enabled:  # per-rank dropout streams, reproducible on resume under any world size
+            torch.manual_seed(cfg.seed + 7919 * (ep + 1) + info.rank)
+        # per-epoch stream of global batches (seed + epoch): resume gives the same batches
+        batches = sampler.epoch(cfg.seed + ep, cfg.steps_per_epoch)
         t0, losses, seen = time.perf_counter(), [], 0
-        for it in range(cfg.steps_per_epoch):
-            x, y = sample_windows(corpus.train, cfg.batch_size, T, model.causal, rng)
+        for it, (file_idx, ends) in enumerate(batches):
+            x, y = windows_at(corpus.train, file_idx, ends, T, model.causal)  # this rank's slice
             with amp:
-                _, loss = model(_to_tensor(x, dev), _to_tensor(y, dev))
+                _, loss = net(_to_tensor(x, dev), _to_tensor(y, dev))  # DDP averages grads over ranks
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             losses.append(loss.item())
-            seen += x.shape[0] * x.shape[1]
-            if (it + 1) % 20 == 0 or it + 1 == cfg.steps_per_epoch:
+            seen += x.shape[0] * x.shape[1] * info.world_size  # tokens (frames) of the global batch
+            if info.is_main and ((it + 1) % 20 == 0 or it + 1 == cfg.steps_per_epoch):
                 rate = seen / (time.perf_counter() - t0)
                 bar = "#" * int(20 * (it + 1) / cfg.steps_per_epoch)
                 print(
@@ -194,26 +238,30 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                     file=sys.stderr,
                     flush=True,
                 )
-        print(file=sys.stderr)
-        val = evaluate_model(model, vx, vy)
+        if info.is_main:
+            print(file=sys.stderr)
+        train_loss = mean_over_ranks(float(np.mean(losses)), info)
+        val = evaluate_model(model, vx, vy) if info.is_main else None
         state["secs"] += time.perf_counter() - t0
+        val, state["secs"] = broadcast((val, state["secs"]), info)  # rank 0 decides stopping for all
         state["epoch"] = ep + 1
-        state["curves"]["train"].append(float(np.mean(losses)))
+        state["curves"]["train"].append(train_loss)
         state["curves"]["valid"].append(val["nll"])
         state["curves"]["valid_acc"].append(val["accuracy"])
         improved = val["nll"] < state["best"]
         state["best"], state["bad"] = (val["nll"], 0) if improved else (state["best"], state["bad"] + 1)
         log(
-            f"epoch {ep + 1}: train {np.mean(losses):.4f}  valid {val['nll']:.4f}  acc {val['accuracy']:.3f}"
+            f"epoch {ep + 1}: train {train_loss:.4f}  valid {val['nll']:.4f}  acc {val['accuracy']:.3f}"
             f"{'  (best)' if improved else ''}  {state['secs'] / 60:.1f} min"
         )
-        if improved:
+        if improved and info.is_main:
             save_weights(model, out, {"arch": cfg.arch, "tokenizer": tok.to_dict()})
-        _save_ckpt(ckpt, model, opt, state)
+        if info.is_main:  # optimiser state is identical on every rank (same averaged gradients)
+            _save_ckpt(ckpt, model, opt, state)
         if cfg.time_budget_minutes and state["secs"] / 60 >= cfg.time_budget_minutes:
             log("time budget reached")
             break
-    return finish_card(cfg, out, corpus, state, n_params)
+    return finish_card(cfg, out, corpus, state, n_params) if info.is_main else {}
 
 
 def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int) -> dict:
@@ -255,9 +303,7 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
         train_minutes=round(state["secs"] / 60, 1),
         curves=state["curves"],
         golden=golden,
-        command="python -m musiclab train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if len(sys.argv) > 2
-        else "",
+        command=_launcher() + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
         versions={"musiclab": __version__, "torch": torch.__version__, "python": platform.python_version()},
     )
     (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
@@ -269,6 +315,14 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
 
         card = add_jsb_metrics(out, Path(cfg.data) / "valid.json")
     return card
+
+
+def _launcher() -> str:
+    """How this run was started, for the card: plain python, or torchrun with its shape."""
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if world <= 1:
+        return "python -m musiclab train "
+    return f"torchrun --nnodes {max(1, world // local)} --nproc_per_node {local} -m musiclab train "
 
 
 @torch.no_grad()

@@ -33,7 +33,10 @@ def pick_device() -> torch.device:
 def read_card(name: str, root: Path | None = None) -> dict:
     path = (root or WEIGHTS_DIR) / name / "config.json"
     try:
-        return json.loads(path.read_text())
+        card = json.loads(path.read_text())
+        if not isinstance(card, dict):
+            raise ValueError(f"model {name!r}: config.json holds a {type(card).__name__}, expected an object")
+        return card
     except FileNotFoundError:
         raise ValueError(f"model {name!r} has no config.json in {path.parent}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -51,10 +54,15 @@ def save_weights(model: MusicModel, out_dir: Path, card: dict, half: bool = True
         import copy
 
         to_save = copy.deepcopy(model).to("cpu").half()
-    st_save_model(to_save, str(out_dir / "model.safetensors"))
+    # temp file + rename: a server reading weights/ meanwhile sees the old file or the new one, never half
+    tmp = out_dir / f".model.safetensors.{os.getpid()}.tmp"
+    st_save_model(to_save, str(tmp))
+    os.replace(tmp, out_dir / "model.safetensors")
     card = dict(card)
     card["model"] = dataclasses.asdict(model.config)
-    (out_dir / "config.json").write_text(json.dumps(card, indent=1) + "\n")
+    tmp = out_dir / f".config.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    os.replace(tmp, out_dir / "config.json")
 
 
 def model_names(root: Path | None = None) -> list[str]:
@@ -88,7 +96,14 @@ def load_model(name: str, root: Path | None = None, device: torch.device | str |
         card = read_card(name, root)
         from .tokenizers import make_tokenizer
 
-        model = build_model(card["arch"], card["model"])
+        try:
+            model = build_model(card["arch"], card["model"])
+            tokenizer = make_tokenizer(card["tokenizer"])
+        except (KeyError, TypeError, ValueError) as e:
+            what = f"no {e} entry" if isinstance(e, KeyError) else str(e)
+            raise ValueError(
+                f"model {name!r}: config.json does not describe a model musiclab can build ({what})"
+            ) from None
         path = root / name / "model.safetensors"
         if not path.exists():
             raise ValueError(f"model {name!r}: weight file {path.name} is missing")
@@ -96,12 +111,15 @@ def load_model(name: str, root: Path | None = None, device: torch.device | str |
             st_load_model(model, str(path), strict=True)
         except (SafetensorError, RuntimeError, OSError, ValueError) as e:
             raise ValueError(f"model {name!r}: weight file is corrupt or does not match its config ({e})") from None
+        bad = [k for k, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+        if bad:  # garbage in the data part of the file: its header still parses
+            raise ValueError(f"model {name!r}: weight file is corrupt: {bad[0]} holds NaN or inf values")
         model.to(dev).eval()
         if dev.type == "cuda":
             model.half()
         model.card = card
         model.name = name
-        model.tokenizer = make_tokenizer(card["tokenizer"])
+        model.tokenizer = tokenizer
         _cache[key] = model
         return model
 
