@@ -354,6 +354,9 @@ def seed_excerpt(
     if seconds is not None and not (np.isfinite(seconds) and seconds > 0):
         raise MidiError(f"seed length must be a positive number of seconds, got {seconds}")
     out = pretty_midi.PrettyMIDI(resolution=pm.resolution, initial_tempo=_initial_tempo(pm))
+    # keep the whole tempo map (rubato lives in tempo events), so beats stay where the source has them
+    out._tick_scales = list(pm._tick_scales)
+    out._update_tick_to_time(pm.time_to_tick(max(pm.get_end_time(), 1.0)) + 1)
     out.time_signature_changes = list(pm.time_signature_changes)
     out.key_signature_changes = list(pm.key_signature_changes)
     for t in tracks:

@@ -139,3 +139,16 @@ def test_seed_excerpt_errors():
         seed_excerpt(pm, 2.0, tracks=[5])
     with pytest.raises(MidiError, match="positive"):
         seed_excerpt(pm, float("nan"))
+
+
+def test_seed_excerpt_keeps_the_tempo_map():
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    meta = mido.MidiTrack()
+    meta.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))  # 120 bpm for 4 beats (2 s)
+    meta.append(mido.MetaMessage("set_tempo", tempo=1000000, time=1920))  # then 60 bpm
+    mid.tracks += [meta, _track([(60, 480)] * 8)]
+    pm = load_midi(_mido_bytes(mid))
+    ex = seed_excerpt(pm, 5.0)
+    # beat 6 is at 2 s + 2 x 1 s = 4 s in the source and must stay there in the excerpt
+    assert ex.time_to_tick(4.0) == pm.time_to_tick(4.0) == 6 * 480
+    assert len(ex.get_tempo_changes()[0]) == 2
