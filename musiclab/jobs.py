@@ -19,10 +19,10 @@ from .sampling import SettingsError, generate
 
 MAX_RUNNING = int(os.environ.get("MUSICLAB_MAX_JOBS", "2"))
 ABANDONED_S = 120.0  # a job its page stopped polling this long ago (tab closed) ends, freeing its slot;
-# above the 60 s that Chrome may space a hidden tab's timers (the page polls every 0.5 s)
-_slots = threading.BoundedSemaphore(MAX_RUNNING)
-_queue: deque = deque()
-_queue_lock = threading.Lock()
+# above the 60 s that Chrome may space a hidden tab's timers (the page polls every 1-2 s)
+_cond = threading.Condition()  # guards _queue and _running; notified when a slot frees or the head leaves
+_queue: deque = deque()  # jobs waiting, oldest first
+_running = 0  # jobs generating now
 log = logging.getLogger("musiclab.jobs")
 
 
@@ -42,7 +42,7 @@ class Job:
         self._stop = threading.Event()
         self._seen: float | None = None  # last touch() by a page; None: nobody polls (CLI, tests)
         self.finished = threading.Event()
-        with _queue_lock:
+        with _cond:
             _queue.append(self)
         self._thread = threading.Thread(target=self._run, name="musiclab-generate", daemon=True)
         self._thread.start()
@@ -61,7 +61,7 @@ class Job:
     @property
     def queue_position(self) -> int:
         """How many jobs wait ahead of this one (0 once running)."""
-        with _queue_lock:
+        with _cond:
             return list(_queue).index(self) if self in _queue and self.state == "queued" else 0
 
     @property
@@ -77,14 +77,17 @@ class Job:
         self.preview = pm
 
     def _run(self) -> None:
+        global _running
         try:
-            while not _slots.acquire(timeout=0.2):
-                if self._should_stop():
-                    self.state, self.error = "failed", "stopped while waiting in the queue"
-                    return
+            with _cond:  # first in, first out: only the head of the queue may take a free slot
+                while _queue[0] is not self or _running >= MAX_RUNNING:
+                    if self._should_stop():
+                        self.state, self.error = "failed", "stopped while waiting in the queue"
+                        return
+                    _cond.wait(timeout=0.2)
+                _queue.popleft()
+                _running += 1
             try:
-                with _queue_lock:
-                    _queue.remove(self)
                 self.state, self.started = "running", time.perf_counter()
                 self.result = generate(
                     self.model,
@@ -96,16 +99,19 @@ class Job:
                 )
                 self.state = "done"
             finally:
-                _slots.release()
+                with _cond:
+                    _running -= 1
+                    _cond.notify_all()
         except (MidiError, SettingsError, ValueError) as e:
             self.state, self.error = "failed", str(e)
         except Exception as e:  # a bug or a fault (e.g. out of memory): the user gets a message, the log the trace
             log.exception("generation failed")
             self.state, self.error = "failed", f"generation failed unexpectedly ({type(e).__name__}: {e})"
         finally:
-            with _queue_lock:
+            with _cond:
                 if self in _queue:
                     _queue.remove(self)
+                    _cond.notify_all()  # the next one may be at the head now
             self.ended = time.perf_counter()
             self.finished.set()
 

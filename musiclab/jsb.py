@@ -164,4 +164,7 @@ def add_jsb_metrics(out: str | Path, split_path: str | Path) -> dict:
             "most likely frame. Reproduce: `python -m musiclab evaluate jsb --split "
             f"../shared/data/jsb/{split.name} --model {out.name}`.\n"
         )
+        for key in ("selection", "notes"):
+            if card.get(key):
+                f.write(f"\n{key.capitalize()}: {card[key]}\n")
     return card

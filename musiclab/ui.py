@@ -31,6 +31,7 @@ torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))
 # script runs hold it, each win waits out the switch interval (5 ms by default). Measured with 3
 # busy threads: one 10 s generation took 59 s at 5 ms, 11 s at 1 ms (alone: 0.5 s).
 sys.setswitchinterval(0.001)
+POLL_S, POLL_QUEUED_S = 1.0, 2.0  # how often a page polls its running / queued job (see job_panel)
 PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs ~50 ms of GIL)
 
 ACCEPTED = "Standard MIDI files (.mid/.midi), types 0/1/2, up to 4 MB, 60,000 notes and 60 minutes"
@@ -176,10 +177,30 @@ def sampling_controls(seed, key: str = "") -> dict:
     return dict(seed_seconds=seed_s, seconds=seconds, random_seed=int(rseed) or None, **kw)
 
 
-@st.fragment(run_every=0.5)
 def job_panel(job, on_done) -> None:
-    """Live view of a running generation: progress, tokens/s, partial piano roll, Stop.
-    When the job ends, ``on_done(job)`` runs and the whole page reruns."""
+    """Live view of a generation: its place in the queue, or progress, tokens/s, the partial
+    piano roll; Stop. When the job ends, ``on_done(job)`` runs and the whole page reruns.
+
+    Each session's view polls its job with a fragment rerun, which costs the server CPU and the
+    GIL the generators need: every POLL_S while it runs, POLL_QUEUED_S while it waits. (A full
+    gc.collect() after each run made this ~40 ms: .streamlit/config.toml turns it off.)
+    """
+    (_job_waiting if job.state == "queued" else _job_running)(job, on_done)
+
+
+@st.fragment(run_every=POLL_QUEUED_S)
+def _job_waiting(job, on_done) -> None:
+    if job.state != "queued":  # its turn came (or it ended): rerun the page to show the live view
+        st.rerun()
+    _job_view(job, on_done)
+
+
+@st.fragment(run_every=POLL_S)
+def _job_running(job, on_done) -> None:
+    _job_view(job, on_done)
+
+
+def _job_view(job, on_done) -> None:
     from .pianoroll import pianoroll_figure
 
     job.touch()  # a job nobody watches any more (tab closed) stops and frees its slot

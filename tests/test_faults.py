@@ -245,6 +245,23 @@ def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, seed):
         _finish(*running, waiting)
 
 
+def test_the_queue_is_first_in_first_out(lstm, seed):
+    busy = [Job(lstm, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
+    deadline = time.time() + 30
+    while any(j.state == "queued" for j in busy) and time.time() < deadline:
+        time.sleep(0.05)
+    line = [Job(lstm, seed, seed_seconds=4, seconds=2, random_seed=i) for i in range(4)]
+    try:
+        assert [j.queue_position for j in line] == [0, 1, 2, 3]
+        _finish(*busy)  # free every slot at once: the oldest waiting jobs must go first
+        for j in line:
+            assert j.wait(120) and j.state == "done", j.error
+        starts = [j.started for j in line]
+        assert starts == sorted(starts)
+    finally:
+        _finish(*busy, *line)
+
+
 def test_a_job_nobody_watches_any_more_stops(monkeypatch, lstm, seed):
     monkeypatch.setattr(jobs, "ABANDONED_S", 1.0)
     watched_once = Job(lstm, seed, seed_seconds=4, seconds=240)

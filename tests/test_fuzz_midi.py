@@ -81,6 +81,7 @@ CORPUS = [p.read_bytes() for p in sorted(EXAMPLES.glob("*.mid"))] + [
     _smpte_file(),
 ]
 OUTCOMES: collections.Counter = collections.Counter()
+WORST = {"seconds": 0.0, "bytes": 0}  # the slowest case and the largest traced peak seen
 
 
 def _check(data: bytes) -> None:
@@ -97,6 +98,7 @@ def _check(data: bytes) -> None:
         seconds = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+    WORST["seconds"], WORST["bytes"] = max(WORST["seconds"], seconds), max(WORST["bytes"], peak)
     assert seconds < CASE_SECONDS, f"{len(data)}-byte case took {seconds:.2f} s"
     assert peak < CASE_BYTES, f"{len(data)}-byte case allocated {peak / 1e6:.0f} MB"
 
@@ -200,7 +202,10 @@ def test_random_bytes_load_or_midierror(data):
 def _report():
     yield
     total = sum(OUTCOMES.values())
-    print(f"\nfuzzed load_midi: {total} cases, {OUTCOMES['loaded']} loaded, {OUTCOMES['MidiError']} MidiError, 0 other")
+    print(
+        f"\nfuzzed load_midi: {total} cases, {OUTCOMES['loaded']} loaded, {OUTCOMES['MidiError']} MidiError, 0 other; "
+        f"slowest {WORST['seconds'] * 1000:.0f} ms, largest traced peak {WORST['bytes'] / 1e6:.1f} MB"
+    )
 
 
 def test_fuzzing_reached_both_outcomes():

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -104,44 +106,60 @@ def _run_all(pages: list, timeout_s: float) -> tuple[list[float], list[float], l
     return [t - c for t, c in zip(done, clicks)], durations, ahead, seen_errors
 
 
-@pytest.mark.timeout(420)
-def test_eight_sessions_at_once_all_get_audio_and_a_ninth_is_queued(browser, tmp_path):
-    with streamlit_server(tmp_path) as url:
-        pid = _server_pid(url)
-        contexts = []
-        try:
-            ctx, solo = _open_session(browser, url)
-            contexts.append(ctx)
-            (solo_s,), (solo_dur,), _, solo_errors = _run_all([solo], 180)
-            assert solo_dur >= MUSIC_S and not solo_errors and not _failures(solo)
-            idle = _memory_mb(pid)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with streamlit_server(tmp_path_factory.mktemp("db")) as url:
+        yield url, _server_pid(url)
 
-            pages = []
-            for _ in range(SESSIONS + 1):
-                ctx, page = _open_session(browser, url)
-                contexts.append(ctx)
-                pages.append(page)
-            t0 = time.perf_counter()
-            waits, durations, ahead, seen_errors = _run_all(pages, 300)
-            wall = time.perf_counter() - t0
-            mem = _memory_mb(pid)
-            crowd, ninth = waits[:SESSIONS], waits[SESSIONS]
-            failures = {i: f for i, p in enumerate(pages) if (f := _failures(p))} | seen_errors
-            load = os.getloadavg()[0]
-            print(
-                f"\nload test ({jobs.MAX_RUNNING} generators at once, {MUSIC_S} s of music each, "
-                f"{os.cpu_count()} cores, load average {load:.1f}):"
-                f"\n  single user click-to-audio {solo_s:.1f} s"
-                f"\n  {SESSIONS} sessions at once: median {np.median(crowd):.1f} s, p95 {np.percentile(crowd, 95):.1f} s, "
-                f"max {max(crowd):.1f} s; all {SESSIONS} done in {wall:.1f} s; {len(failures)} with errors"
-                f"\n  9th user: click-to-audio {ninth:.1f} s, shown up to {ahead[SESSIONS]} request(s) ahead in the queue"
-                f"\n  queue places seen: {ahead}"
-                f"\n  server memory: {idle['VmRSS']:.0f} MB after one user, peak (VmHWM) {mem['VmHWM']:.0f} MB"
-            )
-            assert not failures, failures
-            assert all(d >= MUSIC_S for d in durations), durations
-            # more sessions than generators: the late ones waited their turn and were told so
-            assert ahead[SESSIONS] is not None and ahead[SESSIONS] >= 1, ahead
-        finally:
-            for ctx in contexts:
-                ctx.close()
+
+def test_uploads_without_the_xsrf_token_are_refused(server):
+    """A page on another site cannot push a file into a session (XSRF protection is on)."""
+    url, _ = server
+    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=30) as r:
+        assert r.status == 200
+    put = urllib.request.Request(f"{url}/_stcore/upload_file/some-session/some-file", data=b"MThd", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(put, timeout=30)
+    assert e.value.code == 403
+
+
+@pytest.mark.timeout(420)
+def test_eight_sessions_at_once_all_get_audio_and_a_ninth_is_queued(browser, server):
+    url, pid = server
+    contexts = []
+    try:
+        ctx, solo = _open_session(browser, url)
+        contexts.append(ctx)
+        (solo_s,), (solo_dur,), _, solo_errors = _run_all([solo], 180)
+        assert solo_dur >= MUSIC_S and not solo_errors and not _failures(solo)
+        idle = _memory_mb(pid)
+
+        pages = []
+        for _ in range(SESSIONS + 1):
+            ctx, page = _open_session(browser, url)
+            contexts.append(ctx)
+            pages.append(page)
+        t0 = time.perf_counter()
+        waits, durations, ahead, seen_errors = _run_all(pages, 300)
+        wall = time.perf_counter() - t0
+        mem = _memory_mb(pid)
+        crowd, ninth = waits[:SESSIONS], waits[SESSIONS]
+        failures = {i: f for i, p in enumerate(pages) if (f := _failures(p))} | seen_errors
+        load = os.getloadavg()[0]
+        print(
+            f"\nload test ({jobs.MAX_RUNNING} generators at once, {MUSIC_S} s of music each, "
+            f"{os.cpu_count()} cores, load average {load:.1f}):"
+            f"\n  single user click-to-audio {solo_s:.1f} s"
+            f"\n  {SESSIONS} sessions at once: median {np.median(crowd):.1f} s, p95 {np.percentile(crowd, 95):.1f} s, "
+            f"max {max(crowd):.1f} s; all {SESSIONS} done in {wall:.1f} s; {len(failures)} with errors"
+            f"\n  9th user: click-to-audio {ninth:.1f} s, shown up to {ahead[SESSIONS]} request(s) ahead in the queue"
+            f"\n  queue places seen: {ahead}"
+            f"\n  server memory: {idle['VmRSS']:.0f} MB after one user, peak (VmHWM) {mem['VmHWM']:.0f} MB"
+        )
+        assert not failures, failures
+        assert all(d >= MUSIC_S for d in durations), durations
+        # more sessions than generators: the late ones waited their turn and were told so
+        assert ahead[SESSIONS] is not None and ahead[SESSIONS] >= 1, ahead
+    finally:
+        for ctx in contexts:
+            ctx.close()

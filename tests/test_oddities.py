@@ -1,12 +1,15 @@
-"""Real-world oddities that must LOAD, each file built byte by byte; and odd requests (huge
-uploads, NaN/inf or out-of-range settings, hostile URL parameters) that must get a clear message."""
+"""Real-world oddities that must LOAD, each file built byte by byte; odd requests (huge
+uploads, NaN/inf or out-of-range settings, hostile URL parameters) that must get a clear
+message; and static checks that there is no way in (no unpickling, no HTML, no paths from users)."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import struct
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ import pytest
 from musiclab import MidiError, load_midi
 from musiclab.midi_io import LIMITS, TICK_BUDGET
 from tests.conftest import make_midi
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EOT = b"\x00\xff\x2f\x00"
 C4_E4 = b"\x00\x90\x3c\x50" + b"\x83\x60\x3c\x00" + b"\x00\x40\x50" + b"\x83\x60\x40\x00"  # 2 notes, running status
@@ -259,10 +264,115 @@ def test_hostile_listener_parameter_is_replaced(tmp_path, monkeypatch, value):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MUSICLAB_DB", str(tmp_path / "votes.sqlite"))
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "ab.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "pages" / "ab.py"), default_timeout=120)
     at.query_params["listener"] = value
     at.run()
     assert not at.exception
     lid = at.query_params["listener"]
     assert lid != value and len(lid) == 16 and set(lid) <= set("0123456789abcdef")
     assert value not in " ".join(m.value for m in at.markdown)
+
+
+# ---- no way in: static checks over the code the server runs ----
+
+CODE = sorted((ROOT / "musiclab").rglob("*.py")) + sorted((ROOT / "pages").glob("*.py")) + [ROOT / "app.py"]
+UI = [p for p in CODE if p.parent.name == "pages" or p.name.startswith("ui") or p.name == "app.py"]
+UNPICKLERS = {"pickle", "cPickle", "_pickle", "dill", "joblib", "marshal", "shelve", "cloudpickle"}
+
+
+def _tree(path: Path) -> ast.AST:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _where(path: Path, node: ast.AST) -> str:
+    return f"{path.relative_to(ROOT)}:{node.lineno}"
+
+
+def test_nothing_is_unpickled_or_evaluated():
+    """Weights load through safetensors only; no pickle, torch.load, eval or exec anywhere."""
+    bad = []
+    for path in CODE:
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+                bad += [f"{_where(path, node)} imports {n}" for n in names if n and n.split(".")[0] in UNPICKLERS]
+            elif isinstance(node, ast.Call):
+                f = node.func
+                if (
+                    isinstance(f, ast.Attribute)
+                    and f.attr in ("load", "loads")
+                    and getattr(f.value, "id", "") == "torch"
+                ):
+                    bad.append(f"{_where(path, node)} torch.{f.attr}")
+                if isinstance(f, ast.Name) and f.id in ("eval", "exec", "__import__"):
+                    bad.append(f"{_where(path, node)} {f.id}()")
+                for kw in node.keywords:
+                    value = getattr(kw.value, "value", None)
+                    if (kw.arg, value) in (
+                        ("allow_pickle", True),
+                        ("weights_only", False),
+                        ("trust_remote_code", True),
+                    ):
+                        bad.append(f"{_where(path, node)} {kw.arg}={value}")
+    assert not bad, bad
+    weights = (ROOT / "musiclab" / "weights.py").read_text()
+    assert "from safetensors.torch import load_model" in weights
+
+
+def test_no_html_is_sent_from_python():
+    """No unsafe_allow_html, st.html or components.html: every user string is rendered as text/markdown."""
+    bad = []
+    for path in CODE:
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Attribute) and f.attr == "html":
+                    bad.append(f"{_where(path, node)} .html()")
+                bad += [
+                    f"{_where(path, node)} unsafe_allow_html" for kw in node.keywords if kw.arg == "unsafe_allow_html"
+                ]
+    assert not bad, bad
+
+
+def test_uploads_stay_in_memory_and_the_vote_file_is_the_servers_choice():
+    """The UI never touches the file system: an upload is used through getvalue() (bytes into
+    load_midi) and its name only as a label; VoteStore() takes no path from the page; the only
+    URL parameter read is ?listener=."""
+    bad = []
+    for path in UI:
+        tree = _tree(path)
+        uploads = {
+            t.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign) and "file_uploader" in ast.unparse(n.value)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                f = ast.unparse(node.func)
+                if ast.unparse(node) == "Path(__file__)":  # the app's own folder
+                    continue
+                if f in ("open", "Path", "os.remove", "shutil.copy", "tempfile.NamedTemporaryFile") or f.endswith(
+                    (".write_bytes", ".write_text", ".unlink", ".mkdir")
+                ):
+                    bad.append(f"{_where(path, node)} {f}()")
+                if f == "VoteStore" and (node.args or node.keywords):
+                    bad.append(f"{_where(path, node)} VoteStore(<path>)")
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) in uploads:
+                if node.attr not in ("getvalue", "name"):
+                    bad.append(f"{_where(path, node)} upload.{node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "query_params" and path.name != "ui_ab.py":
+                bad.append(f"{_where(path, node)} query_params")
+    assert not bad, bad
+    assert [p.name for p in CODE if "MUSICLAB_DB" in p.read_text()] == ["votes.py"]
+
+
+def test_server_config_is_hardened():
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["enableXsrfProtection"] is True
+    assert cfg["server"].get("enableCORS", True) is True
+    assert cfg["server"]["maxUploadSize"] * 1024 * 1024 == LIMITS.max_bytes
+    assert cfg["client"]["showErrorDetails"] == "none"  # no tracebacks in the browser
+    assert cfg["server"]["fileWatcherType"] == "none"
+    assert cfg["runner"]["postScriptGC"] is False  # see tests/test_load.py

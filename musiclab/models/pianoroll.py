@@ -44,7 +44,7 @@ class PianoRollLSTMConfig:
 
 @dataclass
 class PianoRollNADEConfig(PianoRollLSTMConfig):
-    made_hidden: int = 300  # hidden units of the masked autoregressive layer over keys
+    made_hidden: int = 600  # hidden units of the masked autoregressive layer over keys (JSB: 600 beat 300)
     direct: bool = True  # a direct lower-triangular key -> key linear term as well
 
 
@@ -124,11 +124,12 @@ class PianoRollLSTM(MusicModel):
 class PianoRollNADE(PianoRollLSTM):
     description = (
         "RNN-NADE-style piano roll (Boulanger-Lewandowski et al. 2012): paper E's LSTM trunk "
-        "(embedding 128, LSTM 512), and an output that predicts the next frame's keys one after "
+        "(Linear 88 -> 128, LSTM), and an output that predicts the next frame's keys one after "
         "another, low to high, each conditioned on the LSTM state and on the keys already "
         "chosen in that frame (a MADE-style masked layer plus a direct lower-triangular term). "
         "The NLL is exact; sampling draws the 88 keys in order."
     )
+    reference_shape = None  # not a paper-E model; RNN-NADE's own sizes are not reproduced
 
     def _build_head(self) -> None:
         c = self.config
