@@ -299,11 +299,9 @@ class RemiDecodeState:
 
     def recent_ids(self, window: int = 16) -> torch.Tensor | None:
         """(B, R) Pitch ids among each take's last ``window`` generated tokens (rows padded by repeats)."""
-        rows = [sorted({i for i in ids[-window:] if self.tok.kind_of[i] == PITCH}) for ids in self.ids]
-        width = max((len(r) for r in rows), default=0)
-        if width == 0:
-            return None
-        return torch.tensor([r + [r[0] if r else 0] * (width - len(r)) if r else [0] * width for r in rows])
+        from .sampling import ragged_ids
+
+        return ragged_ids([sorted({i for i in ids[-window:] if self.tok.kind_of[i] == PITCH}) for ids in self.ids])
 
     @property
     def progress(self) -> float:

@@ -97,6 +97,7 @@ class NoteTokenizer:
         ids = np.arange(self.vocab_size)
         self.shift_of = np.where((ids >= 1) & (ids <= c.max_shift), ids, 0)
         self.pitch_of = np.where(ids >= self.note_base, LOW + (ids - self.note_base) // self.n_dur, -1)
+        self.pitch_list = self.pitch_of.tolist()  # the same as Python ints (faster per-token lookups)
 
     def to_dict(self) -> dict:
         return asdict(self.config)
@@ -227,13 +228,13 @@ class DecodeState:
         self.base = base
 
     def mask(self) -> torch.Tensor:
-        m = np.tile(self.base, (len(self.step), 1))
-        full = self.tok.config.max_notes_per_step
+        m = np.repeat(self.base[None], len(self.step), axis=0)
+        full, nb, nd = self.tok.config.max_notes_per_step, self.tok.note_base, self.tok.n_dur
         for b, here in enumerate(self.onsets_here):
             if len(here) >= full:
-                m[b, self.tok.note_base :] = False
-            elif here:
-                m[b, np.isin(self.tok.pitch_of, list(here))] = False
+                m[b, nb:] = False
+            for p in here:  # a pitch sounds once per step: all its duration ids go
+                m[b, nb + (p - LOW) * nd : nb + (p - LOW + 1) * nd] = False
         return torch.from_numpy(m)
 
     def advance(self, ids: np.ndarray) -> None:
@@ -253,21 +254,14 @@ class DecodeState:
 
     def recent_ids(self, window: int = 16) -> torch.Tensor | None:
         """(B, R) note ids sharing a pitch with the last ``window`` generated tokens."""
+        from .sampling import ragged_ids
+
+        nb, nd, pitch_of = self.tok.note_base, self.tok.n_dur, self.tok.pitch_list
         rows = []
         for ids in self.ids:
-            pitches = {int(self.tok.pitch_of[i]) for i in ids[-window:] if self.tok.pitch_of[i] >= 0}
-            rows.append(
-                [
-                    self.tok.note_base + (p - LOW) * self.tok.n_dur + d
-                    for p in sorted(pitches)
-                    for d in range(self.tok.n_dur)
-                ]
-            )
-        width = max((len(r) for r in rows), default=0)
-        if width == 0:
-            return None
-        # pad rows by repeating their first id (a duplicate index is harmless in gather/scatter)
-        return torch.tensor([r + [r[0] if r else 0] * (width - len(r)) if r else [0] * width for r in rows])
+            pitches = sorted({pitch_of[i] for i in ids[-window:]} - {-1})
+            rows.append([i for p in pitches for i in range(nb + (p - LOW) * nd, nb + (p - LOW + 1) * nd)])
+        return ragged_ids(rows)
 
     @property
     def progress(self) -> float:

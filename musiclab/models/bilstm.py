@@ -57,6 +57,7 @@ class BiLSTMConfig:
 
 class BiLSTMModel(MusicModel):
     causal = False
+    mkldnn_steps = True  # measured per window re-read, 1 thread: see base.py
     description = (
         "Paper A's recipe: BiLSTM 64 (seq) -> BN -> LeakyReLU(0.2) -> Dropout -> BiLSTM 128 (seq) -> BN -> "
         "LeakyReLU -> Dropout -> BiLSTM 64 (last) -> BN -> LeakyReLU -> Dropout -> Dense 128 (L2 0.004) -> BN -> "
