@@ -13,6 +13,8 @@ def write_card_readme(out: Path, card: dict) -> None:
         for i, (t, v, a) in enumerate(zip(cur.get("train", []), cur.get("valid", []), cur.get("valid_acc", [])))
     )
     ref = card.get("reference_shape")
+    frames = card.get("tokenizer", {}).get("kind") == "pianoroll"
+    unit, acc = ("nats/frame, 88 keys summed", "frame accuracy") if frames else ("nats/token", "top-1 accuracy")
     text = f"""# {card.get("name")} — {card.get("arch")}
 
 Paper: {card.get("paper")}
@@ -28,7 +30,7 @@ Paper: {card.get("paper")}
 
 ## Held-out metrics (valid split)
 
-| | NLL (nats/target) | top-1 accuracy |
+| | NLL ({unit}) | {acc} |
 |---|---:|---:|
 | this model | {m.get("valid_nll")} | {m.get("valid_accuracy")} |
 | {m.get("baseline")} | {m.get("baseline_nll")} | |
