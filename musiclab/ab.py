@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pretty_midi
 
+from . import jobs
 from .midi_io import load_midi, midi_to_bytes
 from .sampling import Sampling, generate
 from .synth import encode_audio, render_audio_with_notice
@@ -145,17 +146,19 @@ def make_round(
         # one bar for both takes: side i fills the i-th half
         part = None if progress is None else (lambda done, total, i=i: progress(i * total + done, 2 * total))
         try:
-            take = generate(
-                load(c.model),
-                seed,
-                seed_seconds=seed_seconds,
-                seconds=seconds,
-                variations=1,
-                random_seed=c.random_seed,
-                tracks=tracks,
-                progress=part,
-                **c.settings,
-            )[0]
+            model = load(c.model)
+            with jobs.slot():  # in turn with every other generation in the process
+                take = generate(
+                    model,
+                    seed,
+                    seed_seconds=seed_seconds,
+                    seconds=seconds,
+                    variations=1,
+                    random_seed=c.random_seed,
+                    tracks=tracks,
+                    progress=part,
+                    **c.settings,
+                )[0]
         except (ValueError, RuntimeError, TypeError) as e:  # MidiError/SettingsError are ValueErrors
             c.error = str(e) or type(e).__name__
             continue

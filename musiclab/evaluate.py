@@ -73,6 +73,7 @@ def run_eval(
     Returns {"rows": [one dict per take], "errors": ["model × seed: reason"], "settings"}.
     A job that fails (seed too short, bad settings) is reported and the others still run.
     """
+    from .jobs import slot
     from .midi_io import MidiError
     from .sampling import generate
     from .weights import load_model
@@ -85,18 +86,20 @@ def run_eval(
             progress(i, len(jobs), f"{name} × {label}")
         seed_end = min(settings.seed_seconds, pm.get_end_time())
         try:
-            takes = generate(
-                load(name),
-                pm,
-                seed_seconds=seed_end,
-                seconds=settings.seconds,
-                temperature=settings.temperature,
-                top_k=settings.top_k,
-                top_p=settings.top_p,
-                repetition_penalty=settings.repetition_penalty,
-                variations=settings.takes,
-                random_seed=settings.random_seed,
-            )
+            model = load(name)
+            with slot():  # in turn with every other generation in the process
+                takes = generate(
+                    model,
+                    pm,
+                    seed_seconds=seed_end,
+                    seconds=settings.seconds,
+                    temperature=settings.temperature,
+                    top_k=settings.top_k,
+                    top_p=settings.top_p,
+                    repetition_penalty=settings.repetition_penalty,
+                    variations=settings.takes,
+                    random_seed=settings.random_seed,
+                )
         except (MidiError, ValueError) as e:  # SettingsError is a ValueError
             errors.append(f"{name} × {label}: {e}")
             continue

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 
 from .midi_io import MidiError
 from .sampling import SettingsError, generate
@@ -24,6 +25,40 @@ _cond = threading.Condition()  # guards _queue and _running; notified when a slo
 _queue: deque = deque()  # jobs waiting, oldest first
 _running = 0  # jobs generating now
 log = logging.getLogger("musiclab.jobs")
+
+
+class LeftQueue(Exception):
+    """A request stopped (or was abandoned) while it waited for a slot."""
+
+
+@contextmanager
+def slot(ticket: object | None = None, should_stop=lambda: False):
+    """Hold one of the ``MAX_RUNNING`` generation slots for the ``with`` body. Requests take
+    slots first in, first out: a :class:`Job` (already queued as ``ticket``) or an in-session
+    generation (A/B rounds, Evaluate) waits its turn here. Raises :class:`LeftQueue` if
+    ``should_stop()`` turns True while waiting."""
+    global _running
+    ticket = object() if ticket is None else ticket
+    with _cond:
+        if ticket not in _queue:
+            _queue.append(ticket)
+        try:
+            while _queue[0] is not ticket or _running >= MAX_RUNNING:
+                if should_stop():
+                    raise LeftQueue
+                _cond.wait(timeout=0.2)
+        except BaseException:  # stopped, or the page's script was interrupted: leave the queue
+            _queue.remove(ticket)
+            _cond.notify_all()  # the next one may be at the head now
+            raise
+        _queue.popleft()
+        _running += 1
+    try:
+        yield
+    finally:
+        with _cond:
+            _running -= 1
+            _cond.notify_all()
 
 
 class Job:
@@ -77,17 +112,8 @@ class Job:
         self.preview = pm
 
     def _run(self) -> None:
-        global _running
         try:
-            with _cond:  # first in, first out: only the head of the queue may take a free slot
-                while _queue[0] is not self or _running >= MAX_RUNNING:
-                    if self._should_stop():
-                        self.state, self.error = "failed", "stopped while waiting in the queue"
-                        return
-                    _cond.wait(timeout=0.2)
-                _queue.popleft()
-                _running += 1
-            try:
+            with slot(self, self._should_stop):
                 self.state, self.started = "running", time.perf_counter()
                 self.result = generate(
                     self.model,
@@ -98,20 +124,14 @@ class Job:
                     **self.kwargs,
                 )
                 self.state = "done"
-            finally:
-                with _cond:
-                    _running -= 1
-                    _cond.notify_all()
+        except LeftQueue:
+            self.state, self.error = "failed", "stopped while waiting in the queue"
         except (MidiError, SettingsError, ValueError) as e:
             self.state, self.error = "failed", str(e)
         except Exception as e:  # a bug or a fault (e.g. out of memory): the user gets a message, the log the trace
             log.exception("generation failed")
             self.state, self.error = "failed", f"generation failed unexpectedly ({type(e).__name__}: {e})"
         finally:
-            with _cond:
-                if self in _queue:
-                    _queue.remove(self)
-                    _cond.notify_all()  # the next one may be at the head now
             self.ended = time.perf_counter()
             self.finished.set()
 

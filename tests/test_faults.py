@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 from musiclab import jobs
 from musiclab.jobs import Job
 from musiclab.midi_io import load_midi
+from musiclab.sampling import generate
 from musiclab.synth import SAMPLE_RATE, find_soundfont, render_audio_with_notice, synth_status
 from musiclab.weights import WEIGHTS_DIR, list_models, load_model
 from tests.conftest import make_midi
@@ -260,6 +262,35 @@ def test_the_queue_is_first_in_first_out(lstm, seed):
         assert starts == sorted(starts)
     finally:
         _finish(*busy, *line)
+
+
+def test_in_session_generations_wait_their_turn_in_the_same_queue(lstm, seed):
+    """A/B rounds and Evaluate generate in the page's own thread through jobs.slot(): with every
+    slot busy they wait behind the jobs queued before them, and a Job queued later waits behind them."""
+    busy = [Job(lstm, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
+    deadline = time.time() + 30
+    while any(j.state == "queued" for j in busy) and time.time() < deadline:
+        time.sleep(0.05)
+    got, entered = [], threading.Event()
+
+    def in_session():
+        with jobs.slot():
+            entered.set()
+            got.append(generate(lstm, seed, seed_seconds=4, seconds=2, random_seed=3))
+
+    t = threading.Thread(target=in_session)
+    t.start()
+    later = Job(lstm, seed, seed_seconds=4, seconds=2, random_seed=4)
+    try:
+        time.sleep(0.5)
+        assert not entered.is_set() and later.queue_position == 1  # the in-session request is ahead
+        _finish(*busy)
+        t.join(120)
+        assert got and len(got[0][0].instruments[-1].notes) > 0
+        assert later.wait(120) and later.state == "done", later.error
+    finally:
+        _finish(*busy, later)
+        t.join(120)
 
 
 def test_a_job_nobody_watches_any_more_stops(monkeypatch, lstm, seed):
