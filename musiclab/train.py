@@ -74,6 +74,24 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # overrides of the architecture's config
     tokenizer: dict = field(default_factory=lambda: {"kind": "note-shift"})
 
+    def validate(self) -> None:
+        """Raise ValueError saying which setting is out of range and what is accepted."""
+        checks = [
+            ("epochs", self.epochs, 1), ("steps_per_epoch", self.steps_per_epoch, 1),
+            ("batch_size", self.batch_size, 1), ("patience", self.patience, 1), ("eval_windows", self.eval_windows, 1),
+            ("max_files", self.max_files, 1),
+        ]  # fmt: skip
+        for name, v, low in checks:
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+                raise ValueError(f"{name} = {v!r} is not accepted; expected a whole number >= {low}")
+        for name, v in (("lr", self.lr), ("max_parse_seconds", self.max_parse_seconds),
+                        ("time_budget_minutes", self.time_budget_minutes)):  # fmt: skip
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+                raise ValueError(f"{name} = {v!r} is not accepted; expected a positive number")
+        for name, v in (("weight_decay", self.weight_decay), ("grad_clip", self.grad_clip)):
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} = {v!r} is not accepted; expected a number >= 0")
+
 
 def _optimizer(cfg: TrainConfig, params):
     opts = {
@@ -159,6 +177,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     Under torchrun (``WORLD_SIZE`` > 1) every rank calls this: each trains on its own slice of
     every global batch, rank 0 alone logs and writes checkpoints, weights and the card and
     returns the card; the other ranks return {}."""
+    cfg.validate()
     owns_group = not torch.distributed.is_initialized()  # leave only a group we joined here
     info = init_distributed(pick_device())
     try:

@@ -112,3 +112,22 @@ def test_generate_user_mistakes_exit_2_one_line(midi_file, tmp_path, args, words
 def test_unknown_command_is_one_line():
     r = run("fly")
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--epochs", "-1"], "epochs = -1 is not accepted; expected a whole number >= 1"),
+        (["--lr", "0"], "lr = 0.0 is not accepted; expected a positive number"),
+        (["--batch-size", "0"], "batch_size = 0 is not accepted"),
+        (["--arch", "nope"], "unknown architecture 'nope'; known: "),
+    ],
+)
+def test_train_bad_settings_exit_2_before_any_work(midi_file, tmp_path, args, words):
+    """Refused up front (no tokenizing, nothing written), with what is accepted."""
+    base = {"--arch": "lstm", "--data": str(Path(midi_file).parent), "--out": str(tmp_path / "w")}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    r = run("train", *[x for kv in base.items() for x in kv])
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not r.stdout and not (tmp_path / "w").exists()
