@@ -18,6 +18,12 @@ def run(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "musiclab", *map(str, args)], cwd=cwd, capture_output=True, text=True)
 
 
+def _argv(base: dict, changes: list[str]) -> list[str]:
+    """Command-line words: ``base`` options with ``changes`` (option, value, ...) put over them."""
+    opts = {**base, **dict(zip(changes[::2], changes[1::2]))}
+    return [x for kv in opts.items() for x in kv]
+
+
 def test_models_json_lists_lstm_ok():
     r = run("models", "--json")
     assert r.returncode == 0, r.stderr
@@ -101,9 +107,7 @@ def test_generate_user_mistakes_exit_2_one_line(midi_file, tmp_path, args, words
         "--seconds": "5",
         "--out": str(tmp_path / "o.mid"),
     }
-    for k, v in zip(args[::2], args[1::2]):
-        base[k] = v
-    r = run("generate", *[x for kv in base.items() for x in kv])
+    r = run("generate", *_argv(base, args))
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and words in r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
@@ -126,8 +130,6 @@ def test_unknown_command_is_one_line():
 def test_train_bad_settings_exit_2_before_any_work(midi_file, tmp_path, args, words):
     """Refused up front (no tokenizing, nothing written), with what is accepted."""
     base = {"--arch": "lstm", "--data": str(Path(midi_file).parent), "--out": str(tmp_path / "w")}
-    for k, v in zip(args[::2], args[1::2]):
-        base[k] = v
-    r = run("train", *[x for kv in base.items() for x in kv])
+    r = run("train", *_argv(base, args))
     assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not r.stdout and not (tmp_path / "w").exists()
