@@ -6,6 +6,7 @@ one model "unavailable" with the reason; the others keep working.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -60,9 +61,19 @@ def save_weights(model: MusicModel, out_dir: Path, card: dict, half: bool = True
     os.replace(tmp, out_dir / "model.safetensors")
     card = dict(card)
     card["model"] = dataclasses.asdict(model.config)
+    card["weights_sha256"] = file_sha256(out_dir / "model.safetensors")
     tmp = out_dir / f".config.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(card, indent=1) + "\n")
     os.replace(tmp, out_dir / "config.json")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (read in 1 MB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def model_names(root: Path | None = None) -> list[str]:
@@ -114,6 +125,11 @@ def load_model(name: str, root: Path | None = None, device: torch.device | str |
         bad = [k for k, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:  # garbage in the data part of the file: its header still parses
             raise ValueError(f"model {name!r}: weight file is corrupt: {bad[0]} holds NaN or inf values")
+        want = card.get("weights_sha256")
+        if want and file_sha256(path) != want:  # last: a flipped bit that leaves every value finite
+            raise ValueError(
+                f"model {name!r}: weight file is corrupt or replaced: its SHA-256 differs from config.json's"
+            )
         model.to(dev).eval()
         if dev.type == "cuda":
             model.half()

@@ -131,11 +131,18 @@ def _nan_fill(path: Path) -> None:
     path.write_bytes(data[:-40_000] + b"\xff\x7f" * 20_000)  # fp16 NaN over the last tensors
 
 
+def _flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1001] ^= 0x01  # lowest mantissa bit of an fp16 weight: still finite, still loads
+    path.write_bytes(bytes(data))
+
+
 CORRUPTIONS = {
     "header-garbage": (lambda p: p.write_bytes(b"\xff" * 64 + p.read_bytes()[64:]), "weight file is corrupt"),
     "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "weight file is corrupt"),
     "empty": (lambda p: p.write_bytes(b""), "weight file is corrupt"),
     "nan-values": (_nan_fill, "holds NaN or inf values"),
+    "one-bit-flipped": (_flip_a_bit, "its SHA-256 differs from config.json's"),
     "missing": (lambda p: p.unlink(), "weight file model.safetensors is missing"),
     "card-not-json": (lambda p: (p.parent / "config.json").write_text("{oops"), "config.json is not valid JSON"),
     "card-unknown-arch": (
