@@ -206,3 +206,17 @@ def test_shipped_weights_replay_their_golden_decode(name):
             out.append(int(nxt))
             logits, state = m.step(nxt, state)
     assert out == golden["greedy"]
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_packed_linear_equals_f_linear(batch):
+    """The generation steps' linear (oneDNN-prepacked on CPU for big weights) is the same maths."""
+    import torch.nn.functional as F
+
+    from musiclab.models.base import packed_linear
+
+    g = torch.Generator().manual_seed(0)
+    for out_f, in_f in ((2048, 1024), (64, 32)):  # one prepacked, one left to F.linear
+        w, b = torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g)
+        x = torch.randn(batch, in_f, generator=g)
+        torch.testing.assert_close(packed_linear(w, b, batch)(x), F.linear(x, w, b), rtol=1e-4, atol=1e-4)

@@ -64,6 +64,37 @@ class MusicModel(nn.Module):
         return logits[:, -1]
 
 
+def _onednn_linear_ok() -> bool:
+    """Whether oneDNN's prepacked fp32 linear is usable here (and agrees with F.linear)."""
+    global _ONEDNN_OK
+    if _ONEDNN_OK is None:
+        try:
+            w, b, x = torch.randn(8, 16), torch.randn(8), torch.randn(3, 16)
+            wp = torch.ops.mkldnn._reorder_linear_weight(w, 3)
+            y = torch.ops.mkldnn._linear_pointwise(x, wp, b, "none", [], "")
+            _ONEDNN_OK = bool(torch.backends.mkldnn.is_available() and torch.allclose(y, F.linear(x, w, b), atol=1e-5))
+        except (AttributeError, RuntimeError):
+            _ONEDNN_OK = False
+    return _ONEDNN_OK
+
+
+_ONEDNN_OK: bool | None = None
+
+
+def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int):
+    """``x (batch, in) -> x @ weight.T + bias`` for generation steps. On CPU in fp32, a large
+    weight is prepacked for oneDNN once, and a step then costs about the same for 1 or 4 rows
+    (measured, one thread, 2048 x 1024: 0.10 / 0.14 ms at 1 / 4 rows vs MKL's 0.12 / 0.50 ms).
+    A oneDNN call has ~15 us of fixed cost, so small products (under ~1 M multiply-adds per
+    step) stay with F.linear, as does everything off the CPU or not in fp32."""
+    big = weight.numel() * min(batch, 4) >= 1 << 20
+    if big and weight.device.type == "cpu" and weight.dtype == torch.float32 and _onednn_linear_ok():
+        wp = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
+        b = None if bias is None else bias.detach()
+        return lambda x: torch.ops.mkldnn._linear_pointwise(x, wp, b, "none", [], "")
+    return lambda x: F.linear(x, weight, bias)
+
+
 def mlp_head(n_in: int, sizes: list[int], n_out: int, dropout: float, act: nn.Module | None = None) -> nn.Sequential:
     """Dense -> activation -> dropout for each of ``sizes``, then a Dense to ``n_out``."""
     layers: list[nn.Module] = []

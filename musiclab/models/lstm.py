@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .base import MusicModel, mlp_head
+from .base import MusicModel, mlp_head, packed_linear
 
 
 @dataclass
@@ -55,9 +57,35 @@ class LSTMModel(MusicModel):
         return logits, self.loss(logits, targets)
 
     def prefill(self, x):
-        logits, state = self._run(x)
-        return logits[:, -1], state
+        """Prompt (B, T) -> (logits (B, V), state (h, c, kernels)); h, c (n_layer, B, hidden)."""
+        logits, (h, c) = self._run(x)
+        return logits[:, -1], (h, c, self._step_kernels(x.size(0)))
+
+    def _step_kernels(self, batch: int):
+        """Per layer, one prepacked linear over [input, h] (the four gates, both biases summed),
+        then the dense head's linears: the same maths as nn.LSTM + head for one token per row."""
+        L = self.lstm
+        gates = [
+            packed_linear(
+                torch.cat([getattr(L, f"weight_ih_l{i}"), getattr(L, f"weight_hh_l{i}")], 1),
+                getattr(L, f"bias_ih_l{i}") + getattr(L, f"bias_hh_l{i}"),
+                batch,
+            )
+            for i in range(L.num_layers)
+        ]
+        head = [packed_linear(m.weight, m.bias, batch) for m in self.head if isinstance(m, nn.Linear)]
+        return gates, head
 
     def step(self, x_t, state):
-        logits, state = self._run(x_t.unsqueeze(1), state)
-        return logits[:, -1], state
+        """One id per row x_t (B,) -> (logits (B, V), state). Gate order i, f, g, o as in nn.LSTM."""
+        h, c, (gates, head) = state
+        x = F.embedding(x_t, self.embed.weight)  # (B, n_embd)
+        hs, cs = [], []
+        for layer, lin in enumerate(gates):
+            i, f, g, o = lin(torch.cat([x, h[layer]], 1)).chunk(4, 1)
+            cs.append(torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g))
+            x = torch.sigmoid(o) * torch.tanh(cs[-1])
+            hs.append(x)
+        for j, lin in enumerate(head):  # dense layers with ReLU between (dropout is off in eval)
+            x = lin(x) if j == len(head) - 1 else torch.relu(lin(x))
+        return x, (torch.stack(hs), torch.stack(cs), (gates, head))
