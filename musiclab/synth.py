@@ -19,6 +19,7 @@ import pretty_midi
 import soundfile as sf
 
 SAMPLE_RATE = 44100
+ENCODE_BLOCK = 1 << 16  # samples per write when encoding (see encode_audio)
 FLUIDSYNTH_TIMEOUT_S = 120  # one render; a 4-minute take takes ~5 s
 _CANDIDATES = [
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -121,5 +122,11 @@ def render_audio(pm: pretty_midi.PrettyMIDI, soundfont: str | None = None) -> tu
 def encode_audio(audio: np.ndarray, sr: int, fmt: str = "OGG") -> bytes:
     """Compress for the browser (OGG Vorbis, ~10x smaller than WAV) or WAV for download."""
     buf = io.BytesIO()
-    sf.write(buf, audio, sr, format=fmt, subtype="VORBIS" if fmt == "OGG" else "PCM_16")
+    audio = np.asarray(audio, dtype=np.float32)
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    # in blocks: libsndfile 1.2.2's Vorbis encoder crashes the process (SIGSEGV) when one write
+    # holds 2**21 samples or more (47.5 s at 44.1 kHz); block writes encode any length
+    with sf.SoundFile(buf, "w", sr, channels, format=fmt, subtype="VORBIS" if fmt == "OGG" else "PCM_16") as f:
+        for i in range(0, len(audio), ENCODE_BLOCK):
+            f.write(audio[i : i + ENCODE_BLOCK])
     return buf.getvalue()

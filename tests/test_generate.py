@@ -153,3 +153,26 @@ def test_min_p_and_top_p_narrow_the_choice(model, seed):
     for kw in (dict(top_p=0.01), dict(min_p=0.999)):
         t = generate(model, seed, seed_seconds=5.0, seconds=5.0, random_seed=77, **kw)[0]
         assert [(n.pitch, n.start) for n in _new_notes(t)] == [(n.pitch, n.start) for n in _new_notes(g)]
+
+
+def test_a_long_take_encodes_to_ogg_and_back(model, seed, tmp_path):
+    """A 75 s take (seed + continuation) -> FluidSynth -> OGG for the browser -> decoded again.
+    libsndfile's Vorbis encoder used to crash the whole server past 47.5 s of audio in one write,
+    so the encoding runs in a child process here: a crash fails this test, not the suite."""
+    import subprocess
+    import sys
+
+    take = generate(model, seed, seed_seconds=8.0, seconds=70.0, random_seed=5)[0]
+    audio, sr = render_audio(take)
+    assert len(audio) > 1 << 21  # past the old crash
+    np.save(tmp_path / "audio.npy", audio)
+    code = (
+        "import numpy as np, soundfile as sf, io, sys; from musiclab.synth import encode_audio; "
+        f"a = np.load({str(tmp_path / 'audio.npy')!r}); "
+        "ogg = encode_audio(a, 44100, 'OGG'); b, sr = sf.read(io.BytesIO(ogg), dtype='float32'); "
+        "print(len(a), len(b), len(ogg))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"encoding crashed (exit {r.returncode}): {r.stderr[-500:]}"
+    n_in, n_out, size = map(int, r.stdout.split())
+    assert abs(n_out - n_in) < sr // 10 and size < len(audio)  # the whole take, compressed
