@@ -117,18 +117,19 @@ def parse_seed(data: bytes, label: str):
         return None
 
 
-def track_picker(pm, key: str) -> list[int] | None:
-    tracks = non_drum_tracks(pm)
+def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
+    """Tracks of a multi-track seed to continue (default: every non-drum track). The widget is
+    keyed by the seed's content, so a new seed (another example, an upload, a take to continue)
+    starts from its own default instead of the previous seed's choice."""
     if len(pm.instruments) <= 1:
         return None
-    chosen = st.multiselect(
+    return st.multiselect(
         "Tracks to continue",
         list(range(len(pm.instruments))),
-        default=tracks,
+        default=non_drum_tracks(pm),
         format_func=lambda i: track_label(pm, i),
-        key=f"{key}_tracks",
+        key=f"{key}_tracks_{hashlib.sha256(seed_bytes).hexdigest()[:16]}",
     )
-    return chosen
 
 
 def new_take(pm, seed_end: float, label: str) -> dict:

@@ -53,7 +53,7 @@ with left:
     data, label = seed_picker("compose")
     seed = parse_seed(data, label) if data else None
     if seed is not None:
-        tracks = track_picker(seed, "compose")
+        tracks = track_picker(seed, "compose", data)
         settings = sampling_controls(seed)
         busy = "job" in st.session_state
         if st.button("Generate", type="primary", disabled=name is None or busy, key="generate"):

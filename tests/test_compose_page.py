@@ -102,3 +102,28 @@ def test_length_in_bars():
     take = at.session_state["takes"][0]
     # the chorale is in 4/4 at 96 bpm: one bar = 4 x 0.625 s, so 2 bars = 5 s
     assert abs(take["info"]["seconds"] - 5.0) < 0.01
+
+
+def test_a_new_seed_starts_from_its_own_default_tracks():
+    """Switching examples (or continuing from a take) must not keep the previous seed's track
+    choice: every non-drum track of the new seed is chosen, and Generate works."""
+    from musiclab.examples import list_examples
+    from musiclab.midi_io import load_midi, non_drum_tracks
+
+    at = _app()
+    examples = list_examples()
+    for title in ("Bach — Chorale BWV 66.6 (4 voices)", "Joplin — Maple Leaf Rag (piano)"):
+        at.selectbox(key="compose_example").set_value(title).run()
+        picker = [m for m in at.multiselect if m.label == "Tracks to continue"]
+        want = non_drum_tracks(load_midi(examples[title]))
+        assert len(picker) == 1 and picker[0].value == want, (title, picker[0].value if picker else None)
+    at.slider(key="seconds").set_value(5)
+    generate(at)
+    assert not at.error, [e.value for e in at.error]
+    take = at.session_state["takes"][0]
+    at.button(key=f"cont_{take['id']}").click().run()
+    picker = [m for m in at.multiselect if m.label == "Tracks to continue"]
+    assert picker[0].value == non_drum_tracks(load_midi(take["midi"]))
+    generate(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.session_state["takes"]) == 2
