@@ -2,7 +2,9 @@
 
 Seed notes and continuation notes get distinct colours; a dashed line marks the seed
 end. The figure is zoomable (drag to zoom, double-click to reset). Notes are drawn as one
-scatter trace per group (line segments), so 10,000 notes stay fast.
+SVG scatter trace per group (line segments, one path), so 10,000 notes stay fast. Not WebGL
+(Scattergl): a browser allows ~16 WebGL contexts per page, and a session with more takes than
+that showed empty rolls.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def pianoroll_figure(
             continue
         xs, ys, text = _segments(group)
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=xs,
                 y=ys,
                 mode="lines",

@@ -127,6 +127,8 @@ def test_pianoroll_figure_colours_seed_and_continuation(model, seed):
     names = [t.name for t in fig.data]
     assert names == ["seed", "continuation"]
     assert fig.data[0].line.color != fig.data[1].line.color
+    # SVG, not WebGL: a page holds only ~16 WebGL contexts, and a long session's rolls went blank
+    assert [t.type for t in fig.data] == ["scatter", "scatter"]
     xs = [x for x in fig.data[1].x if x is not None]
     assert min(xs) >= 4.0 - 1e-6
 
