@@ -91,6 +91,12 @@ _SMPTE_FPS = {24: 24.0, 25: 25.0, 29: 29.97, 30: 30.0}  # -hi byte of an SMPTE d
 TICK_BUDGET = 1_000_000  # most ticks handed to pretty_midi (it keeps a float64 per tick: 8 MB)
 
 
+def _show_bytes(b: bytes) -> str:
+    """Bytes for a message: '"text"' when printable ASCII, else hex ("ff d8 ff e0")."""
+    text = b.decode("ascii", "replace")
+    return f'"{text}"' if text.isprintable() and "\ufffd" not in text else " ".join(f"{x:02x}" for x in b)
+
+
 def _split_chunks(raw: bytes, limits: Limits) -> tuple[int, int, bytearray, list[tuple[int, int]]]:
     """(format, division, buffer, [(start, end) of each MTrk body]). Unknown chunks are skipped."""
     if raw[:4] != b"MThd":
@@ -98,7 +104,7 @@ def _split_chunks(raw: bytes, limits: Limits) -> tuple[int, int, bytearray, list
             raise MidiError("this is a RIFF file (RMID or WAV), not a Standard MIDI File; export it as .mid")
         raise MidiError(
             "not a MIDI file: a Standard MIDI File starts with 'MThd' "
-            f"but this one starts with {raw[:4]!r}. Accepted: .mid/.midi files, types 0, 1 and 2"
+            f"but this one starts with {_show_bytes(raw[:4])}. Accepted: .mid/.midi files, types 0, 1 and 2"
         )
     hlen = int.from_bytes(raw[4:8], "big")
     if len(raw) < 14 or hlen < 6:

@@ -113,7 +113,8 @@ def parse_seed(data: bytes, label: str):
     try:
         return load_midi(data)
     except MidiError as e:
-        st.error(f"{label}: {e}. Accepted: {ACCEPTED}.")
+        accepted = "" if "Accepted" in str(e) else f". Accepted: {ACCEPTED}"
+        st.error(f"{label}: {e}{accepted}.")
         return None
 
 

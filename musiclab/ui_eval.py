@@ -9,8 +9,8 @@ import streamlit as st
 from .evaluate import EvalSettings, run_eval
 from .examples import list_examples
 from .metrics import compare
-from .midi_io import MidiError, load_midi
-from .ui import ACCEPTED, cached_model
+from .midi_io import load_midi
+from .ui import cached_model, parse_seed
 
 
 def _pct(x: float | None) -> str:
@@ -23,6 +23,11 @@ def _delta(a: float | None, b: float | None, fmt: str) -> str | None:
 
 def _pts(a: float | None, b: float | None) -> str | None:
     return None if a is None or b is None else f"{(a - b) * 100:+.0f} pts"
+
+
+def _pts_colour(a: float | None, b: float | None, colour: str) -> str:
+    """Grey for a change that rounds to 0 points (Streamlit would show "+0" as a rise)."""
+    return "off" if a is None or b is None or round((a - b) * 100) == 0 else colour
 
 
 def metrics_panel(pm: pretty_midi.PrettyMIDI, seed_end: float, seconds: float | None = None) -> None:
@@ -39,13 +44,14 @@ def metrics_panel(pm: pretty_midi.PrettyMIDI, seed_end: float, seconds: float | 
         "In key",
         _pct(a["in_key"]),
         _pts(a["in_key"], b["in_key"]),
+        delta_color=_pts_colour(a["in_key"], b["in_key"], "normal"),
         help=f"Share of notes in {c['key']} (the seed's key); delta vs the seed",
     )
     cols[1].metric(
         "Repetition",
         _pct(a["repetition"]),
         _pts(a["repetition"], b["repetition"]),
-        delta_color="inverse",
+        delta_color=_pts_colour(a["repetition"], b["repetition"], "inverse"),
         help="Share of onsets repeating the previous onset's notes exactly; delta vs the seed",
     )
     cols[2].metric(
@@ -72,7 +78,7 @@ def metrics_panel(pm: pretty_midi.PrettyMIDI, seed_end: float, seconds: float | 
     w = c["distance"]["pc_wasserstein"]
     cols[5].metric(
         "Key drift",
-        "–" if w is None else f"{w:.2f}",
+        "–" if w is None else f"{w:.2f} st",
         help="Earth mover's distance between the continuation's and the seed's pitch-class histograms, semitones (0 = same, max 6)",
     )
 
@@ -82,10 +88,9 @@ def gather_seeds(example_titles: list[str], uploads) -> list[tuple[str, pretty_m
     examples = list_examples()
     seeds = [(t, load_midi(examples[t])) for t in example_titles if t in examples]
     for up in uploads or []:
-        try:
-            seeds.append((up.name, load_midi(up.getvalue())))
-        except MidiError as e:
-            st.error(f"{up.name}: {e}. Accepted: {ACCEPTED}.")
+        pm = parse_seed(up.getvalue(), up.name)  # None after showing why
+        if pm is not None:
+            seeds.append((up.name, pm))
     return seeds
 
 
@@ -98,7 +103,7 @@ def run_with_progress(models: list[str], seeds, settings: EvalSettings) -> dict 
 
     try:
         return run_eval(models, seeds, settings, progress=progress, load=cached_model)
-    except (MidiError, ValueError) as e:
+    except ValueError as e:  # MidiError and SettingsError are ValueErrors
         st.error(f"Evaluation failed: {e}")
         return None
     finally:

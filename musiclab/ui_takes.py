@@ -17,6 +17,16 @@ def continue_from(take: dict, key: str = "compose") -> None:
     st.session_state["seed_seconds"] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), 120.0))
 
 
+def made_seconds(pm, seed_end: float, info: dict) -> float | None:
+    """Seconds of new music a take holds: the asked length, or for a take stopped early the
+    span up to its last new note's end (rates such as notes/s are over this span)."""
+    asked = info.get("seconds")
+    if not info.get("stopped_early"):
+        return asked
+    ends = [n.end for i in pm.instruments for n in i.notes if n.start >= seed_end - 1e-6]
+    return max(min(max(ends, default=seed_end) - seed_end, asked or float("inf")), 0.5)
+
+
 def take_card(take: dict) -> None:
     from .ui_eval import metrics_panel
 
@@ -26,7 +36,7 @@ def take_card(take: dict) -> None:
         st.markdown(f"**{take['label']}** · {take['made']} · random seed {info.get('random_seed')}{stopped}")
         pm = load_midi(take["midi"])
         st.plotly_chart(pianoroll_figure(pm, seed_end=take["seed_end"]), key=f"roll_{take['id']}")
-        metrics_panel(pm, take["seed_end"], info.get("seconds"))
+        metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
         ogg, notice, _ = audio_for(take["midi"])
         if notice:
             st.warning(notice)

@@ -27,7 +27,7 @@ with listen:
     left, right = st.columns([1, 2])
     with left:
         data, label = seed_picker("ab")
-        seed = parse_seed(data, label) if data else None
+        seed = parse_seed(data, label) if data is not None else None
         if seed is not None:
             seed_s, new_s = length_sliders(seed)
             settings = sampling_controls()

@@ -33,8 +33,10 @@ def collect(job: Job) -> None:
         st.session_state["takes"].append(new_take(pm, job.kwargs["seed_seconds"], f"Take {n} · {job.model.name}"))
     info = job.result[0].musiclab_info
     rate = info["tokens"] / max(info["compute_seconds"], 1e-6)
+    stopped = " · stopped early, partial takes kept" if info["stopped_early"] else ""
     st.session_state["job_note"] = (
-        f"{len(job.result)} take(s): {info['tokens']} tokens in {info['compute_seconds']:.2f} s ({rate:,.0f} tokens/s)"
+        f"{len(job.result)} take(s): {info['tokens']} tokens in {info['compute_seconds']:.2f} s "
+        f"({rate:,.0f} tokens/s){stopped}"
     )
 
 
@@ -51,13 +53,14 @@ with left:
                 f"{m.get('baseline_nll')} · data: {card.get('data', '?')}"
             )
     data, label = seed_picker("compose")
-    seed = parse_seed(data, label) if data else None
+    seed = parse_seed(data, label) if data is not None else None
     if seed is not None:
         tracks = track_picker(seed, "compose", data)
         settings = sampling_controls(seed)
         busy = "job" in st.session_state
         if st.button("Generate", type="primary", disabled=name is None or busy, key="generate"):
             st.session_state.pop("job_error", None)
+            st.session_state.pop("job_note", None)  # the last run's note is not this run's
             st.session_state["job"] = Job(cached_model(name), seed, tracks=tracks, **settings)
     if "job" in st.session_state:
         job_panel(st.session_state["job"], collect)
