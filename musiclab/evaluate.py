@@ -144,6 +144,7 @@ def metric_figure(df: pd.DataFrame, metric: str) -> go.Figure:
     data = pd.concat([takes, ref], ignore_index=True)
     fig = px.box(data, x="model", y=metric, color="seed", points="all", title=LABELS[metric])
     fig.update_layout(yaxis_title=f"{metric} ({UNITS[metric]})", xaxis_title=None, height=380, boxmode="group")
+    fig.update_yaxes(rangemode="tozero")  # every metric here is >= 0: small differences stay small
     return fig
 
 
@@ -153,9 +154,9 @@ def distance_figure(df: pd.DataFrame) -> go.Figure:
     fig = px.box(
         long, x="model", y="value", color="model", facet_col="distance", points="all", title="Distance to the seed"
     )
-    fig.update_yaxes(matches=None, showticklabels=True)
+    fig.update_yaxes(matches=None, showticklabels=True, rangemode="tozero")  # distances are >= 0
     fig.for_each_annotation(lambda a: a.update(text=LABELS[a.text.split("=")[-1]]))
-    fig.update_layout(height=380, showlegend=False)
+    fig.update_layout(height=380, showlegend=True, legend_title_text="model")
     return fig
 
 

@@ -99,10 +99,14 @@ def contestants_picker(settings: dict) -> Draw | None:
 def start_round(seed, seed_bytes: bytes, label: str, draw: Draw, seed_s: float, new_s: float, blind: bool) -> None:
     """Generate a new round (both takes + matched audio) into the session."""
     rng = random.Random()
-    rnd = make_round(
-        cached_model, seed, seed_bytes, draw(rng), seed_seconds=seed_s, seconds=new_s,
-        seed_label=label, blind=blind, rng=rng, progress=Progress("Generating A and B"),
-    )  # fmt: skip
+    bar = Progress("Generating A and B")
+    try:
+        rnd = make_round(
+            cached_model, seed, seed_bytes, draw(rng), seed_seconds=seed_s, seconds=new_s,
+            seed_label=label, blind=blind, rng=rng, progress=bar,
+        )  # fmt: skip
+    finally:
+        bar.bar.empty()  # the round (or its error) replaces the bar
     st.session_state.update(ab_round=rnd, ab_revealed=False, ab_seed_bytes=seed_bytes)
     st.session_state.pop("ab_msg", None)
 
@@ -230,8 +234,9 @@ def leaderboard_view() -> None:
         st.info("No votes between two different players yet.")
     else:
         few = board["games"] < MIN_GAMES_FOR_INTERVAL
-        board.loc[few, ["low", "high"]] = float("nan")  # a bootstrap of 1-4 votes says nothing
-        fmt = {c: st.column_config.NumberColumn(format="%.0f") for c in ("rating", "low", "high")}
+        for col in ("low", "high"):  # a bootstrap of 1-4 votes says nothing: shown as "–"
+            board[col] = [("–" if f else f"{v:.0f}") for v, f in zip(board[col], few)]
+        fmt = {"rating": st.column_config.NumberColumn(format="%.0f")}
         fmt["score"] = st.column_config.NumberColumn(format="percent", help="share of points (ties half)")
         st.dataframe(board, hide_index=True, column_config=fmt, key="ab_board")
         if few.any():
