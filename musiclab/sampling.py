@@ -116,6 +116,15 @@ def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
     return ids.clamp_(max=probs.size(-1) - 1)
 
 
+def _mark_end(pm: pretty_midi.PrettyMIDI, end: float) -> None:
+    """Make ``pm.get_end_time()`` reach ``end`` (seconds) with a sustain-pedal-off (CC 64 = 0):
+    silent, and MIDI files, players and the synth keep it. It goes on the last track with notes
+    (the continuation, unless that is empty: readers drop a track without notes)."""
+    voiced = [i for i in pm.instruments if i.notes]
+    if voiced and pm.get_end_time() < end - 1e-3:
+        voiced[-1].control_changes.append(pretty_midi.ControlChange(64, 0, end))
+
+
 def _check_request(seed_seconds, seconds, variations) -> None:
     for name, v in (("seed_seconds", seed_seconds), ("seconds", seconds)):
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
@@ -221,6 +230,8 @@ def generate(
     takes = []
     for b in range(variations):
         pm = state.to_midi(b, excerpt)
+        if state.done[b]:  # a take that ends in a held note or a rest still lasts the asked length
+            _mark_end(pm, prompt.start_seconds + seconds)
         pm.musiclab_info = {
             "model": getattr(model, "name", type(model).__name__),
             "random_seed": int(random_seed) + b,

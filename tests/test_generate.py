@@ -178,3 +178,13 @@ def test_a_long_take_encodes_to_ogg_and_back(model, seed, tmp_path):
     assert r.returncode == 0, f"encoding crashed (exit {r.returncode}): {r.stderr[-500:]}"
     n_in, n_out, size = map(int, r.stdout.split())
     assert abs(n_out - n_in) < sr // 10 and size < len(audio)  # the whole take, compressed
+
+
+def test_a_take_lasts_the_asked_length_even_if_it_ends_held_or_silent(seed):
+    """Greedy pianoroll-lstm holds one note and then rests: the take (MIDI file, audio) still
+    spans the seed cut + the asked seconds, and survives a round trip through MIDI bytes."""
+    from musiclab.midi_io import midi_to_bytes
+
+    take = generate(load_model("pianoroll-lstm"), seed, seed_seconds=4.0, seconds=12.0, temperature=0)[0]
+    assert take.get_end_time() == pytest.approx(16.0, abs=0.01)
+    assert load_midi(midi_to_bytes(take)).get_end_time() == pytest.approx(16.0, abs=0.01)
