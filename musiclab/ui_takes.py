@@ -43,13 +43,12 @@ def take_card(take: dict) -> None:
         st.audio(ogg, format="audio/ogg")
         c1, c2, c3 = st.columns(3)
         tid = take["id"]
-        c1.download_button(
-            "MIDI", take["midi"], f"musiclab-{tid}.mid", "audio/midi", key=f"dl_mid_{tid}", on_click="ignore"
-        )
+        stem = f"musiclab-{info.get('model', 'take')}-{tid}"  # model names are registry names: safe in a file name
+        c1.download_button("MIDI", take["midi"], f"{stem}.mid", "audio/midi", key=f"dl_mid_{tid}", on_click="ignore")
         c2.download_button(
             "WAV",
             lambda: wav_for(take["midi"]),
-            f"musiclab-{tid}.wav",
+            f"{stem}.wav",
             "audio/wav",
             key=f"dl_wav_{tid}",
             on_click="ignore",
