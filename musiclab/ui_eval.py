@@ -77,8 +77,8 @@ def metrics_panel(pm: pretty_midi.PrettyMIDI, seed_end: float, seconds: float | 
     )
     w = c["distance"]["pc_wasserstein"]
     cols[5].metric(
-        "Key drift",
-        "–" if w is None else f"{w:.2f} st",
+        "Drift (st)",
+        "–" if w is None else f"{w:.2f}",
         help="Earth mover's distance between the continuation's and the seed's pitch-class histograms, semitones (0 = same, max 6)",
     )
 
