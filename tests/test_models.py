@@ -220,3 +220,32 @@ def test_packed_linear_equals_f_linear(batch):
         w, b = torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g)
         x = torch.randn(batch, in_f, generator=g)
         torch.testing.assert_close(packed_linear(w, b, batch)(x), F.linear(x, w, b), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_concurrent_directions_equal_the_module(kind, batch):
+    """Window re-reads run a bidirectional layer's two directions at once (one on the inter-op
+    pool): same outputs as the nn module, in every position, for both directions."""
+    from musiclab.models.bilstm import bidirectional
+
+    torch.manual_seed(0)
+    rnn = kind(16, 24, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(batch, 10, 16)
+    with torch.no_grad():
+        ref = rnn(x)[0]
+    with torch.inference_mode():
+        got = bidirectional(rnn, x)
+    assert got.shape == (batch, 10, 48)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    with torch.enable_grad():  # training keeps the module path (autograd)
+        assert bidirectional(rnn, x.requires_grad_()).requires_grad
+
+
+@pytest.mark.parametrize("arch", [a for a in ID_ARCHS if not ARCHS[a][0].causal])
+def test_window_models_same_logits_with_or_without_autograd(arch):
+    m = tiny(arch).eval()
+    x = ids(m, B, m.get_block_size(), seed=5)
+    ref = m(x)[0].detach()  # autograd on: the nn modules' own path
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x)[0], ref, atol=1e-5, rtol=1e-4)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .base import PAD, MusicModel
-from .bilstm import fit_window
+from .bilstm import bidirectional, fit_window
 
 
 class WindowSelfAttention(nn.Module):
@@ -72,7 +72,7 @@ class AttentionModel(MusicModel):
 
     def forward(self, x, targets=None):
         x = fit_window(x, self.config.block_size)
-        h, _ = self.bilstm(self.embed(x))  # (B, T, 2H)
+        h = bidirectional(self.bilstm, self.embed(x))  # (B, T, 2H)
         a = self.attn(h, x == PAD)  # (B, T, 2H)
         h = h + a if self.config.residual else a
         _, (h_n, _) = self.lstm(h)  # h_n (1, B, lstm): the state after the newest id

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .base import PAD, MusicModel
-from .bilstm import fit_window, last_states
+from .bilstm import bidirectional, fit_window, last_states
 
 
 @dataclass
@@ -57,7 +57,7 @@ class BiGRUModel(MusicModel):
     def forward(self, x, targets=None):
         h = self.embed(fit_window(x, self.config.block_size))  # (B, T, n_embd)
         for gru in self.grus:
-            h, _ = gru(h)  # (B, T, 2H)
+            h = bidirectional(gru, h)  # (B, T, 2H)
             h = self.drop(h)
         logits = self.out(last_states(h, self.config.hidden)).unsqueeze(1)  # (B, 1, V)
         return logits, self.loss(logits, targets)
