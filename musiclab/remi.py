@@ -216,7 +216,8 @@ class RemiTokenizer:
         """Categorical draw (B,) from masked logits (B, V); the penalty hits recent Pitch ids."""
         from .sampling import draw, filter_logits
 
-        return draw(filter_logits(logits, s, state.recent_ids()), gens)
+        recent = state.recent_ids() if s.repetition_penalty != 1 else None  # skipped when off
+        return draw(filter_logits(logits, s, recent), gens)
 
 
 class RemiDecodeState:

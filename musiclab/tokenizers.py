@@ -202,7 +202,8 @@ class NoteTokenizer:
         """Categorical draw (B,) from masked logits (B, V); the penalty hits recent pitches."""
         from .sampling import draw, filter_logits
 
-        return draw(filter_logits(logits, s, state.recent_ids()), gens)
+        recent = state.recent_ids() if s.repetition_penalty != 1 else None  # skipped when off
+        return draw(filter_logits(logits, s, recent), gens)
 
 
 class DecodeState:
@@ -226,16 +227,10 @@ class DecodeState:
             is_note = tok.pitch_of >= 0
             base &= ~is_note | np.isin(tok.pitch_of % 12, list(pcs))
         self.base = base
+        self.allowed = np.repeat(base[None], batch, axis=0)  # (B, V): kept up to date by advance()
 
     def mask(self) -> torch.Tensor:
-        m = np.repeat(self.base[None], len(self.step), axis=0)
-        full, nb, nd = self.tok.config.max_notes_per_step, self.tok.note_base, self.tok.n_dur
-        for b, here in enumerate(self.onsets_here):
-            if len(here) >= full:
-                m[b, nb:] = False
-            for p in here:  # a pitch sounds once per step: all its duration ids go
-                m[b, nb + (p - LOW) * nd : nb + (p - LOW + 1) * nd] = False
-        return torch.from_numpy(m)
+        return torch.from_numpy(self.allowed.copy())
 
     def advance(self, ids: np.ndarray) -> None:
         for b, i in enumerate(ids.tolist()):
@@ -245,11 +240,17 @@ class DecodeState:
             if s:
                 self.step[b] += s
                 self.onsets_here[b] = set()
+                self.allowed[b] = self.base
                 if self.step[b] >= self.target_steps:
                     self.done[b] = True
                     continue
             else:
-                self.onsets_here[b].add(int(self.tok.pitch_of[i]))
+                p = int(self.tok.pitch_of[i])
+                self.onsets_here[b].add(p)
+                nb, nd = self.tok.note_base, self.tok.n_dur
+                self.allowed[b, nb + (p - LOW) * nd : nb + (p - LOW + 1) * nd] = False  # a pitch sounds once per step
+                if len(self.onsets_here[b]) >= self.tok.config.max_notes_per_step:
+                    self.allowed[b, nb:] = False
             self.ids[b].append(i)
 
     def recent_ids(self, window: int = 16) -> torch.Tensor | None:
