@@ -19,6 +19,8 @@ size (or 88 keys for piano-roll models).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,6 +95,15 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int):
         b = None if bias is None else bias.detach()
         return lambda x: torch.ops.mkldnn._linear_pointwise(x, wp, b, "none", [], "")
     return lambda x: F.linear(x, weight, bias)
+
+
+def script(fn):
+    """``torch.jit.script(fn)``, quietly: generation steps use TorchScript for its lower per-op cost
+    and its ``fork`` (eager ``torch.jit.fork`` runs inline); torch 2.13 flags TorchScript as
+    deprecated, which is not news a user can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(fn)
 
 
 def mlp_head(n_in: int, sizes: list[int], n_out: int, dropout: float, act: nn.Module | None = None) -> nn.Sequential:

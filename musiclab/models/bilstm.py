@@ -12,14 +12,13 @@ This module also holds the helpers the other window models share (``fit_window``
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import List  # noqa: UP035 (TorchScript reads typing.List)
 
 import torch
 from torch import nn
 
-from .base import PAD, MusicModel
+from .base import PAD, MusicModel, script
 
 
 def fit_window(x: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -64,11 +63,8 @@ def _both_directions(
     return torch.cat([y, torch.jit.wait(later).flip(1)], 2)
 
 
-# TorchScript only for its fork (eager torch.jit.fork runs inline); torch 2.13 flags it as deprecated.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    _direction = torch.jit.script(_direction)
-    _both_directions = torch.jit.script(_both_directions)
+_direction = script(_direction)
+_both_directions = script(_both_directions)
 
 
 def bidirectional(rnn: nn.LSTM | nn.GRU, x: torch.Tensor) -> torch.Tensor:
