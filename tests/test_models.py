@@ -249,3 +249,19 @@ def test_window_models_same_logits_with_or_without_autograd(arch):
     ref = m(x)[0].detach()  # autograd on: the nn modules' own path
     with torch.inference_mode():
         torch.testing.assert_close(m(x)[0], ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ID_ARCHS)
+def test_prompt_read_once_serves_every_row(arch):
+    """prefill(x, rows=3) on one prompt == prefill on 3 copies of it, and the rows then step
+    apart independently (no row shares memory with another)."""
+    m = tiny(arch).eval()
+    x, nxt = ids(m, 1, 8), ids(m, 3, 2, seed=4)
+    with torch.inference_mode():
+        ref, ref_state = m.prefill(x.repeat(3, 1))
+        got, state = m.prefill(x, rows=3)
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+        for t in range(2):
+            (got, state), (ref, ref_state) = m.step(nxt[:, t], state), m.step(nxt[:, t], ref_state)
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got[0], got[1])  # the rows did step apart

@@ -192,6 +192,20 @@ def test_incremental_equals_full(arch):
             logits, st = m.step(x[:, t], st)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_prompt_read_once_serves_every_row(arch):
+    m = tiny(arch).eval()
+    x, nxt = frames(1, 6, seed=5), frames(3, 2, seed=6)
+    with torch.no_grad():
+        ref, ref_st = m.prefill(x.repeat(3, 1, 1))
+        got, st = m.prefill(x, rows=3)
+        torch.testing.assert_close(got, ref)
+        for t in range(2):
+            (got, st), (ref, ref_st) = m.step(nxt[:, t], st), m.step(nxt[:, t], ref_st)
+            torch.testing.assert_close(got, ref)
+    assert not torch.allclose(got[0], got[1])
+
+
 def test_windows_pad_frames_after_the_piece():
     a = np.zeros((6, N_KEYS), np.uint8)
     a[1:, 3] = 1

@@ -9,8 +9,10 @@ size (or 88 keys for piano-roll models).
   - window models (``causal = False``, the bidirectional ones): ``x`` (B, T) is a past
     window, logits (B, 1, V) predict the one token after it; ``targets`` (B, 1).
     Bidirectional layers only ever see the past window: there is no look-ahead.
-* ``prefill(x) -> (logits (B, V), state)`` reads a prompt and returns the prediction
-  for the next token plus whatever ``step`` needs.
+* ``prefill(x, rows=None) -> (logits (B, V), state)`` reads a prompt and returns the
+  prediction for the next token plus whatever ``step`` needs. With ``rows``, ``x`` is one
+  prompt (1, T) read once, and logits and state come back for ``rows`` takes (B = rows):
+  variations share their prompt, so it is not read B times.
 * ``step(x_t, state) -> (logits (B, V), state)`` consumes one new token per row
   (``x_t`` (B,)) and predicts the next. Recurrent models carry (h, c); the Transformer a
   KV cache; window models a rolling window that they re-read.
@@ -50,10 +52,10 @@ class MusicModel(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=PAD)
 
     # Default incremental API for window models: keep the last block_size tokens, re-read them.
-    def prefill(self, x: torch.Tensor):
+    def prefill(self, x: torch.Tensor, rows: int | None = None):
         window = x[:, -self.get_block_size() :]
         logits, _ = self(window)
-        return logits[:, -1], window
+        return repeat_rows(logits[:, -1], rows), repeat_rows(window, rows)
 
     def step(self, x_t: torch.Tensor, state):
         window = torch.cat([state, x_t.unsqueeze(1)], dim=1)[:, -self.get_block_size() :]
@@ -64,6 +66,15 @@ class MusicModel(nn.Module):
         """What the papers do: re-run the whole last window for every new token. (B, V)."""
         logits, _ = self(history[:, -self.get_block_size() :])
         return logits[:, -1]
+
+
+def repeat_rows(t: torch.Tensor, rows: int | None, dim: int = 0) -> torch.Tensor:
+    """A state or logits tensor of one prompt (size 1 along ``dim``) -> ``rows`` copies along it."""
+    if rows is None:
+        return t
+    if t.size(dim) != 1:
+        raise ValueError(f"expected one prompt (size 1 on dim {dim}) to repeat, got shape {tuple(t.shape)}")
+    return t.repeat_interleave(rows, dim)
 
 
 def _onednn_linear_ok() -> bool:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MusicModel, mlp_head, packed_linear
+from .base import MusicModel, mlp_head, packed_linear, repeat_rows
 
 
 @dataclass
@@ -56,10 +56,11 @@ class LSTMModel(MusicModel):
         logits, _ = self._run(x)
         return logits, self.loss(logits, targets)
 
-    def prefill(self, x):
+    def prefill(self, x, rows=None):
         """Prompt (B, T) -> (logits (B, V), state (h, c, kernels)); h, c (n_layer, B, hidden)."""
         logits, (h, c) = self._run(x)
-        return logits[:, -1], (h, c, self._step_kernels(x.size(0)))
+        kernels = self._step_kernels(rows or x.size(0))
+        return repeat_rows(logits[:, -1], rows), (repeat_rows(h, rows, 1), repeat_rows(c, rows, 1), kernels)
 
     def _step_kernels(self, batch: int):
         """Per layer, one prepacked linear over [input, h] (the four gates, both biases summed),

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..pianoroll_codec import N_KEYS, candidates, draw_uniforms, key_probs
-from .base import MusicModel, mlp_head
+from .base import MusicModel, mlp_head, repeat_rows
 
 
 @dataclass
@@ -107,9 +107,9 @@ class PianoRollLSTM(MusicModel):
         logits = self.head(h)  # (B, T, 88)
         return logits, self.loss(logits, targets)
 
-    def prefill(self, x):
-        h, state = self.trunk(x)
-        return self.head(h[:, -1]), state
+    def prefill(self, x, rows=None):
+        h, (h_n, c_n) = self.trunk(x)
+        return repeat_rows(self.head(h[:, -1]), rows), (repeat_rows(h_n, rows, 1), repeat_rows(c_n, rows, 1))
 
     def step(self, x_t, state):
         h, state = self.trunk(x_t.unsqueeze(1), state)
@@ -162,9 +162,10 @@ class PianoRollNADE(PianoRollLSTM):
 
     # The incremental API carries (h_t, lstm state); its "logits" are the conditionals given
     # no lower keys on, used only for the mask's shape. Frames are drawn by sample_frame.
-    def prefill(self, x):
-        h, state = self.trunk(x)
-        h = h[:, -1]
+    def prefill(self, x, rows=None):
+        h, (h_n, c_n) = self.trunk(x)
+        h = repeat_rows(h[:, -1], rows)
+        state = (repeat_rows(h_n, rows, 1), repeat_rows(c_n, rows, 1))
         return self.frame_logits(h, torch.zeros(h.size(0), N_KEYS, device=h.device)), (h, state)
 
     def step(self, x_t, state):

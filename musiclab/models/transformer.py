@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MusicModel, packed_linear, script
+from .base import MusicModel, packed_linear, repeat_rows, script
 
 
 @dataclass
@@ -206,13 +206,15 @@ class TransformerModel(MusicModel):
         weights = [[t for b in self.blocks for t in b.step_weights()], final]
         return KVCache(like.new_zeros(shape), like.new_zeros(shape), 0, weights)
 
-    def prefill(self, x):
+    def prefill(self, x, rows=None):
         """Read the prompt x (B, T) (its last block_size ids) -> (next logits (B, V), KVCache)."""
         x = x[:, -self.config.block_size :]
-        cache = self.new_cache(x.size(0), self.wte.weight)
-        logits = self._run(x, cache)  # causal over the prompt, keys/values into slots 0..T-1
+        if rows is not None and x.size(0) != 1:
+            raise ValueError(f"expected one prompt (1, T) to repeat for {rows} rows, got shape {tuple(x.shape)}")
+        cache = self.new_cache(rows or x.size(0), self.wte.weight)
+        logits = self._run(x, cache)  # causal over the prompt, keys/values into slots 0..T-1 (of every row)
         cache.pos = x.size(1)
-        return logits[:, -1], cache
+        return repeat_rows(logits[:, -1], rows), cache
 
     def step(self, x_t, cache: KVCache):
         """One new id per row x_t (B,) -> (next logits (B, V), the same cache, one token longer)."""
