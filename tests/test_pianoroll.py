@@ -273,3 +273,19 @@ def test_shipped_pianoroll_weights_replay_their_golden_nll(name):
     nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, x[:, 1:], reduction="sum").item()
     assert nll / (len(fr) - 1) == pytest.approx(golden["nll"], abs=1e-3)
     assert m.card["metrics"]["valid_nll"] < 0.9 * m.card["metrics"]["baseline_nll"]  # beats the 1-gram by >= 10%
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_pianoroll_steps_equal_the_full_pass(name):
+    """The shipped sizes step on oneDNN-prepacked gate kernels (lstm_step), 2 takes from one
+    prompt: every step's prediction equals the full forward pass over the same frames."""
+    m = load_model(name, device="cpu")
+    x = frames(1, 12, seed=8)
+    nade = name.startswith("pianoroll-nade")
+    with torch.inference_mode():
+        full, _ = m(x, x) if nade else m(x)
+        logits, st = m.prefill(x[:, :4], rows=2)
+        for t in range(4, 12):
+            got = m.frame_logits(st[0], x[:, t - 1].expand(2, -1)) if nade else logits
+            torch.testing.assert_close(got, full[:, t - 1].expand(2, -1), atol=1e-4, rtol=1e-4)
+            logits, st = m.step(x[:, t].expand(2, -1), st)

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..pianoroll_codec import N_KEYS, candidates, draw_uniforms, key_probs
 from .base import MusicModel, mlp_head, repeat_rows
+from .lstm import lstm_gates, lstm_step
 
 
 @dataclass
@@ -107,13 +108,27 @@ class PianoRollLSTM(MusicModel):
         logits = self.head(h)  # (B, T, 88)
         return logits, self.loss(logits, targets)
 
-    def prefill(self, x, rows=None):
+    def trunk_prefill(self, x: torch.Tensor, rows: int | None = None):
+        """Prompt frames (B, T, 88) -> (conditioning after the last frame (B, hidden), state
+        (h, c, gate kernels) for ``trunk_step``); with ``rows``, one prompt served to ``rows`` takes."""
         h, (h_n, c_n) = self.trunk(x)
-        return repeat_rows(self.head(h[:, -1]), rows), (repeat_rows(h_n, rows, 1), repeat_rows(c_n, rows, 1))
+        gates = lstm_gates(self.lstm, rows or x.size(0))
+        return repeat_rows(h[:, -1], rows), (repeat_rows(h_n, rows, 1), repeat_rows(c_n, rows, 1), gates)
+
+    def trunk_step(self, x_t: torch.Tensor, state):
+        """One frame per row x_t (B, 88) -> (conditioning (B, hidden), state): ``trunk`` in eval
+        mode for one frame, on the prepacked gate kernels (``lstm_step``)."""
+        h, c, gates = state
+        y, h, c = lstm_step(self.embed(x_t.float()), h, c, gates)
+        return self.norm(y), (h, c, gates)
+
+    def prefill(self, x, rows=None):
+        h, state = self.trunk_prefill(x, rows)
+        return self.head(h), state
 
     def step(self, x_t, state):
-        h, state = self.trunk(x_t.unsqueeze(1), state)
-        return self.head(h[:, -1]), state
+        h, state = self.trunk_step(x_t, state)
+        return self.head(h), state
 
     @torch.no_grad()
     def predict_frames(self, h: torch.Tensor) -> torch.Tensor:
@@ -163,15 +178,12 @@ class PianoRollNADE(PianoRollLSTM):
     # The incremental API carries (h_t, lstm state); its "logits" are the conditionals given
     # no lower keys on, used only for the mask's shape. Frames are drawn by sample_frame.
     def prefill(self, x, rows=None):
-        h, (h_n, c_n) = self.trunk(x)
-        h = repeat_rows(h[:, -1], rows)
-        state = (repeat_rows(h_n, rows, 1), repeat_rows(c_n, rows, 1))
+        h, state = self.trunk_prefill(x, rows)
         return self.frame_logits(h, torch.zeros(h.size(0), N_KEYS, device=h.device)), (h, state)
 
     def step(self, x_t, state):
-        h, lstm_state = self.trunk(x_t.unsqueeze(1), state[1])
-        h = h[:, -1]
-        return self.frame_logits(h, torch.zeros(h.size(0), N_KEYS, device=h.device)), (h, lstm_state)
+        h, state = self.trunk_step(x_t, state[1])
+        return self.frame_logits(h, torch.zeros(h.size(0), N_KEYS, device=h.device)), (h, state)
 
     def sample_frame(self, masked_logits, mstate, s, state, gens) -> torch.Tensor:
         """Draw one frame (B, 88) key by key, low to high, with the codec's settings.
