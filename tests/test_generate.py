@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musiclab import MidiError, SettingsError, generate, load_model, pianoroll_figure, render_audio
+from musiclab import MidiError, SettingsError, generate, list_models, load_model, pianoroll_figure, render_audio
 from musiclab.examples import list_examples
 from musiclab.midi_io import load_midi
 from musiclab.synth import synth_status
@@ -188,3 +188,19 @@ def test_a_take_lasts_the_asked_length_even_if_it_ends_held_or_silent(seed):
     take = generate(load_model("pianoroll-lstm"), seed, seed_seconds=4.0, seconds=12.0, temperature=0)[0]
     assert take.get_end_time() == pytest.approx(16.0, abs=0.01)
     assert load_midi(midi_to_bytes(take)).get_end_time() == pytest.approx(16.0, abs=0.01)
+
+
+@pytest.mark.parametrize("name", [m["name"] for m in list_models() if m["status"] == "ok"])
+def test_every_model_gives_take_i_the_same_alone_or_in_a_batch(name, seed):
+    """Variations share one prompt read (prefill(x, rows)) and step as one batch; take i must
+    still be exactly the take sampled alone with random_seed + i, for every shipped model."""
+    m = load_model(name)
+    kw = dict(seed_seconds=5.0, seconds=4.0, top_p=0.95)
+    batch = generate(m, seed, variations=3, random_seed=7, **kw)
+    alone = generate(m, seed, variations=1, random_seed=9, **kw)[0]
+
+    def notes(pm):
+        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(pm)]
+
+    assert notes(batch[2]) == notes(alone) and notes(alone)
+    assert notes(batch[0]) != notes(batch[2])
