@@ -6,7 +6,7 @@ vs 1, time to first token, model load time, and the naive baseline measured in t
 run (re-running the whole last window for every token, as the papers do). Medians of
 ``repeats`` runs.
 
-4 variations vs 1: repeat ``r`` times one take with random seed ``10 r`` and, right after it,
+4 variations vs 1: ``repeats`` times (``r`` = 0, 1, ...), one take with random seed ``10 r`` and, right after it,
 a batch of 4 with seeds ``10 r .. 10 r + 3`` (so take 0 of the batch is that very take, and
 machine drift hits both alike). A batch lasts as long as its longest take, so the ratio is
 split in two factors: ``longest_vs_single`` (tokens of the batch's longest take over the

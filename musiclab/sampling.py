@@ -79,6 +79,7 @@ def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None
     """Steps 3-4 on (B, V) logits (already masked with -inf); returns probabilities (B, V)."""
     logits = logits.float()
     if recent is not None and s.repetition_penalty != 1 and recent.numel():
+        recent = recent.to(logits.device)
         picked = logits.gather(1, recent)
         picked = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
         logits = logits.scatter(1, recent, picked)
@@ -168,12 +169,6 @@ def generate(
     """
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     s.validate()
-    # oneDNN's RNN kernels rebuild a primitive per call: ~6x slower than ATen's for one-token
-    # steps on CPU (measured: 11.8 vs 1.9 ms per LSTM-512x2 step), ~3x faster for a 64-token
-    # BiLSTM window re-read (1.6 vs 4.5 ms). The flag is process-wide, so it is set again before
-    # every model call (another session's generation may have flipped it); it changes speed and
-    # float rounding only.
-    fast = bool(getattr(model, "mkldnn_steps", False))
     _check_request(seed_seconds, seconds, variations)
     if random_seed is None:
         random_seed = secrets.randbelow(2**31)
@@ -190,9 +185,11 @@ def generate(
     x = tok.prompt_tensor(prompt, 1).to(dev)  # (1, T) ids or (1, T, 88) frames: one prompt for every take
     history = x.expand(variations, *x.shape[1:])
     mstate = None
-    # The prompt is read once for all takes, as one long sequence: there oneDNN's LSTM kernels win
-    # (measured, lstm, 300 tokens: 60 vs 90 ms; 220 ms when each of 4 takes read it); no effect on GRUs.
-    torch.backends.mkldnn.enabled = True
+    # torch.backends.mkldnn stays on (torch's default, process-wide): nn.LSTM then runs oneDNN's
+    # kernels, which win for every sequence we give it — a prompt (lstm, 300 tokens: 60 vs 90 ms)
+    # and a window re-read (bilstm, 64 tokens: 1.8 vs 3.5 ms). No step feeds nn.LSTM one token
+    # (there oneDNN is ~6x slower, rebuilding its primitive per call): recurrent models step on
+    # prepacked gate kernels (models/lstm.py: lstm_step).
     if naive:
         logits = model.naive_step(history)
     else:
@@ -220,7 +217,6 @@ def generate(
             last_preview = time.perf_counter()
         if state.done.all():
             break
-        torch.backends.mkldnn.enabled = fast
         if naive:
             history = torch.cat([history, new.unsqueeze(1).to(history.dtype)], dim=1)[:, -model.get_block_size() :]
             logits = model.naive_step(history)

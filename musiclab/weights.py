@@ -131,7 +131,7 @@ def load_model(name: str, root: Path | None = None, device: torch.device | str |
                 f"model {name!r}: weight file is corrupt or replaced: its SHA-256 differs from config.json's"
             )
         model.to(dev).eval()
-        if dev.type == "cuda":
+        if dev.type == "cuda" and model.half_on_gpu:
             model.half()
         model.card = card
         model.name = name

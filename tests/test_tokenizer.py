@@ -72,3 +72,42 @@ def test_prompt_ends_at_seed_cut():
     assert steps == round((3.0 - first) * 8)
     assert prompt.seconds_per_step == pytest.approx(0.125)
     assert isinstance(TOK.decode(prompt.ids), pretty_midi.PrettyMIDI)
+
+
+@pytest.mark.parametrize("key_lock", [False, True])
+def test_grammar_mask_kept_up_to_date_equals_one_rebuilt_from_scratch(key_lock):
+    """DecodeState updates its allowed ids per sampled id; after every id it must equal the
+    rule written out afresh: base ids, minus every duration of a pitch already struck on this
+    step, minus all notes once a step holds max_notes_per_step onsets; a shift starts over."""
+    from musiclab.tokenizers import LOW, scale_pitch_classes
+
+    pm = seed_excerpt(make_midi(seconds=10), 3.0)
+    prompt = TOK.prompt(pm, 3.0)
+    state = TOK.new_state(3, prompt, seconds=600.0, key_lock=key_lock)
+    rng = np.random.default_rng(0)
+    nb, nd, full = TOK.note_base, TOK.n_dur, TOK.config.max_notes_per_step
+    struck = [set() for _ in range(3)]
+    base = np.ones(TOK.vocab_size, bool)
+    base[0] = False
+    if key_lock:
+        pcs = scale_pitch_classes(*prompt.key)
+        base &= (TOK.pitch_of < 0) | np.isin(TOK.pitch_of % 12, list(pcs))
+
+    def pick(row):  # an allowed id: a note 85% of the time while any is allowed, else a shift
+        notes, shifts = np.flatnonzero(row[nb:]) + nb, np.flatnonzero(row[1:nb]) + 1
+        return rng.choice(notes if len(notes) and (rng.random() < 0.85 or not len(shifts)) else shifts)
+
+    for _ in range(400):
+        allowed = state.mask().numpy()
+        want = np.repeat(base[None], 3, axis=0)
+        for b in range(3):
+            for p in struck[b]:
+                want[b, nb + (p - LOW) * nd : nb + (p - LOW + 1) * nd] = False
+            if len(struck[b]) >= full:
+                want[b, nb:] = False
+        np.testing.assert_array_equal(allowed, want)
+        ids = np.array([pick(row) for row in allowed])  # mostly notes: chords reach the cap
+        for b, i in enumerate(ids):
+            struck[b] = set() if TOK.shift_of[i] else struck[b] | {int(TOK.pitch_of[i])}
+        state.advance(ids)
+    assert not state.done.any()

@@ -48,7 +48,6 @@ class AttentionConfig:
 
 class AttentionModel(MusicModel):
     causal = False
-    mkldnn_steps = True  # measured per window re-read, 1 thread: see base.py
     description = (
         "Paper B's model 3b: BiLSTM -> attention over its outputs -> LSTM 128 -> Dropout -> Dense V. Changes: "
         "an embedding (64) instead of scaled integer ids; BiLSTM 128 per direction instead of 256 and a window "

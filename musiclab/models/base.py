@@ -33,9 +33,8 @@ PAD = 0  # never a training target
 class MusicModel(nn.Module):
     causal: bool = True
     output: str = "categorical"  # or "multi-hot" (piano-roll: per-key sigmoid)
-    # oneDNN kernels while generating: ~2-3x faster for the LSTM window re-reads of window models,
-    # ~6x slower for one-token recurrent steps (it rebuilds a primitive per call). sampling.py sets it.
-    mkldnn_steps: bool = False
+    # fp16 weights and activations on a CUDA GPU (weights.load_model); False keeps fp32 there.
+    half_on_gpu: bool = True
 
     def __init__(self, config):
         super().__init__()
@@ -111,10 +110,13 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int):
 def script(fn):
     """``torch.jit.script(fn)``, quietly: generation steps use TorchScript for its lower per-op cost
     and its ``fork`` (eager ``torch.jit.fork`` runs inline); torch 2.13 flags TorchScript as
-    deprecated, which is not news a user can act on."""
+    deprecated, which is not news a user can act on. If scripting fails, ``fn`` itself."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(fn)
+        try:
+            return torch.jit.script(fn)
+        except Exception:  # a torch without TorchScript: the same maths in Python (fork then runs inline)
+            return fn
 
 
 def mlp_head(n_in: int, sizes: list[int], n_out: int, dropout: float, act: nn.Module | None = None) -> nn.Sequential:

@@ -74,7 +74,8 @@ def bidirectional(rnn: nn.LSTM | nn.GRU, x: torch.Tensor) -> torch.Tensor:
     the inter-op thread pool: a window re-read is a chain of tiny steps that one core runs no
     faster than two, so two cores nearly halve it (measured, bigru 2 x 128, 40-token window,
     one intra-op thread: 2.5 -> 1.5 ms). Same maths, same weights as ``rnn``."""
-    plain = rnn.num_layers != 1 or not rnn.bidirectional or getattr(rnn, "proj_size", 0)
+    plain = rnn.num_layers != 1 or not rnn.bidirectional or not rnn.batch_first or not rnn.bias
+    plain = plain or getattr(rnn, "proj_size", 0)
     if plain or torch.is_grad_enabled() or x.device.type != "cpu" or torch.get_num_interop_threads() < 2:
         return rnn(x)[0]
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -97,7 +98,6 @@ class BiLSTMConfig:
 
 class BiLSTMModel(MusicModel):
     causal = False
-    mkldnn_steps = True  # measured per window re-read, 1 thread: see base.py
     description = (
         "Paper A's recipe: BiLSTM 64 (seq) -> BN -> LeakyReLU(0.2) -> Dropout -> BiLSTM 128 (seq) -> BN -> "
         "LeakyReLU -> Dropout -> BiLSTM 64 (last) -> BN -> LeakyReLU -> Dropout -> Dense 128 (L2 0.004) -> BN -> "

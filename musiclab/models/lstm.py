@@ -57,15 +57,12 @@ class LSTMModel(MusicModel):
         return logits, self.loss(logits, targets)
 
     def prefill(self, x, rows=None):
-        """Prompt (B, T) -> (logits (B, V), state (h, c, kernels)); h, c (n_layer, B, hidden)."""
+        """Prompt (B, T) ids -> (logits (B, V), state (h, c, (gates, head))); h, c (n_layer, B, hidden).
+        With ``rows``: one prompt (1, T), logits and state for ``rows`` takes (B = rows)."""
         logits, (h, c) = self._run(x)
-        kernels = self._step_kernels(rows or x.size(0))
-        return repeat_rows(logits[:, -1], rows), (repeat_rows(h, rows, 1), repeat_rows(c, rows, 1), kernels)
-
-    def _step_kernels(self, batch: int):
-        """The LSTM's gate kernels (``lstm_gates``), then the dense head's linears, for ``batch`` rows."""
-        head = [packed_linear(m.weight, m.bias, batch) for m in self.head if isinstance(m, nn.Linear)]
-        return lstm_gates(self.lstm, batch), head
+        h, c, gates = step_state(self.lstm, h, c, rows)
+        head = [packed_linear(m.weight, m.bias, h.size(1)) for m in self.head if isinstance(m, nn.Linear)]
+        return repeat_rows(logits[:, -1], rows), (h, c, (gates, head))
 
     def step(self, x_t, state):
         """One id per row x_t (B,) -> (logits (B, V), state)."""
@@ -74,6 +71,13 @@ class LSTMModel(MusicModel):
         for j, lin in enumerate(head):  # dense layers with ReLU between (dropout is off in eval)
             x = lin(x) if j == len(head) - 1 else torch.relu(lin(x))
         return x, (h, c, (gates, head))
+
+
+def step_state(lstm: nn.LSTM, h: torch.Tensor, c: torch.Tensor, rows: int | None):
+    """``lstm``'s (h, c) (n_layer, B, hidden) after a prompt -> (h, c, gate kernels) for
+    ``lstm_step``; with ``rows``, the one prompt's state (B = 1) copied for ``rows`` takes."""
+    h, c = repeat_rows(h, rows, 1), repeat_rows(c, rows, 1)
+    return h, c, lstm_gates(lstm, h.size(1))
 
 
 def lstm_gates(lstm: nn.LSTM, batch: int) -> list:

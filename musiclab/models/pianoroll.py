@@ -27,7 +27,7 @@ from torch import nn
 
 from ..pianoroll_codec import N_KEYS, candidates, draw_uniforms, key_probs
 from .base import MusicModel, mlp_head, repeat_rows
-from .lstm import lstm_gates, lstm_step
+from .lstm import lstm_step, step_state
 
 
 @dataclass
@@ -62,6 +62,7 @@ def _masked_bce(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Ten
 class PianoRollLSTM(MusicModel):
     causal = True
     output = "multi-hot"
+    half_on_gpu = False  # frames, key probabilities and NADE's key-by-key walk are fp32 throughout
     description = (
         "Paper E's piano-roll LSTM: each frame (88 keys, multi-hot) is embedded by a linear "
         "layer, an LSTM reads the frames, and one sigmoid per key predicts the next frame. "
@@ -112,8 +113,7 @@ class PianoRollLSTM(MusicModel):
         """Prompt frames (B, T, 88) -> (conditioning after the last frame (B, hidden), state
         (h, c, gate kernels) for ``trunk_step``); with ``rows``, one prompt served to ``rows`` takes."""
         h, (h_n, c_n) = self.trunk(x)
-        gates = lstm_gates(self.lstm, rows or x.size(0))
-        return repeat_rows(h[:, -1], rows), (repeat_rows(h_n, rows, 1), repeat_rows(c_n, rows, 1), gates)
+        return repeat_rows(h[:, -1], rows), step_state(self.lstm, h_n, c_n, rows)
 
     def trunk_step(self, x_t: torch.Tensor, state):
         """One frame per row x_t (B, 88) -> (conditioning (B, hidden), state): ``trunk`` in eval

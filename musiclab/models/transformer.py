@@ -58,9 +58,13 @@ class KVCache:
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on the last dim of ``x`` (B, T, 2, nh, hd); cos/sin (T, 1, 1, hd/2) broadcast over q/k and heads."""
+    """RoPE on the last dim of ``x`` (B, T, 2, nh, hd); cos/sin (T, 1, 1, hd/2) broadcast over q/k and
+    heads. One token (``_blocks_step``): x (B, 2, nh, hd), cos/sin (1, 1, hd/2)."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+STEP_TENSORS = 12  # per block in _blocks_step's weight list: 2 LayerNorms and 4 Linears, weight + bias each
 
 
 class Block(nn.Module):
@@ -89,7 +93,7 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.ln_2(x)))
 
     def step_weights(self) -> list[torch.Tensor]:
-        """The 12 tensors ``_blocks_step`` reads for this block, in its order."""
+        """The STEP_TENSORS tensors ``_blocks_step`` reads for this block, in its order."""
         up, down = self.mlp[0], self.mlp[2]
         mods = (self.ln_1, self.c_attn, self.c_proj, self.ln_2, up, down)
         return [t for m in mods for t in (m.weight, m.bias)]
@@ -113,7 +117,7 @@ def _blocks_step(
     Scripted below: ~20-35% faster than the same calls from Python (measured, B = 1 / 4)."""
     B, C = h.shape[0], h.shape[1]
     for layer in range(k.size(0)):
-        o = 12 * layer
+        o = STEP_TENSORS * layer
         x = F.layer_norm(h, [C], w[o], w[o + 1])
         qkv = F.linear(x, w[o + 2], w[o + 3]).view(B, 3, n_head, C // n_head)
         qk = _rotate(qkv[:, :2], cos, sin)  # (B, 2, nh, hd)
@@ -207,7 +211,8 @@ class TransformerModel(MusicModel):
         return KVCache(like.new_zeros(shape), like.new_zeros(shape), 0, weights)
 
     def prefill(self, x, rows=None):
-        """Read the prompt x (B, T) (its last block_size ids) -> (next logits (B, V), KVCache)."""
+        """Read the prompt x (B, T) (its last block_size ids) -> (next logits (B, V), KVCache).
+        With ``rows``: one prompt (1, T), its keys/values written into every row of a ``rows`` cache."""
         x = x[:, -self.config.block_size :]
         if rows is not None and x.size(0) != 1:
             raise ValueError(f"expected one prompt (1, T) to repeat for {rows} rows, got shape {tuple(x.shape)}")
