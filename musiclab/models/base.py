@@ -108,9 +108,9 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int):
 
 
 def script(fn):
-    """``torch.jit.script(fn)``, quietly: generation steps use TorchScript for its lower per-op cost
-    and its ``fork`` (eager ``torch.jit.fork`` runs inline); torch 2.13 flags TorchScript as
-    deprecated, which is not news a user can act on. If scripting fails, ``fn`` itself."""
+    """``torch.jit.script(fn)``, quietly: window re-reads use TorchScript for its ``fork`` (eager
+    ``torch.jit.fork`` runs inline); torch 2.13 flags TorchScript as deprecated, which is not news
+    a user can act on. If scripting fails, ``fn`` itself (then the fork runs inline: same maths)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
