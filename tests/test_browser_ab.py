@@ -35,11 +35,13 @@ def test_blind_round_vote_and_reveal(app_server, page):
 
     vote_a = page.get_by_role("button", name="A is better")
     vote_a.wait_for(timeout=ROUND_TIMEOUT_MS)
-    assert page.locator("audio").count() == 2
+    main = page.locator("section.main, [data-testid='stMain']").first
+    assert "Generation failed" not in main.inner_text(), main.inner_text()
+    expect(page.locator("audio")).to_have_count(2, timeout=30_000)  # the players may render after the buttons
     headings = page.locator("h3").all_inner_texts()
     assert [h.strip() for h in headings if h.strip() in ("A", "B")] == ["A", "B"]
     names = [r["name"] for r in list_models() if r["status"] == "ok"]
-    body = page.locator("section.main, [data-testid='stMain']").first.inner_text()
+    body = main.inner_text()
     assert "A is better" in body and "Both bad" in body
     assert not any(f"· {n} ·" in body or f"{n} · T=" in body for n in names)  # blind: no names shown
 
