@@ -152,9 +152,10 @@ def sampling_controls(seed, key: str = "") -> dict:
 
     dur = max(1.0, round(seed.get_end_time(), 1))
     top = min(dur, 120.0)
-    if st.session_state.get(f"{key}seed_seconds", 0) > top:  # a shorter seed than last time
-        st.session_state[f"{key}seed_seconds"] = top
-    seed_s = st.slider("Seed length (s)", 1.0, min(dur, 120.0), min(10.0, dur), 0.5, key=f"{key}seed_seconds")
+    # the default goes through session state, not value=: "Continue from this take" sets it too, and a
+    # widget given both warns. A shorter seed than last time clips it.
+    st.session_state[f"{key}seed_seconds"] = min(st.session_state.get(f"{key}seed_seconds", min(10.0, dur)), top)
+    seed_s = st.slider("Seed length (s)", 1.0, top, step=0.5, key=f"{key}seed_seconds")
     unit = st.radio("Length in", ["seconds", "bars"], horizontal=True, key=f"{key}length_unit")
     if unit == "bars":
         bar = bar_seconds(seed, seed_s)

@@ -63,6 +63,7 @@ def test_continue_from_take_makes_it_the_seed():
     take = at.session_state["takes"][0]
     at.button(key=f"cont_{take['id']}").click().run()
     assert not at.exception
+    assert at.slider(key="seed_seconds").value == at.session_state["seed_seconds"] > 10  # the whole take
     assert at.radio(key="compose_src").value == "Current seed"
     assert at.session_state["seed_bytes"] == take["midi"]
     generate(at)
