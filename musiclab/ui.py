@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 import time
 import uuid
 
@@ -65,6 +66,30 @@ def audio_for(midi_bytes: bytes) -> tuple[bytes, str | None, float]:
     pm = load_midi(midi_bytes)
     audio, sr, notice = render_audio_with_notice(pm)
     return encode_audio(audio, sr, "OGG"), notice, len(audio) / sr
+
+
+def prerender_audio(midis: list[bytes]) -> None:
+    """Fill ``audio_for``'s cache for several new takes two at a time, so a batch of takes shows
+    up together rather than one card after another: FluidSynth runs as a subprocess and the OGG
+    encoder drops the GIL, so both cores work. A take whose audio fails here fails again, with
+    its message, when its card asks ``audio_for``."""
+    if len(midis) < 2:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+
+    def one(midi: bytes) -> None:
+        add_script_run_ctx(threading.current_thread(), ctx)
+        try:
+            audio_for(midi)
+        except Exception:  # noqa: BLE001 (the take card shows it)
+            pass
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(one, midis))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

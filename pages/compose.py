@@ -10,6 +10,7 @@ from musiclab.ui import (
     model_picker,
     new_take,
     parse_seed,
+    prerender_audio,
     sampling_controls,
     seed_picker,
     track_picker,
@@ -31,6 +32,7 @@ def collect(job: Job) -> None:
     for pm in job.result:
         n = len(st.session_state["takes"]) + 1
         st.session_state["takes"].append(new_take(pm, job.kwargs["seed_seconds"], f"Take {n} · {job.model.name}"))
+    prerender_audio([t["midi"] for t in st.session_state["takes"][-len(job.result) :]])
     info = job.result[0].musiclab_info
     rate = info["tokens"] / max(info["compute_seconds"], 1e-6)
     stopped = " · stopped early, partial takes kept" if info["stopped_early"] else ""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "compose.py")
@@ -54,6 +56,7 @@ def test_variations_and_earlier_takes_stay():
     assert not at.exception
     assert len(at.session_state["takes"]) == 4
     assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("audio")) == 4  # every take has its player (rendered two at a time on arrival)
 
 
 def test_continue_from_take_makes_it_the_seed():
@@ -128,3 +131,21 @@ def test_a_new_seed_starts_from_its_own_default_tracks():
     generate(at)
     assert not at.error, [e.value for e in at.error]
     assert len(at.session_state["takes"]) == 2
+
+
+def test_takes_audio_rendered_two_at_a_time_is_each_takes_own():
+    """prerender_audio fills audio_for's cache from two threads: each take still gets its own
+    audio (real FluidSynth, OGG), as long as the take; a bad file does not stop the others."""
+    import soundfile as sf
+
+    from musiclab.midi_io import midi_to_bytes
+    from musiclab.ui import audio_for, prerender_audio
+    from tests.conftest import make_midi
+
+    midis = [midi_to_bytes(make_midi(seconds=s)) for s in (3, 5, 7)]
+    prerender_audio(midis + [b"not a midi file"])
+    for m, want in zip(midis, (3, 5, 7)):
+        ogg, _, seconds = audio_for(m)
+        assert ogg[:4] == b"OggS" and want <= seconds < want + 3
+        info = sf.info(io.BytesIO(ogg))
+        assert info.frames / info.samplerate == pytest.approx(seconds, abs=0.05)
