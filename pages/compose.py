@@ -29,10 +29,13 @@ def collect(job: Job) -> None:
     if job.error:
         st.session_state["job_error"] = job.error
         return
-    for pm in job.result:
-        n = len(st.session_state["takes"]) + 1
-        st.session_state["takes"].append(new_take(pm, job.kwargs["seed_seconds"], f"Take {n} · {job.model.name}"))
-    prerender_audio([t["midi"] for t in st.session_state["takes"][-len(job.result) :]])
+    n = len(st.session_state["takes"])
+    made = [
+        new_take(pm, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}")
+        for i, pm in enumerate(job.result, 1)
+    ]
+    st.session_state["takes"].extend(made)
+    prerender_audio([t["midi"] for t in made])
     info = job.result[0].musiclab_info
     rate = info["tokens"] / max(info["compute_seconds"], 1e-6)
     stopped = " · stopped early, partial takes kept" if info["stopped_early"] else ""
