@@ -157,6 +157,7 @@ def make_round(
                     random_seed=c.random_seed,
                     tracks=tracks,
                     progress=part,
+                    threads=jobs.threads_for(model),
                     **c.settings,
                 )[0]
         except (ValueError, RuntimeError, TypeError) as e:  # MidiError/SettingsError are ValueErrors

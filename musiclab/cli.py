@@ -105,13 +105,14 @@ def cmd_check(a):
 def cmd_generate(a):
     from . import generate, load_midi, load_model
     from .midi_io import midi_to_bytes
+    from .sampling import engine_threads
 
     _out_path(a.out, "--out", (".mid", ".midi"))
     if a.wav:
         _out_path(a.wav, "--wav", (".wav",))
     import torch
 
-    torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))  # see ui.py: one thread is faster here
+    torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))  # see ui.py; generate() may raise it
     seed = load_midi(a.seed)
     model = load_model(a.model)
     if a.tracks and max(a.tracks) > len(seed.instruments):
@@ -131,6 +132,7 @@ def cmd_generate(a):
         variations=a.variations,
         random_seed=a.random_seed,
         tracks=tracks,
+        threads=engine_threads(model),  # the only generation in this process
     )
     outs = (
         [Path(a.out)]
@@ -202,10 +204,12 @@ def cmd_bench(a):
 
     if a.seconds <= 0 or a.repeats < 1:
         raise UserError(f"bench needs --seconds > 0 and --repeats >= 1, got {a.seconds:g} and {a.repeats}")
+    if a.threads is not None and a.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {a.threads}")
     import torch
 
-    torch.set_num_threads(a.threads)
-    bench_generate(as_json=a.json, models=a.models, seconds=a.seconds, repeats=a.repeats)
+    torch.set_num_threads(1)
+    bench_generate(as_json=a.json, models=a.models, seconds=a.seconds, repeats=a.repeats, threads=a.threads)
 
 
 def cmd_evaluate(a):
@@ -302,7 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--models", nargs="*")
     b.add_argument("--seconds", type=_finite(float), default=30.0)
     b.add_argument("--repeats", type=_finite(int), default=3)
-    b.add_argument("--threads", type=_finite(int), default=1, help="torch intra-op threads (the app uses 1)")
+    b.add_argument(
+        "--threads",
+        type=_finite(int),
+        default=None,
+        help="torch intra-op threads per generation (default: as the app for one user, see engine_threads)",
+    )
     b.set_defaults(fn=cmd_bench)
     s = sub.add_parser("evaluate", help="metrics of a MIDI file (vs a seed or corpus), or `evaluate jsb`")
     s.add_argument("file", help="MIDI file, or `jsb` for the JSB Chorales benchmark")

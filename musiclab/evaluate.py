@@ -73,7 +73,7 @@ def run_eval(
     Returns {"rows": [one dict per take], "errors": ["model × seed: reason"], "settings"}.
     A job that fails (seed too short, bad settings) is reported and the others still run.
     """
-    from .jobs import slot
+    from .jobs import slot, threads_for
     from .midi_io import MidiError
     from .sampling import generate
     from .weights import load_model
@@ -99,6 +99,7 @@ def run_eval(
                     repetition_penalty=settings.repetition_penalty,
                     variations=settings.takes,
                     random_seed=settings.random_seed,
+                    threads=threads_for(model),
                 )
         except (MidiError, ValueError) as e:  # SettingsError is a ValueError
             errors.append(f"{name} × {label}: {e}")

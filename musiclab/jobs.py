@@ -16,7 +16,7 @@ from collections import deque
 from contextlib import contextmanager
 
 from .midi_io import MidiError
-from .sampling import SettingsError, generate
+from .sampling import SettingsError, engine_threads, generate
 
 MAX_RUNNING = int(os.environ.get("MUSICLAB_MAX_JOBS", "2"))
 ABANDONED_S = 120.0  # a job its page stopped polling this long ago (tab closed) ends, freeing its slot;
@@ -25,6 +25,12 @@ _cond = threading.Condition()  # guards _queue and _running; notified when a slo
 _queue: deque = deque()  # jobs waiting, oldest first
 _running = 0  # jobs generating now
 log = logging.getLogger("musiclab.jobs")
+
+
+def threads_for(model):
+    """``generate(threads=...)`` for a generation holding a slot: every core while it is the only
+    one running, one core once another starts (re-asked every 16 tokens; see engine_threads)."""
+    return lambda: engine_threads(model, alone=_running <= 1)
 
 
 class LeftQueue(Exception):
@@ -121,6 +127,7 @@ class Job:
                     progress=self._progress,
                     stop=self._should_stop,
                     preview=self._preview,
+                    threads=threads_for(self.model),
                     **self.kwargs,
                 )
                 self.state = "done"

@@ -133,3 +133,16 @@ def test_train_bad_settings_exit_2_before_any_work(midi_file, tmp_path, args, wo
     r = run("train", *_argv(base, args))
     assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not r.stdout and not (tmp_path / "w").exists()
+
+
+def test_bench_prints_figures_for_a_model():
+    """The benchmark runs for real (a small model, short music): every figure is there and sane."""
+    r = run("bench", "generate", "--models", "pianoroll-lstm-jsb", "--seconds", "4", "--repeats", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    (row,) = out["results"]
+    assert out["env"]["threads"] == "auto" and row["model"] == "pianoroll-lstm-jsb" and row["threads"] >= 1
+    assert row["tokens"] > 0 and row["realtime_x_1"] > 0 and row["wall_s_4"] > 0 and 0 < row["load_s"] < 30
+    assert row["speedup_vs_naive"] > 0 and row["longest_vs_single"] >= 1
+    r = run("bench", "generate", "--models", "bigru", "--seconds", "2", "--repeats", "1", "--threads", "1")
+    assert r.returncode == 0 and "threads per generation: 1" in r.stdout and "| bigru | 1 |" in r.stdout, r.stderr

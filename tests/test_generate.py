@@ -204,3 +204,38 @@ def test_every_model_gives_take_i_the_same_alone_or_in_a_batch(name, seed):
 
     assert notes(batch[2]) == notes(alone) and notes(alone)
     assert notes(batch[0]) != notes(batch[2])
+
+
+def test_intra_op_threads_give_the_same_takes_and_are_restored(model, seed):
+    """engine_threads: every core for a recurrent model alone, one when sharing, one for window
+    models; generate(threads=...) gives the very same takes and leaves the caller's count as it was."""
+    import torch
+
+    from musiclab.sampling import engine_threads
+
+    assert engine_threads(model, alone=False) == 1 and engine_threads(load_model("bigru")) == 1
+    assert engine_threads(model) >= 1
+    before = torch.get_num_threads()
+    kw = dict(seed_seconds=5.0, seconds=8.0, top_p=0.95, variations=2, random_seed=5)
+    try:
+        torch.set_num_threads(3)  # the caller's count, neither 1 nor 2
+        one = generate(model, seed, threads=1, **kw)
+        assert torch.get_num_threads() == 3
+        asked = []
+        two = generate(model, seed, threads=lambda: asked.append(1) or 2, **kw)  # re-asked as tokens come
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+    def notes(pm):
+        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(pm)]
+
+    assert [notes(t) for t in one] == [notes(t) for t in two] and notes(one[0])
+    assert len(asked) >= 3
+
+
+def test_musiclab_threads_wins_over_the_policy(model, monkeypatch):
+    from musiclab.sampling import engine_threads
+
+    monkeypatch.setenv("MUSICLAB_THREADS", "3")
+    assert engine_threads(model, alone=False) == 3 and engine_threads(load_model("bigru")) == 3

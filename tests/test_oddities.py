@@ -242,6 +242,7 @@ def test_generate_settings_out_of_range_get_one_clear_line(seed_path, tmp_path, 
     [
         (["bench", "generate", "--seconds", "nan"], "expected a finite number"),
         (["bench", "generate", "--repeats", "0"], "--repeats >= 1"),
+        (["bench", "generate", "--threads", "0"], "--threads must be at least 1"),
         (["evaluate", "SEED", "--seed-end", "inf"], "expected a finite number"),
         (["check", "FOLDER"], "cannot read"),
     ],
