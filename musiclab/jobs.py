@@ -76,6 +76,7 @@ class Job:
         self.model, self.seed, self.kwargs = model, seed, kwargs
         self.state = "queued"
         self.done = self.total = 0
+        self.created = time.perf_counter()
         self.started = self.ended = None
         self.preview = None
         self.result = None

@@ -149,3 +149,14 @@ def test_takes_audio_rendered_two_at_a_time_is_each_takes_own():
         assert ogg[:4] == b"OggS" and want <= seconds < want + 3
         info = sf.info(io.BytesIO(ogg))
         assert info.frames / info.samplerate == pytest.approx(seconds, abs=0.05)
+
+
+def test_a_quick_take_shows_in_the_run_that_started_it():
+    """A short generation is awaited in the click's own run (QUICK_WAIT_S), so the take is on the
+    page at once instead of at the live view's next poll."""
+    at = _app()
+    at.selectbox(key="compose_model").set_value("pianoroll-lstm").run()
+    at.slider(key="seconds").set_value(5)
+    at.button(key="generate").click().run()
+    assert not at.exception and "job" not in at.session_state
+    assert len(at.session_state["takes"]) == 1 and len(at.get("audio")) == 1
