@@ -67,6 +67,7 @@ with left:
             st.session_state.pop("job_error", None)
             st.session_state.pop("job_note", None)  # the last run's note is not this run's
             st.session_state["job"] = Job(cached_model(name), seed, tracks=tracks, **settings)
+            st.rerun()  # draw the page as busy (Generate greyed out) while the job runs
     if "job" in st.session_state:
         job_panel(st.session_state["job"], collect)
     if st.session_state.get("job_error"):

@@ -160,3 +160,21 @@ def test_a_quick_take_shows_in_the_run_that_started_it():
     at.button(key="generate").click().run()
     assert not at.exception and "job" not in at.session_state
     assert len(at.session_state["takes"]) == 1 and len(at.get("audio")) == 1
+
+
+def test_generate_is_greyed_out_while_a_job_runs_and_stop_keeps_the_partial_take():
+    at = _app()
+    at.selectbox(key="compose_model").set_value("transformer-remi").run()
+    at.slider(key="seconds").set_value(120)
+    at.button(key="generate").click().run()  # longer than the quick wait: the live view is drawn
+    assert not at.exception and "job" in at.session_state
+    assert at.button(key="generate").disabled
+    assert any("Generating" in p.proto.text for p in at.get("progress")), "no live progress shown"
+    at.button(key="job_stop").click().run()
+    deadline = time.time() + 60
+    while "job" in at.session_state and time.time() < deadline:
+        time.sleep(0.3)
+        at.run()
+    takes = at.session_state["takes"]
+    assert len(takes) == 1 and takes[0]["info"]["stopped_early"] and len(at.get("audio")) == 1
+    assert not at.button(key="generate").disabled
