@@ -24,9 +24,10 @@ from .midi_io import LIMITS, MidiError, load_midi, midi_to_bytes, non_drum_track
 from .synth import encode_audio, render_audio_with_notice
 from .weights import list_models, load_model
 
-# One intra-op thread per generation: tiny-batch steps gain little from more, and with several
-# sessions (or a training job) on a small box, OpenMP threads spinning against each other are
-# slower by orders of magnitude. Concurrency comes from jobs.MAX_RUNNING generations instead.
+# One intra-op thread by default: with several sessions (or a training job) on a small box,
+# OpenMP threads spinning against each other are slower by orders of magnitude. A generation
+# raises its own count only while it runs alone (sampling.engine_threads, jobs.threads_for);
+# concurrency comes from jobs.MAX_RUNNING generations.
 torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))
 # Generation threads drop the GIL for every torch op and must win it back; while other sessions'
 # script runs hold it, each win waits out the switch interval (5 ms by default). Measured with 3
