@@ -203,11 +203,12 @@ def generate(
     The same ``random_seed`` gives the same takes; take i uses seed ``random_seed + i``.
     ``progress(done, total)`` is called with tokens produced so far and the estimated total.
     ``stop()`` returning True ends early and keeps what was made. ``preview(pm)`` gets take 0
-    so far, at most every 0.3 s (for a piano roll that fills in as notes arrive). ``naive`` re-runs the
-    full window every step (the papers' way; for benchmarks). ``threads``: intra-op threads for
-    this call (see :func:`engine_threads`), or a function asked again every 16 tokens (the app:
-    all cores while alone, one once another generation starts); None keeps the caller's. Each returned PrettyMIDI has
-    ``musiclab_info`` (model, settings, seeds, tokens, seconds of compute).
+    so far, at most every 0.3 s (for a piano roll that fills in as notes arrive). ``naive``
+    re-runs the full window every step (the papers' way; for benchmarks). ``threads``: intra-op
+    threads for this call (see :func:`engine_threads`), or a function asked again every 16
+    tokens (the app: all cores while alone, one once another generation starts); None keeps
+    the caller's. Each returned PrettyMIDI has ``musiclab_info`` (model, settings, seeds,
+    tokens, seconds of compute).
     """
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     s.validate()
