@@ -34,6 +34,7 @@ torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))
 # busy threads: one 10 s generation took 59 s at 5 ms, 11 s at 1 ms (alone: 0.5 s).
 sys.setswitchinterval(0.001)
 POLL_S, POLL_QUEUED_S = 1.0, 2.0  # how often a page polls its running / queued job (see job_panel)
+KEEP = "session"  # widgets' persist_state: a setting keeps its value when the user visits another page and comes back
 QUICK_WAIT_S = 1.5  # a new job is awaited this long before the live view is drawn (see job_panel)
 PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs ~50 ms of GIL)
 
@@ -111,16 +112,16 @@ def model_picker(key: str, label: str = "Model") -> str | None:
         st.error("No model is available: the weights/ folder has no loadable model.")
         return None
     default = ok.index("lstm") if "lstm" in ok else 0
-    return st.selectbox(label, ok, index=default, key=key)
+    return st.selectbox(label, ok, index=default, key=key, persist_state=KEEP)
 
 
 def seed_picker(key: str) -> tuple[bytes | None, str | None]:
     """Example / upload / current seed chooser. Returns (MIDI bytes, label) or (None, None)."""
     examples = list_examples()
     options = ["Example", "Upload"] + (["Current seed"] if st.session_state.get("seed_bytes") else [])
-    src = st.radio("Seed", options, horizontal=True, key=f"{key}_src")
+    src = st.radio("Seed", options, horizontal=True, key=f"{key}_src", persist_state=KEEP)
     if src == "Example":
-        title = st.selectbox("Example seed", list(examples), key=f"{key}_example")
+        title = st.selectbox("Example seed", list(examples), key=f"{key}_example", persist_state=KEEP)
         return examples[title].read_bytes(), title
     if src == "Upload":
         up = st.file_uploader("Your MIDI file", type=["mid", "midi"], key=f"{key}_upload", help=ACCEPTED)
@@ -179,31 +180,51 @@ def sampling_controls(seed, key: str = "") -> dict:
 
     dur = max(1.0, round(seed.get_end_time(), 1))
     top = min(dur, 120.0)
-    # the default goes through session state, not value=: "Continue from this take" sets it too, and a
-    # widget given both warns. A shorter seed than last time clips it.
-    st.session_state[f"{key}seed_seconds"] = min(st.session_state.get(f"{key}seed_seconds", min(10.0, dur)), top)
-    seed_s = st.slider("Seed length (s)", 1.0, top, step=0.5, key=f"{key}seed_seconds")
-    unit = st.radio("Length in", ["seconds", "bars"], horizontal=True, key=f"{key}length_unit")
+    # the default goes through session state, not value=: "Continue from this take" sets it too (and
+    # marks it "keep"), and a widget given both warns. Another seed starts again at its default length.
+    ss, k, mark = st.session_state, f"{key}seed_seconds", f"{key}seed_for"
+    fp = f"{seed.get_end_time():.3f}/{sum(len(i.notes) for i in seed.instruments)}"
+    if ss.get(mark) not in (fp, "keep"):
+        ss.pop(k, None)
+    ss[mark] = fp
+    ss[k] = min(ss.get(k, min(10.0, dur)), top)
+    if top < 1.5:  # too short for a slider from 1 s: all of it
+        st.caption(f"Seed length: all of it ({seed.get_end_time():.1f} s)")
+        seed_s = top
+    else:
+        seed_s = st.slider("Seed length (s)", 1.0, top, step=0.5, key=k, persist_state=KEEP)
+    unit = st.radio("Length in", ["seconds", "bars"], horizontal=True, key=f"{key}length_unit", persist_state=KEEP)
     if unit == "bars":
         bar = bar_seconds(seed, seed_s)
         bars = st.slider(
-            "Continue for (bars)", 1, max(1, int(120 // bar)), max(1, min(8, int(120 // bar))), key=f"{key}bars"
+            "Continue for (bars)",
+            1,
+            max(1, int(120 // bar)),
+            max(1, min(8, int(120 // bar))),
+            key=f"{key}bars",
+            persist_state=KEEP,
         )
         seconds = round(bars * bar, 3)
         st.caption(f"{bars} bars ≈ {seconds:.1f} s at the seed's tempo and meter")
     else:
-        seconds = float(st.slider("Continue for (s)", 5, 120, 20, 5, key=f"{key}seconds"))
+        seconds = float(st.slider("Continue for (s)", 5, 120, 20, 5, key=f"{key}seconds", persist_state=KEEP))
     with st.expander("Sampling", expanded=True):
         kw = dict(
-            temperature=st.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key=f"{key}temperature", help="0 = greedy"),
-            top_k=st.slider("Top-k (0 = off)", 0, 200, 0, key=f"{key}top_k"),
-            top_p=st.slider("Top-p", 0.05, 1.0, 0.95, 0.01, key=f"{key}top_p"),
-            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, 0.0, 0.01, key=f"{key}min_p"),
-            repetition_penalty=st.slider("Repetition penalty", 1.0, 3.0, 1.1, 0.05, key=f"{key}repetition_penalty"),
-            key_lock=st.checkbox("Key lock (stay in the seed's key)", key=f"{key}key_lock"),
-            variations=st.slider("Variations", 1, 4, 1, key=f"{key}variations"),
+            temperature=st.slider(
+                "Temperature", 0.0, 2.0, 1.0, 0.05, key=f"{key}temperature", help="0 = greedy", persist_state=KEEP
+            ),
+            top_k=st.slider("Top-k (0 = off)", 0, 200, 0, key=f"{key}top_k", persist_state=KEEP),
+            top_p=st.slider("Top-p", 0.05, 1.0, 0.95, 0.01, key=f"{key}top_p", persist_state=KEEP),
+            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, 0.0, 0.01, key=f"{key}min_p", persist_state=KEEP),
+            repetition_penalty=st.slider(
+                "Repetition penalty", 1.0, 3.0, 1.1, 0.05, key=f"{key}repetition_penalty", persist_state=KEEP
+            ),
+            key_lock=st.checkbox("Key lock (stay in the seed's key)", key=f"{key}key_lock", persist_state=KEEP),
+            variations=st.slider("Variations", 1, 4, 1, key=f"{key}variations", persist_state=KEEP),
         )
-        rseed = st.number_input("Random seed (0 = new each time)", 0, 2**31 - 1, 0, key=f"{key}random_seed")
+        rseed = st.number_input(
+            "Random seed (0 = new each time)", 0, 2**31 - 1, 0, key=f"{key}random_seed", persist_state=KEEP
+        )
     return dict(seed_seconds=seed_s, seconds=seconds, random_seed=int(rseed) or None, **kw)
 
 

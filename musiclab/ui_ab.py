@@ -22,7 +22,7 @@ from .ab import describe, make_round, surprise_pair
 from .examples import list_examples
 from .midi_io import load_midi
 from .rating import head_to_head, leaderboard
-from .ui import Progress, cached_model, cached_models, model_picker
+from .ui import KEEP, Progress, cached_model, cached_models, model_picker
 from .votes import StoreError, VoteError, VoteStore
 
 LISTENER_PARAM = "listener"  # query parameter that keeps the anonymous listener id in the browser's URL
@@ -54,8 +54,8 @@ def length_sliders(seed) -> tuple[float, float]:
     top = min(max(1.0, round(seed.get_end_time(), 1)), 120.0)
     # the default goes through session state (not value=): "next round" callbacks also set it
     st.session_state["ab_seed_seconds"] = min(st.session_state.get("ab_seed_seconds", 8.0), top)
-    seed_s = st.slider("Seed length (s)", 1.0, max(top, 1.5), step=0.5, key="ab_seed_seconds")
-    new_s = st.slider("Continue for (s)", 5, 60, 10, 5, key="ab_seconds")
+    seed_s = st.slider("Seed length (s)", 1.0, max(top, 1.5), step=0.5, key="ab_seed_seconds", persist_state=KEEP)
+    new_s = st.slider("Continue for (s)", 5, 60, 10, 5, key="ab_seconds", persist_state=KEEP)
     return seed_s, float(new_s)
 
 
@@ -63,12 +63,16 @@ def sampling_controls() -> dict:
     """Settings shared by both sides: the keyword arguments of :func:`musiclab.generate`."""
     with st.expander("Sampling (same for A and B)"):
         return dict(
-            temperature=st.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="ab_temperature", help="0 = greedy"),
-            top_k=st.slider("Top-k (0 = off)", 0, 200, 0, key="ab_top_k"),
-            top_p=st.slider("Top-p", 0.05, 1.0, 0.95, 0.01, key="ab_top_p"),
-            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, 0.0, 0.01, key="ab_min_p"),
-            repetition_penalty=st.slider("Repetition penalty", 1.0, 3.0, 1.1, 0.05, key="ab_repetition_penalty"),
-            key_lock=st.checkbox("Key lock", key="ab_key_lock"),
+            temperature=st.slider(
+                "Temperature", 0.0, 2.0, 1.0, 0.05, key="ab_temperature", help="0 = greedy", persist_state=KEEP
+            ),
+            top_k=st.slider("Top-k (0 = off)", 0, 200, 0, key="ab_top_k", persist_state=KEEP),
+            top_p=st.slider("Top-p", 0.05, 1.0, 0.95, 0.01, key="ab_top_p", persist_state=KEEP),
+            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, 0.0, 0.01, key="ab_min_p", persist_state=KEEP),
+            repetition_penalty=st.slider(
+                "Repetition penalty", 1.0, 3.0, 1.1, 0.05, key="ab_repetition_penalty", persist_state=KEEP
+            ),
+            key_lock=st.checkbox("Key lock", key="ab_key_lock", persist_state=KEEP),
         )
 
 
@@ -78,17 +82,17 @@ def contestants_picker(settings: dict) -> Draw | None:
     if not models:
         model_picker("ab_model_1")  # shows why no model is usable
         return None
-    mode = st.radio("Compare", MODES, index=0 if len(models) > 1 else 1, key="ab_mode")
+    mode = st.radio("Compare", MODES, index=0 if len(models) > 1 else 1, key="ab_mode", persist_state=KEEP)
     if mode == "Two models":
         m1 = model_picker("ab_model_1", "Model 1")
         others = [m for m in models if m != m1] or models
-        m2 = st.selectbox("Model 2", models, index=models.index(others[0]), key="ab_model_2")
+        m2 = st.selectbox("Model 2", models, index=models.index(others[0]), key="ab_model_2", persist_state=KEEP)
         if m1 == m2:
             st.caption("Same model twice: a sanity check (only the random seeds differ).")
         return lambda rng: [(m1, dict(settings)), (m2, dict(settings))]
     if mode == "One model, two temperatures":
         m = model_picker("ab_model_1", "Model")
-        t2 = st.slider("Second temperature", 0.0, 2.0, 1.3, 0.05, key="ab_temperature_2")
+        t2 = st.slider("Second temperature", 0.0, 2.0, 1.3, 0.05, key="ab_temperature_2", persist_state=KEEP)
         if t2 == settings["temperature"]:
             st.caption("Both temperatures are equal: only the random seeds differ.")
         return lambda rng: [(m, dict(settings)), (m, {**settings, "temperature": t2})]
@@ -149,7 +153,12 @@ def show_round() -> None:
         st.error(f"Generation failed: {rnd.error}. This round cannot be voted on: start a new round.")
     if rnd.notice:
         st.warning(rnd.notice)
-    skip = st.checkbox("Play from the seed end", key="ab_skip_seed", help="Start both players 1 s before the new music")
+    skip = st.checkbox(
+        "Play from the seed end",
+        key="ab_skip_seed",
+        help="Start both players 1 s before the new music",
+        persist_state=KEEP,
+    )
     for col, side, c, i in zip(st.columns(2), "AB", (rnd.a, rnd.b), (0, 1)):
         with col, st.container(border=True):
             shown = revealed or not rnd.blind
@@ -215,8 +224,8 @@ def leaderboard_view() -> None:
         st.info("No votes yet: listen to a round and vote.")
         return
     c1, c2 = st.columns(2)
-    by = c1.radio("Rate", ["Model", "Model + settings"], horizontal=True, key="ab_rate_by")
-    blind_only = c2.checkbox("Blind votes only", True, key="ab_blind_only")
+    by = c1.radio("Rate", ["Model", "Model + settings"], horizontal=True, key="ab_rate_by", persist_state=KEEP)
+    blind_only = c2.checkbox("Blind votes only", True, key="ab_blind_only", persist_state=KEEP)
     player = (lambda m, s: m) if by == "Model" else describe
     matches = tuple(
         (player(v["model_a"], v["settings_a"]), player(v["model_b"], v["settings_b"]), v["vote"])

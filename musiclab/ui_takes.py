@@ -15,6 +15,7 @@ def continue_from(take: dict, key: str = "compose") -> None:
     st.session_state["seed_label"] = take["label"]
     st.session_state[f"{key}_src"] = "Current seed"
     st.session_state["seed_seconds"] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), 120.0))
+    st.session_state["seed_for"] = "keep"  # the whole take, not the default length of a new seed
 
 
 def made_seconds(pm, seed_end: float, info: dict) -> float | None:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from musiclab.ui import ensure_frame, parse_seed, seed_picker
+from musiclab.ui import KEEP, ensure_frame, parse_seed, seed_picker
 from musiclab.ui_ab import (
     contestants_picker,
     leaderboard_view,
@@ -32,8 +32,13 @@ with listen:
             seed_s, new_s = length_sliders(seed)
             settings = sampling_controls()
             draw = contestants_picker(settings)
-            blind = st.checkbox("Blind: hide the names until I vote", True, key="ab_blind")
-            st.checkbox("Share this seed's MIDI with my vote", key="ab_share_seed", help="Off: only its sha256 is kept")
+            blind = st.checkbox("Blind: hide the names until I vote", True, key="ab_blind", persist_state=KEEP)
+            st.checkbox(
+                "Share this seed's MIDI with my vote",
+                key="ab_share_seed",
+                help="Off: only its sha256 is kept",
+                persist_state=KEEP,
+            )
             go = st.button("New round", type="primary", disabled=draw is None, key="ab_new")
             if (go or pending) and draw is not None:
                 start_round(seed, data, label, draw, seed_s, new_s, blind)

@@ -178,3 +178,48 @@ def test_generate_is_greyed_out_while_a_job_runs_and_stop_keeps_the_partial_take
     takes = at.session_state["takes"]
     assert len(takes) == 1 and takes[0]["info"]["stopped_early"] and len(at.get("audio")) == 1
     assert not at.button(key="generate").disabled
+
+
+def test_a_seed_shorter_than_the_seed_slider_is_used_whole():
+    """A one-note, half-second seed: no 1.0-to-1.0 slider (Streamlit refuses one), the whole
+    seed is used, and a take comes out."""
+    import pretty_midi
+
+    from musiclab.midi_io import midi_to_bytes
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=0)
+    inst.notes.append(pretty_midi.Note(90, 60, 0.0, 0.5))
+    pm.instruments.append(inst)
+    at = _app()
+    at.session_state["seed_bytes"] = midi_to_bytes(pm)
+    at.run()
+    at.radio(key="compose_src").set_value("Current seed").run()
+    assert not at.exception, at.exception
+    assert any("all of it" in c.value for c in at.caption)
+    at.slider(key="seconds").set_value(5)
+    generate(at)
+    assert not at.exception and len(at.session_state["takes"]) == 1
+
+
+def test_another_seed_starts_at_its_default_seed_length():
+    at = _app()
+    at.slider(key="seed_seconds").set_value(4.0).run()
+    examples = at.selectbox(key="compose_example").options
+    at.selectbox(key="compose_example").set_value(examples[1]).run()
+    assert not at.exception
+    assert at.slider(key="seed_seconds").value == 10.0
+
+
+def test_settings_survive_a_visit_to_another_page():
+    at = AppTest.from_file(str(Path(PAGE).parent.parent / "app.py"), default_timeout=180).run()
+    assert not at.exception
+    at.selectbox(key="compose_model").set_value("bigru").run()
+    at.slider(key="temperature").set_value(1.5)
+    at.slider(key="seconds").set_value(60).run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception and not at.slider
+    at.switch_page("pages/compose.py").run()
+    assert not at.exception
+    assert at.selectbox(key="compose_model").value == "bigru"
+    assert at.slider(key="temperature").value == 1.5 and at.slider(key="seconds").value == 60
