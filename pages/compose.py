@@ -4,6 +4,7 @@ import streamlit as st
 
 from musiclab.jobs import Job
 from musiclab.ui import (
+    KEEP,
     cached_model,
     ensure_frame,
     job_panel,
@@ -19,6 +20,7 @@ from musiclab.ui_takes import take_card
 
 ensure_frame()
 
+SHOWN = 8  # newest takes drawn as cards; a page of 30 cards took 10-12 s per rerun (tester)
 st.session_state.setdefault("takes", [])
 st.title("Compose")
 
@@ -76,7 +78,13 @@ with left:
         st.success(st.session_state["job_note"])
 
 with right:
-    if not st.session_state["takes"]:
+    takes = st.session_state["takes"][::-1]  # newest first
+    if not takes:
         st.info("Your takes appear here. Pick a seed and press **Generate**.")
-    for take in reversed(st.session_state["takes"]):
+    for take in takes[:SHOWN]:
         take_card(take)
+    if len(takes) > SHOWN:  # every card redraws on each rerun: older ones only when asked for
+        older = len(takes) - SHOWN
+        if st.toggle(f"Show {older} earlier take(s)", key="show_older", persist_state=KEEP):
+            for take in takes[SHOWN:]:
+                take_card(take)

@@ -223,3 +223,17 @@ def test_settings_survive_a_visit_to_another_page():
     assert not at.exception
     assert at.selectbox(key="compose_model").value == "bigru"
     assert at.slider(key="temperature").value == 1.5 and at.slider(key="seconds").value == 60
+
+
+def test_only_the_newest_takes_are_drawn_until_asked():
+    at = _app()
+    at.selectbox(key="compose_model").set_value("pianoroll-lstm").run()
+    at.slider(key="seconds").set_value(5)
+    at.slider(key="variations").set_value(4)
+    for _ in range(3):
+        generate(at)
+    assert not at.exception and len(at.session_state["takes"]) == 12
+    assert len(at.get("plotly_chart")) == 8 and len(at.get("audio")) == 8
+    at.toggle(key="show_older").set_value(True).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 12 and len(at.get("audio")) == 12
