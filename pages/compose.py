@@ -65,7 +65,9 @@ with left:
         tracks = track_picker(seed, "compose", data)
         settings = sampling_controls(seed)
         busy = "job" in st.session_state
-        if st.button("Generate", type="primary", disabled=name is None or busy, key="generate"):
+        if tracks == []:
+            st.caption("Choose at least one track to continue.")
+        if st.button("Generate", type="primary", disabled=name is None or busy or tracks == [], key="generate"):
             st.session_state.pop("job_error", None)
             st.session_state.pop("job_note", None)  # the last run's note is not this run's
             st.session_state["job"] = Job(cached_model(name), seed, tracks=tracks, **settings)

@@ -237,3 +237,12 @@ def test_only_the_newest_takes_are_drawn_until_asked():
     at.toggle(key="show_older").set_value(True).run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 12 and len(at.get("audio")) == 12
+
+
+def test_generate_is_off_with_no_track_chosen():
+    at = _app()
+    at.selectbox(key="compose_example").set_value("Joplin — Maple Leaf Rag (piano)").run()
+    (picker,) = [m for m in at.multiselect if m.label == "Tracks to continue"]
+    picker.set_value([]).run()
+    assert not at.exception and at.button(key="generate").disabled
+    assert any("at least one track" in c.value for c in at.caption)
