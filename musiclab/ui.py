@@ -158,6 +158,7 @@ def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
         default=non_drum_tracks(pm),
         format_func=lambda i: track_label(pm, i),
         key=f"{key}_tracks_{hashlib.sha256(seed_bytes).hexdigest()[:16]}",
+        persist_state=KEEP,
     )
 
 

@@ -215,6 +215,9 @@ def test_settings_survive_a_visit_to_another_page():
     at = AppTest.from_file(str(Path(PAGE).parent.parent / "app.py"), default_timeout=180).run()
     assert not at.exception
     at.selectbox(key="compose_model").set_value("bigru").run()
+    at.selectbox(key="compose_example").set_value("Bach — Chorale BWV 66.6 (4 voices)").run()
+    (tracks,) = [m for m in at.multiselect if m.label == "Tracks to continue"]
+    tracks.set_value([0, 2])
     at.slider(key="temperature").set_value(1.5)
     at.slider(key="seconds").set_value(60).run()
     at.switch_page("pages/models.py").run()
@@ -223,6 +226,7 @@ def test_settings_survive_a_visit_to_another_page():
     assert not at.exception
     assert at.selectbox(key="compose_model").value == "bigru"
     assert at.slider(key="temperature").value == 1.5 and at.slider(key="seconds").value == 60
+    assert [m.value for m in at.multiselect if m.label == "Tracks to continue"] == [[0, 2]]
 
 
 def test_only_the_newest_takes_are_drawn_until_asked():
