@@ -60,8 +60,8 @@ def length_sliders(seed) -> tuple[float, float]:
 
 
 def sampling_controls() -> dict:
-    """Settings shared by both sides: the keyword arguments of :func:`musiclab.generate`."""
-    with st.expander("Sampling (same for A and B)"):
+    """Settings of both sides (but a second temperature, see contestants_picker): generate() kwargs."""
+    with st.expander("Sampling"):
         return dict(
             temperature=st.slider(
                 "Temperature", 0.0, 2.0, 1.0, 0.05, key="ab_temperature", help="0 = greedy", persist_state=KEEP

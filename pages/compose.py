@@ -81,7 +81,7 @@ with left:
 
 with right:
     takes = st.session_state["takes"][::-1]  # newest first
-    if not takes:
+    if not takes and "job" not in st.session_state:
         st.info("Your takes appear here. Pick a seed and press **Generate**.")
     for take in takes[:SHOWN]:
         take_card(take)

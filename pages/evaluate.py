@@ -13,7 +13,7 @@ from musiclab.evaluate import (
 )
 from musiclab.examples import list_examples
 from musiclab.metrics import SCALARS
-from musiclab.ui import ACCEPTED, cached_models, ensure_frame
+from musiclab.ui import ACCEPTED, KEEP, cached_models, ensure_frame
 from musiclab.ui_eval import gather_seeds, run_with_progress
 
 ensure_frame()
@@ -30,19 +30,19 @@ if not ok:
     st.stop()
 
 left, right = st.columns(2)
-models = left.multiselect("Models", ok, default=ok[:1], key="eval_models")
+models = left.multiselect("Models", ok, default=ok[:1], key="eval_models", persist_state=KEEP)
 titles = list(list_examples())
-chosen = right.multiselect("Example seeds", titles, default=titles[:1], key="eval_examples")
+chosen = right.multiselect("Example seeds", titles, default=titles[:1], key="eval_examples", persist_state=KEEP)
 uploads = right.file_uploader(
     "Your seeds (optional)", type=["mid", "midi"], accept_multiple_files=True, key="eval_uploads", help=ACCEPTED
 )
 c = st.columns(6)
-takes = c[0].slider("Takes each", 1, 8, 3, key="eval_takes")
-seed_s = c[1].slider("Seed length (s)", 2.0, 30.0, 8.0, 0.5, key="eval_seed_seconds")
-new_s = c[2].slider("Continue for (s)", 2, 60, 15, key="eval_seconds")
-temp = c[3].slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="eval_temperature")
-top_p = c[4].slider("Top-p", 0.05, 1.0, 0.95, 0.01, key="eval_top_p")
-rseed = c[5].number_input("Random seed", 0, 2**31 - 1, 1, key="eval_random_seed")
+takes = c[0].slider("Takes each", 1, 8, 3, key="eval_takes", persist_state=KEEP)
+seed_s = c[1].slider("Seed length (s)", 2.0, 30.0, 8.0, 0.5, key="eval_seed_seconds", persist_state=KEEP)
+new_s = c[2].slider("Continue for (s)", 2, 60, 15, key="eval_seconds", persist_state=KEEP)
+temp = c[3].slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="eval_temperature", persist_state=KEEP)
+top_p = c[4].slider("Top-p", 0.05, 1.0, 0.95, 0.01, key="eval_top_p", persist_state=KEEP)
+rseed = c[5].number_input("Random seed", 0, 2**31 - 1, 1, key="eval_random_seed", persist_state=KEEP)
 
 if st.button("Run", type="primary", disabled=not models, key="eval_run"):
     seeds = gather_seeds(chosen, uploads)
@@ -76,7 +76,9 @@ s = res["settings"]
 st.subheader("Per model (means over takes)")
 st.caption(f"{len(df)} takes · {s['takes']} per model and seed · {s['seed_seconds']:g} s seed → {s['seconds']:g} s new")
 st.dataframe(summary_frame(df))
-metric = st.selectbox("Metric", SCALARS, index=SCALARS.index("in_key"), format_func=LABELS.get, key="eval_metric")
+metric = st.selectbox(
+    "Metric", SCALARS, index=SCALARS.index("in_key"), format_func=LABELS.get, key="eval_metric", persist_state=KEEP
+)
 st.plotly_chart(metric_figure(df, metric), key="eval_metric_chart")
 st.plotly_chart(distance_figure(df), key="eval_distance_chart")
 st.subheader("All takes")

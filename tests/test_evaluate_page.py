@@ -55,3 +55,16 @@ def test_no_seed_is_a_clear_error(model_name):
     assert not at.exception
     assert at.error and "seed" in at.error[0].value
     assert "eval_results" not in at.session_state
+
+
+def test_settings_survive_a_visit_to_another_page():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGE.parent.parent / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/evaluate.py").run()
+    at.slider(key="eval_takes").set_value(5)
+    at.slider(key="eval_seconds").set_value(30).run()
+    at.switch_page("pages/models.py").run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception
+    assert at.slider(key="eval_takes").value == 5 and at.slider(key="eval_seconds").value == 30
