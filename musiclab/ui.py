@@ -125,6 +125,11 @@ def seed_picker(key: str) -> tuple[bytes | None, str | None]:
         return examples[title].read_bytes(), title
     if src == "Upload":
         up = st.file_uploader("Your MIDI file", type=["mid", "midi"], key=f"{key}_upload", help=ACCEPTED)
+        last = st.session_state.get(f"{key}_last_upload")
+        if up is None and last:  # the uploader forgets its file on a page visit, and empties while it
+            # swaps one file for another (a run without the controls resets them in the browser)
+            st.caption(f"Using {last[1]}, uploaded before; upload another file to replace it.")
+            return last
         if up is None:
             st.info(f"Upload a MIDI file to use as the seed. Accepted: {ACCEPTED}.")
             return None, None
@@ -132,6 +137,7 @@ def seed_picker(key: str) -> tuple[bytes | None, str | None]:
         if len(data) > LIMITS.max_bytes:
             st.error(f"{up.name}: the file is {len(data) / 1e6:.1f} MB; accepted: {ACCEPTED}.")
             return None, None
+        st.session_state[f"{key}_last_upload"] = (data, up.name)
         return data, up.name
     return st.session_state["seed_bytes"], st.session_state.get("seed_label", "current seed")
 

@@ -77,3 +77,37 @@ def test_deep_link_as_first_request_keeps_the_frame(page, tmp_path):
         nav.wait_for(timeout=30_000)
         text = nav.inner_text()
         assert "A/B listening" in text and "Compose" in text  # the st.navigation frame, not legacy pages
+
+
+def test_a_new_upload_keeps_the_settings_and_the_upload_is_remembered(app_server, page, tmp_path):
+    """Swapping one uploaded seed for another used to show 'Continue for' back at its default in the
+    browser while the server kept the old value. And Upload -> Example -> Upload keeps the file."""
+    from conftest import make_midi
+
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    make_midi(seconds=12).write(str(a))
+    make_midi(seconds=16, program=4).write(str(b))
+    page.goto(app_server, wait_until="domcontentloaded")
+    page.get_by_text("Upload", exact=True).wait_for(timeout=120_000)
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(a))
+    slider = page.get_by_role("slider", name="Continue for (s)")
+    slider.wait_for(timeout=60_000)
+    slider.focus()
+    for _ in range(4):
+        slider.press("ArrowRight")
+    page.wait_for_timeout(1500)
+
+    def shown() -> str:  # the value the slider shows: "Continue for (s)", value, min, max
+        text = page.locator("[data-testid=stSlider]").filter(has_text="Continue for").first.inner_text()
+        return text.split()[3]
+
+    assert shown() == "40"
+    page.locator("input[type=file]").set_input_files(str(b))
+    page.wait_for_timeout(3000)
+    assert shown() == "40"
+    page.get_by_text("Example", exact=True).first.click()
+    page.wait_for_timeout(1500)
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_text("Using b.mid, uploaded before").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Generate").is_enabled()
