@@ -112,6 +112,14 @@ class Job:
             return 0.0
         return self.done / max((self.ended or time.perf_counter()) - self.started, 1e-6)
 
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds until a running job ends, from its tokens/s and estimated total; None when not
+        running or not yet known."""
+        if self.state != "running" or not self.total or not self.done:
+            return None
+        return max(self.total - self.done, 0) / max(self.tokens_per_second, 1e-6)
+
     def _progress(self, done: int, total: int) -> None:
         self.done, self.total = done, total
 

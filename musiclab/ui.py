@@ -36,6 +36,7 @@ sys.setswitchinterval(0.001)
 POLL_S, POLL_QUEUED_S = 1.0, 2.0  # how often a page polls its running / queued job (see job_panel)
 KEEP = "session"  # widgets' persist_state: a setting keeps its value when the user visits another page and comes back
 QUICK_WAIT_S = 1.5  # a new job is awaited this long before the live view is drawn (see job_panel)
+NEAR_END_S = 1.0  # a running job due to end within this long is awaited by the run that would draw it
 PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs ~50 ms of GIL)
 
 ACCEPTED = "Standard MIDI files (.mid/.midi), types 0/1/2, up to 4 MB, 60,000 notes and 60 minutes"
@@ -244,6 +245,7 @@ def job_panel(job, on_done) -> None:
     gc.collect() after each run made this ~40 ms: .streamlit/config.toml turns it off.)
     A job younger than QUICK_WAIT_S that holds a slot is first awaited in this run: most takes
     (30 s of lstm: ~0.5 s) are then shown right away instead of at the next poll (up to POLL_S).
+    Likewise any run (this one or a poll) first awaits a job due to end within NEAR_END_S.
     """
     young = QUICK_WAIT_S - (time.perf_counter() - job.created)
     if young > 0 and not job.finished.is_set() and job.queue_position == 0:
@@ -267,6 +269,9 @@ def _job_view(job, on_done) -> None:
     from .pianoroll import pianoroll_figure
 
     job.touch()  # a job nobody watches any more (tab closed) stops and frees its slot
+    eta = job.eta_seconds
+    if eta is not None and eta < NEAR_END_S:  # show the takes when it ends, not at the next poll
+        job.finished.wait(eta + 0.25)
     if job.finished.is_set():
         st.session_state.pop("job_preview_fig", None)
         on_done(job)

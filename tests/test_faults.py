@@ -360,3 +360,22 @@ def test_stop_on_the_page_keeps_a_partial_take():
     _poll(at)
     takes = at.session_state["takes"]
     assert len(takes) == 2 and takes[1]["info"]["stopped_early"] and not at.error
+
+
+def test_a_running_job_estimates_its_end(lstm, seed):
+    """eta_seconds (what a page uses to await a job about to end, ui.NEAR_END_S): unknown before
+    progress, then finite and shrinking, None once the job has ended."""
+    job = Job(lstm, seed, seed_seconds=4, seconds=240, random_seed=3)
+    try:
+        deadline = time.time() + 60
+        while job.done < 64 and time.time() < deadline:
+            time.sleep(0.05)
+        first = job.eta_seconds
+        assert first is not None and 0 < first < 600
+        time.sleep(0.5)
+        later = job.eta_seconds
+        assert later is not None and later < first
+    finally:
+        job.stop()
+        assert job.wait(60)
+    assert job.eta_seconds is None
