@@ -20,6 +20,9 @@ import soundfile as sf
 
 SAMPLE_RATE = 44100
 ENCODE_BLOCK = 1 << 16  # samples per write when encoding (see encode_audio)
+# load only the samples a file plays, not the whole SoundFont (FluidR3_GM: 141 MB): 0.1 s less per
+# render (measured, 43 s piano take: 0.72 -> 0.62 s; a one-note file 0.22 -> 0.12 s)
+FLUIDSYNTH_OPTIONS = ("-o", "synth.dynamic-sample-loading=1")
 FLUIDSYNTH_TIMEOUT_S = 120  # one render; a 4-minute take takes ~5 s
 _CANDIDATES = [
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -87,7 +90,7 @@ def _fluidsynth(pm: pretty_midi.PrettyMIDI, sf2: str, sr: int) -> np.ndarray | N
         pm.write(mid)
         try:
             run = subprocess.run(
-                ["fluidsynth", "-ni", sf2, mid, "-F", wav, "-r", str(sr)],
+                ["fluidsynth", "-ni", *FLUIDSYNTH_OPTIONS, sf2, mid, "-F", wav, "-r", str(sr)],
                 capture_output=True, text=True, errors="replace", timeout=FLUIDSYNTH_TIMEOUT_S,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired):
