@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from musiclab.ui import KEEP, ensure_frame, parse_seed, seed_picker
+from musiclab.ui import KEEP, ensure_frame, parse_seed, seed_picker, seed_preview
 from musiclab.ui_ab import (
     contestants_picker,
     leaderboard_view,
@@ -30,6 +30,7 @@ with listen:
         seed = parse_seed(data, label) if data is not None else None
         if seed is not None:
             seed_s, new_s = length_sliders(seed)
+            seed_preview(data, seed_s, None)
             settings = sampling_controls()
             draw = contestants_picker(settings)
             blind = st.checkbox("Blind: hide the names until I vote", True, key="ab_blind", persist_state=KEEP)

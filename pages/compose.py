@@ -14,6 +14,7 @@ from musiclab.ui import (
     prerender_audio,
     sampling_controls,
     seed_picker,
+    seed_preview,
     track_picker,
 )
 from musiclab.ui_takes import take_card
@@ -63,7 +64,10 @@ with left:
     seed = parse_seed(data, label) if data is not None else None
     if seed is not None:
         tracks = track_picker(seed, "compose", data)
+        preview = st.empty()  # filled below, once the seed length is known
         settings = sampling_controls(seed)
+        with preview:
+            seed_preview(data, settings["seed_seconds"], tracks)
         busy = "job" in st.session_state
         if tracks == []:
             st.caption("Choose at least one track to continue.")

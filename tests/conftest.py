@@ -4,6 +4,7 @@ and a real Streamlit server + Debian Chromium (Playwright) for end-to-end tests.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -115,3 +116,14 @@ def page(browser):
     pg = ctx.new_page()
     yield pg
     ctx.close()
+
+
+def take_rolls(at) -> list:
+    """The takes' piano rolls (not the seed preview's)."""
+    return [c for c in at.get("plotly_chart") if not c.proto.id.endswith("-seed_roll")]
+
+
+def seed_roll(at) -> dict | None:
+    """The seed preview's figure (plotly JSON), or None if the page shows none."""
+    rolls = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-seed_roll")]
+    return json.loads(rolls[0].proto.spec) if rolls else None

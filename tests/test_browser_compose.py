@@ -37,13 +37,14 @@ def test_upload_generate_hear_and_see(app_server, page, midi_file):
     slider.press("ArrowRight")
     page.wait_for_timeout(800)
     assert slider.input_value() == "30"
+    assert page.locator(".js-plotly-plot").count() == 1  # the seed's piano roll
     t0 = time.perf_counter()
     gen.click()
     duration = _wait_audio(page, 180)
     click_to_audio = time.perf_counter() - t0
     print(f"\nclick-to-audio for 30 s of music: {click_to_audio:.2f} s (audio {duration:.1f} s)")
     assert duration >= 30.0  # seed (10 s) + 30 s continuation
-    assert page.locator(".js-plotly-plot").count() >= 1
+    assert page.locator(".js-plotly-plot").count() == 2  # the seed's and the take's
     assert page.get_by_text("tokens/s").count() >= 1
     # nothing broke on the page
     assert page.locator("[data-testid=stException]").count() == 0

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import seed_roll, take_rolls
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "compose.py")
@@ -40,8 +41,7 @@ def test_example_seed_generate_shows_roll_and_audio():
     assert not at.error, [e.value for e in at.error]
     takes = at.session_state["takes"]
     assert len(takes) == 1 and takes[0]["info"]["random_seed"] == 11
-    charts = at.get("plotly_chart")
-    assert len(charts) == 1
+    assert len(take_rolls(at)) == 1 and seed_roll(at) is not None
     audio = at.get("audio")
     assert len(audio) == 1
     assert any("tokens/s" in s.value for s in at.success)
@@ -55,7 +55,7 @@ def test_variations_and_earlier_takes_stay():
     generate(at)
     assert not at.exception
     assert len(at.session_state["takes"]) == 4
-    assert len(at.get("plotly_chart")) == 4
+    assert len(take_rolls(at)) == 4
     assert len(at.get("audio")) == 4  # every take has its player (rendered two at a time on arrival)
 
 
@@ -237,10 +237,10 @@ def test_only_the_newest_takes_are_drawn_until_asked():
     for _ in range(3):
         generate(at)
     assert not at.exception and len(at.session_state["takes"]) == 12
-    assert len(at.get("plotly_chart")) == 8 and len(at.get("audio")) == 8
+    assert len(take_rolls(at)) == 8 and len(at.get("audio")) == 8
     at.toggle(key="show_older").set_value(True).run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 12 and len(at.get("audio")) == 12
+    assert len(take_rolls(at)) == 12 and len(at.get("audio")) == 12
 
 
 def test_generate_is_off_with_no_track_chosen():
@@ -250,3 +250,20 @@ def test_generate_is_off_with_no_track_chosen():
     picker.set_value([]).run()
     assert not at.exception and at.button(key="generate").disabled
     assert any("at least one track" in c.value for c in at.caption)
+    assert seed_roll(at) is None
+
+
+def test_the_seed_preview_shows_what_the_model_reads():
+    """The seed's piano roll: the chosen tracks' notes up to the seed length, with its mark."""
+    at = _app()
+    at.selectbox(key="compose_example").set_value("Bach — Chorale BWV 66.6 (4 voices)").run()
+    at.slider(key="seed_seconds").set_value(4.0).run()
+    fig = seed_roll(at)
+    assert not at.exception and fig is not None
+    assert [shape["x0"] for shape in fig["layout"]["shapes"]] == [4.0]
+    starts = [x for trace in fig["data"] for x in trace["x"][0::3]]  # segments: start, end, None
+    assert starts and max(starts) < 4.0
+    (picker,) = [m for m in at.multiselect if m.label == "Tracks to continue"]
+    picker.set_value([0]).run()  # one voice: fewer notes than four
+    one = [x for trace in seed_roll(at)["data"] for x in trace["x"][0::3]]
+    assert 0 < len(one) < len(starts)
