@@ -38,7 +38,7 @@ def collect(job: Job) -> None:
         for i, pm in enumerate(job.result, 1)
     ]
     st.session_state["takes"].extend(made)
-    prerender_audio([t["midi"] for t in made])
+    prerender_audio([t["midi"] for t in made[::-1]])  # newest first, as the cards are drawn
     info = job.result[0].musiclab_info
     rate = info["tokens"] / max(info["compute_seconds"], 1e-6)
     stopped = " · stopped early, partial takes kept" if info["stopped_early"] else ""

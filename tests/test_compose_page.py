@@ -151,6 +151,30 @@ def test_takes_audio_rendered_two_at_a_time_is_each_takes_own():
         assert info.frames / info.samplerate == pytest.approx(seconds, abs=0.05)
 
 
+def test_takes_audio_renders_in_the_background_and_each_take_once(monkeypatch):
+    """prerender_audio returns at once; a card asking for a take's audio while it renders waits
+    for that render instead of starting another (one FluidSynth run per take)."""
+    import threading
+
+    from musiclab import synth
+    from musiclab.midi_io import midi_to_bytes
+    from musiclab.ui import audio_for, prerender_audio
+    from tests.conftest import make_midi
+
+    runs = []
+    real = synth._fluidsynth
+    monkeypatch.setattr(synth, "_fluidsynth", lambda *a, **k: runs.append(1) or real(*a, **k))
+    midis = [midi_to_bytes(make_midi(seconds=s)) for s in (21, 22, 23, 24)]
+    prerender_audio(midis)
+    assert any(t.name.startswith("musiclab-audio") for t in threading.enumerate())  # still rendering
+    got = [audio_for(m) for m in midis]  # as the cards do, in their order
+    assert all(want <= sec < want + 3 for (_, _, sec), want in zip(got, (21, 22, 23, 24)))
+    for t in threading.enumerate():
+        if t.name.startswith("musiclab-audio"):
+            t.join(60)
+    assert len(runs) == 4
+
+
 def test_a_quick_take_shows_in_the_run_that_started_it():
     """A short generation is awaited in the click's own run (QUICK_WAIT_S), so the take is on the
     page at once instead of at the live view's next poll."""
