@@ -14,6 +14,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,7 +169,8 @@ def make_round(
     rnd = Round(sides[0], sides[1], seed_hash(seed_bytes), seed_label, seed_seconds, seconds, blind)
     if not rnd.failed:
         waves, sr, rnd.notice = matched_audio([load_midi(rnd.a.midi), load_midi(rnd.b.midi)], seed_seconds)
-        rnd.audio = [encode_audio(w, sr, "OGG") for w in waves]
+        with ThreadPoolExecutor(2) as pool:  # the OGG encoder drops the GIL
+            rnd.audio = list(pool.map(lambda w: encode_audio(w, sr, "OGG"), waves))
     return rnd
 
 
@@ -202,7 +204,8 @@ def matched_audio(
     one's level, so none clips (synth output peaks at -1 dBFS). Returns (mono float32
     sample arrays, sample rate Hz, notice or None).
     """
-    rendered = [render_audio_with_notice(pm) for pm in pms]
+    with ThreadPoolExecutor(2) as pool:  # FluidSynth is a subprocess: both cores work (render + OGG, 2 x 40 s: 1.58 -> 0.89 s)
+        rendered = list(pool.map(render_audio_with_notice, pms))
     sr = rendered[0][1]
     notice = next((n for _, _, n in rendered if n), None)
     new_music = all(any(n.start >= from_seconds - 1e-3 for i in pm.instruments for n in i.notes) for pm in pms)
