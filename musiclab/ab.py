@@ -204,9 +204,8 @@ def matched_audio(
     one's level, so none clips (synth output peaks at -1 dBFS). Returns (mono float32
     sample arrays, sample rate Hz, notice or None).
     """
-    with ThreadPoolExecutor(
-        2
-    ) as pool:  # FluidSynth is a subprocess: both cores work (render + OGG, 2 x 40 s: 1.58 -> 0.89 s)
+    # FluidSynth is a subprocess, so both cores work (render + OGG, 2 x 40 s: 1.58 -> 0.89 s)
+    with ThreadPoolExecutor(2) as pool:
         rendered = list(pool.map(render_audio_with_notice, pms))
     sr = rendered[0][1]
     notice = next((n for _, _, n in rendered if n), None)
