@@ -351,6 +351,7 @@ def seed_excerpt(
     Notes starting before ``seconds`` are kept (their ends clipped to ``seconds``); the
     tempo/meter map of the source is kept so beat positions survive.
     """
+    what = "the seed has" if tracks is None else "the chosen tracks have"
     tracks = non_drum_tracks(pm) if tracks is None else list(tracks)
     bad = [t for t in tracks if not 0 <= t < len(pm.instruments)]
     if bad:
@@ -375,7 +376,9 @@ def seed_excerpt(
         if inst.notes:
             out.instruments.append(inst)
     if not out.instruments:
-        raise MidiError(f"the chosen tracks have no notes in the first {seconds:g} s; use a longer seed")
+        starts = [n.start for t in tracks for n in pm.instruments[t].notes]
+        first = f" (the first starts at {min(starts):.1f} s)" if starts else ""
+        raise MidiError(f"{what} no notes in the first {seconds:g} s{first}; use a longer seed")
     return out
 
 

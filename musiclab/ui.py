@@ -36,6 +36,7 @@ sys.setswitchinterval(0.001)
 POLL_S, POLL_QUEUED_S = 1.0, 2.0  # how often a page polls its running / queued job (see job_panel)
 KEEP = "session"  # widgets' persist_state: a setting keeps its value when the user visits another page and comes back
 QUICK_WAIT_S = 1.5  # a new job is awaited this long before the live view is drawn (see job_panel)
+MAX_SEED_S = 600.0  # longest seed excerpt: a take continued again and again grows past any small cap
 NEAR_END_S = 1.0  # a running job due to end within this long is awaited by the run that would draw it
 PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs ~50 ms of GIL)
 
@@ -73,14 +74,13 @@ def audio_for(midi_bytes: bytes) -> tuple[bytes, str | None, float]:
 
 
 def prerender_audio(midis: list[bytes]) -> None:
-    """Start filling ``audio_for``'s cache for several new takes, two at a time, in the given order
+    """Start filling ``audio_for``'s cache for new takes, two at a time, in the given order
     (pass the order the cards are drawn in), and return at once. FluidSynth runs as a subprocess and
     the OGG encoder drops the GIL, so both cores work. A card asking ``audio_for`` for a take that
     is being rendered waits for that render (st.cache_data holds a lock per key), so the first two
     cards play as soon as their pair is done instead of when the whole batch is (4 x 30 s takes:
-    ~0.8 s instead of ~1.6 s). A take whose audio fails here fails again, with its message, in its card."""
-    if len(midis) < 2:
-        return
+    ~0.8 s instead of ~1.6 s); a single take's render starts while the page is redrawn above its card.
+    A take whose audio fails here fails again, with its message, in its card."""
     from concurrent.futures import ThreadPoolExecutor
 
     from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
@@ -142,19 +142,25 @@ def seed_picker(key: str) -> tuple[bytes | None, str | None]:
         if len(data) > LIMITS.max_bytes:
             st.error(f"{up.name}: the file is {len(data) / 1e6:.1f} MB; accepted: {ACCEPTED}.")
             return None, None
-        st.session_state[f"{key}_last_upload"] = (data, up.name)
+        st.session_state[f"{key}_new_upload"] = (data, up.name)  # remembered once it parses (parse_seed)
         return data, up.name
     return st.session_state["seed_bytes"], st.session_state.get("seed_label", "current seed")
 
 
-def parse_seed(data: bytes, label: str):
-    """load_midi with the error shown in the page (None on error; nothing else is lost)."""
+def parse_seed(data: bytes, label: str, key: str | None = None):
+    """load_midi with the error shown in the page (None on error; nothing else is lost). With the
+    ``key`` of its ``seed_picker``, a new upload that parses becomes the one remembered; a bad one
+    does not replace a good one."""
+    new = st.session_state.pop(f"{key}_new_upload", None) if key else None
     try:
-        return load_midi(data)
+        pm = load_midi(data)
     except MidiError as e:
         accepted = "" if "Accepted" in str(e) else f". Accepted: {ACCEPTED}"
         st.error(f"{label}: {e}{accepted}.")
         return None
+    if new is not None and new[0] is data:
+        st.session_state[f"{key}_last_upload"] = new
+    return pm
 
 
 def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
@@ -178,22 +184,26 @@ def _seed_figure(data: bytes, seconds: float, tracks: tuple[int, ...] | None):
     from .midi_io import seed_excerpt
     from .pianoroll import pianoroll_figure
 
-    return pianoroll_figure(seed_excerpt(load_midi(data), seconds, tracks), seed_end=seconds, height=200)
+    fig = pianoroll_figure(seed_excerpt(load_midi(data), seconds, tracks), seed_end=seconds, height=200)
+    return fig.update_xaxes(range=[0, seconds * 1.02])  # from 0 s: a seed may open with a rest
 
 
-def seed_preview(data: bytes, seconds: float, tracks: list[int] | None) -> None:
-    """Piano roll of what the model will read: the first ``seconds`` of the chosen tracks. It also
-    loads the browser's plotly code before the first take: loaded with that take's own piano roll,
-    it held the take's audio player back ~1 s (measured, fresh Chromium: plotly arrived 0.3 s
-    after the figure, the player 0.9 s after that)."""
+def seed_preview(data: bytes, seconds: float, tracks: list[int] | None) -> str | None:
+    """Piano roll of what the model will read: the first ``seconds`` of the chosen tracks. Returns
+    why no take can be made from it (e.g. no notes in that span), or None. The figure also loads the
+    browser's plotly code before the first take: loaded with that take's own piano roll, it held the
+    take's audio player back ~1 s (measured, fresh Chromium: plotly arrived 0.3 s after the figure,
+    the player 0.9 s after that)."""
     if tracks == []:
-        return  # the track picker already says to choose one
+        return "no track chosen"  # the track picker already says to choose one
     try:
         fig = _seed_figure(data, float(seconds), None if tracks is None else tuple(tracks))
     except MidiError as e:
-        st.caption(f"No seed preview: {e}")
-        return
+        st.warning(f"{str(e)[0].upper()}{str(e)[1:]}.")
+        return str(e)
+    st.caption(f"The seed as the model reads it: {seconds:g} s, up to the dashed line")
     st.plotly_chart(fig, key="seed_roll")
+    return None
 
 
 def new_take(pm, seed_end: float, label: str) -> dict:
@@ -209,25 +219,34 @@ def new_take(pm, seed_end: float, label: str) -> dict:
     }
 
 
+def seed_length(seed, key: str, default: float) -> float:
+    """The seed-length slider (s) for ``seed``, its value in session state ``{key}seed_seconds``.
+    A new seed starts at ``default`` (all of a shorter seed); "Continue from this take" sets the
+    take's length and marks it "keep" (``{key}seed_for``). A seed under 1.5 s is used whole; one
+    longer than MAX_SEED_S is read up to MAX_SEED_S, and the page says so."""
+    end = seed.get_end_time()
+    top = min(max(1.0, round(end, 1)), MAX_SEED_S)
+    # the default goes through session state, not value=: "Continue from this take" sets it too,
+    # and a widget given both warns. Another seed starts again at its default length.
+    ss, k, mark = st.session_state, f"{key}seed_seconds", f"{key}seed_for"
+    fp = f"{end:.3f}/{sum(len(i.notes) for i in seed.instruments)}"
+    if ss.get(mark) not in (fp, "keep"):
+        ss.pop(k, None)
+    ss[mark] = fp
+    ss[k] = min(ss.get(k, min(default, top)), top)
+    if top < 1.5:  # too short for a slider from 1 s: all of it
+        st.caption(f"Seed length: all of it ({end:.1f} s)")
+        return round(end, 3)
+    if end > MAX_SEED_S + 0.05:
+        st.caption(f"This seed lasts {end:.0f} s; seeds are read up to {MAX_SEED_S:.0f} s, the rest is not used.")
+    return st.slider("Seed length (s)", 1.0, top, step=0.5, key=k, persist_state=KEEP)
+
+
 def sampling_controls(seed, key: str = "") -> dict:
     """Seed length, continuation length (seconds or bars) and the sampling controls -> generate() kwargs."""
     from .midi_io import bar_seconds
 
-    dur = max(1.0, round(seed.get_end_time(), 1))
-    top = min(dur, 120.0)
-    # the default goes through session state, not value=: "Continue from this take" sets it too (and
-    # marks it "keep"), and a widget given both warns. Another seed starts again at its default length.
-    ss, k, mark = st.session_state, f"{key}seed_seconds", f"{key}seed_for"
-    fp = f"{seed.get_end_time():.3f}/{sum(len(i.notes) for i in seed.instruments)}"
-    if ss.get(mark) not in (fp, "keep"):
-        ss.pop(k, None)
-    ss[mark] = fp
-    ss[k] = min(ss.get(k, min(10.0, dur)), top)
-    if top < 1.5:  # too short for a slider from 1 s: all of it
-        st.caption(f"Seed length: all of it ({seed.get_end_time():.1f} s)")
-        seed_s = top
-    else:
-        seed_s = st.slider("Seed length (s)", 1.0, top, step=0.5, key=k, persist_state=KEEP)
+    seed_s = seed_length(seed, key, 10.0)
     unit = st.radio("Length in", ["seconds", "bars"], horizontal=True, key=f"{key}length_unit", persist_state=KEEP)
     if unit == "bars":
         bar = bar_seconds(seed, seed_s)

@@ -22,7 +22,7 @@ from .ab import describe, make_round, surprise_pair
 from .examples import list_examples
 from .midi_io import load_midi
 from .rating import head_to_head, leaderboard
-from .ui import KEEP, Progress, cached_model, cached_models, model_picker
+from .ui import KEEP, Progress, cached_model, cached_models, model_picker, seed_length
 from .votes import StoreError, VoteError, VoteStore
 
 LISTENER_PARAM = "listener"  # query parameter that keeps the anonymous listener id in the browser's URL
@@ -51,10 +51,7 @@ def ok_models() -> list[str]:
 
 def length_sliders(seed) -> tuple[float, float]:
     """(seed excerpt seconds, continuation seconds); the seed slider fits the seed's length."""
-    top = min(max(1.0, round(seed.get_end_time(), 1)), 120.0)
-    # the default goes through session state (not value=): "next round" callbacks also set it
-    st.session_state["ab_seed_seconds"] = min(st.session_state.get("ab_seed_seconds", 8.0), top)
-    seed_s = st.slider("Seed length (s)", 1.0, max(top, 1.5), step=0.5, key="ab_seed_seconds", persist_state=KEEP)
+    seed_s = seed_length(seed, "ab_", 8.0)
     new_s = st.slider("Continue for (s)", 5, 60, 10, 5, key="ab_seconds", persist_state=KEEP)
     return seed_s, float(new_s)
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from .midi_io import load_midi
 from .pianoroll import pianoroll_figure
-from .ui import audio_for, wav_for
+from .ui import MAX_SEED_S, audio_for, wav_for
 
 
 def continue_from(take: dict, key: str = "compose") -> None:
@@ -14,7 +14,7 @@ def continue_from(take: dict, key: str = "compose") -> None:
     st.session_state["seed_bytes"] = take["midi"]
     st.session_state["seed_label"] = take["label"]
     st.session_state[f"{key}_src"] = "Current seed"
-    st.session_state["seed_seconds"] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), 120.0))
+    st.session_state["seed_seconds"] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), MAX_SEED_S))
     st.session_state["seed_for"] = "keep"  # the whole take, not the default length of a new seed
 
 

@@ -27,10 +27,10 @@ with listen:
     left, right = st.columns([1, 2])
     with left:
         data, label = seed_picker("ab")
-        seed = parse_seed(data, label) if data is not None else None
+        seed = parse_seed(data, label, "ab") if data is not None else None
         if seed is not None:
             seed_s, new_s = length_sliders(seed)
-            seed_preview(data, seed_s, None)
+            unusable = seed_preview(data, seed_s, None)
             settings = sampling_controls()
             draw = contestants_picker(settings)
             blind = st.checkbox("Blind: hide the names until I vote", True, key="ab_blind", persist_state=KEEP)
@@ -40,8 +40,8 @@ with listen:
                 help="Off: only its sha256 is kept",
                 persist_state=KEEP,
             )
-            go = st.button("New round", type="primary", disabled=draw is None, key="ab_new")
-            if (go or pending) and draw is not None:
+            go = st.button("New round", type="primary", disabled=draw is None or bool(unusable), key="ab_new")
+            if (go or pending) and draw is not None and not unusable:
                 start_round(seed, data, label, draw, seed_s, new_s, blind)
     with right:
         show_round()

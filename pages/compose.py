@@ -61,17 +61,17 @@ with left:
                 f"{m.get('baseline_nll')} · data: {card.get('data', '?')}"
             )
     data, label = seed_picker("compose")
-    seed = parse_seed(data, label) if data is not None else None
+    seed = parse_seed(data, label, "compose") if data is not None else None
     if seed is not None:
         tracks = track_picker(seed, "compose", data)
         preview = st.empty()  # filled below, once the seed length is known
         settings = sampling_controls(seed)
-        with preview:
-            seed_preview(data, settings["seed_seconds"], tracks)
+        with preview.container():
+            unusable = seed_preview(data, settings["seed_seconds"], tracks)
         busy = "job" in st.session_state
         if tracks == []:
             st.caption("Choose at least one track to continue.")
-        if st.button("Generate", type="primary", disabled=name is None or busy or tracks == [], key="generate"):
+        if st.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
             st.session_state.pop("job_error", None)
             st.session_state.pop("job_note", None)  # the last run's note is not this run's
             st.session_state["job"] = Job(cached_model(name), seed, tracks=tracks, **settings)

@@ -189,18 +189,32 @@ def test_unwritable_vote_file_shows_error_and_keeps_the_round(tmp_path, monkeypa
     assert VoteStore(good).seed_midi(rnd.seed_sha) == first_example
 
 
-def test_failed_round_cannot_be_voted_then_new_example(db):
-    """The Compose seed (session "seed_bytes") has no notes in its first 2 s: generation fails."""
+def test_a_seed_with_no_notes_in_its_excerpt_is_refused_before_a_round(db):
+    """The Compose seed (session "seed_bytes") has no notes in its first 2 s: the page says so under
+    the seed and New round is off, instead of generating a round that must fail."""
     at = AppTest.from_file(str(PAGE), default_timeout=120)
     at.session_state["seed_bytes"] = midi_to_bytes(make_midi([(60, 6.0, 7.0), (64, 7.0, 8.0)]))
     at.run()
-    at.radio(key="ab_src").set_value("Current seed")
-    at.radio(key="ab_mode").set_value("One model, two temperatures").run()
-    at.selectbox(key="ab_model_1").set_value("lstm")
-    at.slider(key="ab_seed_seconds").set_value(2.0)
-    at.slider(key="ab_seconds").set_value(5)
-    at.button(key="ab_new").click().run()
-    assert at.session_state["ab_round"].failed
+    at.radio(key="ab_src").set_value("Current seed").run()
+    at.slider(key="ab_seed_seconds").set_value(2.0).run()
+    assert not at.exception
+    assert any("no notes in the first 2 s (the first starts at 6.0 s)" in w for w in texts(at.warning))
+    assert at.button(key="ab_new").disabled
+    at.slider(key="ab_seed_seconds").set_value(7.0).run()  # long enough now
+    assert not at.warning and not at.button(key="ab_new").disabled
+
+
+def test_failed_round_cannot_be_voted_then_new_example(db):
+    """A round whose generation failed (here: a seed with no notes in its first 2 s, made with
+    make_round as the page would) shows why and cannot be voted on; Next round moves on."""
+    seed = make_midi([(60, 6.0, 7.0), (64, 7.0, 8.0)])
+    data = midi_to_bytes(seed)
+    rnd = make_round(load_model, seed, data, [("lstm", SETTINGS), ("lstm", SETTINGS)], seed_seconds=2.0, seconds=5.0)
+    assert rnd.failed
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.session_state["seed_bytes"] = data
+    at.session_state["ab_round"] = rnd
+    at.run()
     err = " ".join(texts(at.error))
     assert "Generation failed" in err and "no notes in the first 2 s" in err and "cannot be voted on" in err
     assert all(at.button(key=f"ab_vote_{v}").disabled for v in ("a", "b", "tie", "both_bad"))
@@ -222,3 +236,14 @@ def test_listener_id_lives_in_the_url(db, given, kept):
     assert len(lid) == 16 and all(ch in "0123456789abcdef" for ch in lid)
     at.run()
     assert at.query_params["listener"] == lid == at.session_state["ab_listener"]
+
+
+def test_another_seed_starts_at_the_default_seed_length(db):
+    """A 0.5 s seed is used whole; an example chosen next starts again at 8 s, not at 1 s."""
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.session_state["seed_bytes"] = midi_to_bytes(make_midi([(60, 0.0, 0.5)]))
+    at.run()
+    at.radio(key="ab_src").set_value("Current seed").run()
+    assert not at.exception and any("all of it (0.5 s)" in c for c in texts(at.caption))
+    at.radio(key="ab_src").set_value("Example").run()
+    assert not at.exception and at.slider(key="ab_seed_seconds").value == 8.0

@@ -112,3 +112,13 @@ def test_a_new_upload_keeps_the_settings_and_the_upload_is_remembered(app_server
     page.get_by_text("Upload", exact=True).click()
     page.get_by_text("Using b.mid, uploaded before").wait_for(timeout=30_000)
     assert page.get_by_role("button", name="Generate").is_enabled()
+    # a file that is not MIDI: a clear error, and it does not replace the good upload
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd not really")
+    page.locator("input[type=file]").set_input_files(str(bad))
+    page.get_by_text("bad.mid:").first.wait_for(timeout=30_000)
+    page.get_by_text("Example", exact=True).first.click()
+    page.wait_for_timeout(1500)
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_text("Using b.mid, uploaded before").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Generate").is_enabled()

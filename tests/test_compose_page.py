@@ -220,10 +220,11 @@ def test_a_seed_shorter_than_the_seed_slider_is_used_whole():
     at.run()
     at.radio(key="compose_src").set_value("Current seed").run()
     assert not at.exception, at.exception
-    assert any("all of it" in c.value for c in at.caption)
+    assert any("all of it (0.5 s)" in c.value for c in at.caption)
     at.slider(key="seconds").set_value(5)
     generate(at)
     assert not at.exception and len(at.session_state["takes"]) == 1
+    assert at.session_state["takes"][0]["seed_end"] == 0.5  # the new music starts where the seed ends
 
 
 def test_another_seed_starts_at_its_default_seed_length():
@@ -291,3 +292,36 @@ def test_the_seed_preview_shows_what_the_model_reads():
     picker.set_value([0]).run()  # one voice: fewer notes than four
     one = [x for trace in seed_roll(at)["data"] for x in trace["x"][0::3]]
     assert 0 < len(one) < len(starts)
+
+
+def test_a_seed_with_no_notes_in_its_excerpt_turns_generate_off():
+    """Notes only from 12 s on, seed length 10 s: the page says so where the seed's piano roll
+    would be, and Generate is off until the seed is long enough."""
+    from musiclab.midi_io import midi_to_bytes
+    from tests.conftest import make_midi
+
+    at = _app()
+    at.session_state["seed_bytes"] = midi_to_bytes(make_midi([(60, 12.0, 13.0), (62, 13.0, 14.0)]))
+    at.run()
+    at.radio(key="compose_src").set_value("Current seed").run()
+    assert not at.exception and seed_roll(at) is None
+    assert any(
+        "the seed has no notes in the first 10 s (the first starts at 12.0 s)" in w.value.lower() for w in at.warning
+    )
+    assert at.button(key="generate").disabled
+    at.slider(key="seed_seconds").set_value(13.0).run()
+    assert not at.warning and not at.button(key="generate").disabled
+    assert seed_roll(at)["layout"]["xaxis"]["range"][0] == 0  # the opening rest is shown, not cut
+
+
+def test_continue_from_a_long_take_keeps_all_of_it():
+    """A 10 s seed + 120 s take (130 s) continued: the seed is the whole take, not its first 120 s."""
+    at = _app()
+    at.selectbox(key="compose_model").set_value("pianoroll-lstm").run()
+    at.slider(key="seconds").set_value(120)
+    generate(at)
+    take = at.session_state["takes"][0]
+    at.button(key=f"cont_{take['id']}").click().run()
+    assert not at.exception
+    assert at.slider(key="seed_seconds").value == pytest.approx(130.0, abs=0.1)
+    assert seed_roll(at)["layout"]["shapes"][0]["x0"] == pytest.approx(130.0, abs=0.1)
