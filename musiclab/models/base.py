@@ -94,12 +94,16 @@ _ONEDNN_OK: bool | None = None
 
 
 def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int):
-    """``x (batch, in) -> x @ weight.T + bias`` for generation steps. On CPU in fp32, a large
-    weight is prepacked for oneDNN once, and a step then costs about the same for 1 or 4 rows
-    (measured, one thread, 2048 x 1024: 0.10 / 0.14 ms at 1 / 4 rows vs MKL's 0.12 / 0.50 ms).
-    A oneDNN call has ~15 us of fixed cost, so small products (under ~1 M multiply-adds per
-    step) stay with F.linear, as does everything off the CPU or not in fp32."""
-    big = weight.numel() * min(batch, 4) >= 1 << 20
+    """``x (batch, in) -> x @ weight.T + bias`` for generation steps. On CPU in fp32, a weight is
+    prepacked for oneDNN once, and a step then costs about the same for 1 or 4 rows (measured, one
+    thread, 2048 x 1024: 0.10 / 0.14 ms at 1 / 4 rows vs MKL's 0.12 / 0.50 ms). A oneDNN call has
+    ~15 us of fixed cost, so at one row only large products (>= 1 M multiply-adds) are packed: MKL's
+    matrix-vector product wins below that. At 2+ rows MKL's small-matrix product costs ~linearly in
+    the rows, so every weight of 16 K+ entries is packed: transformer-remi, 4 takes, 1.77 against
+    2.52 ms a step (median of 4 rounds, interleaved; lstm and the piano-roll models unchanged).
+    Everything off the CPU or not in fp32 stays with F.linear."""
+    rows = min(batch, 4)
+    big = weight.numel() * rows >= 1 << 20 or (rows >= 2 and weight.numel() >= 1 << 14)
     if big and weight.device.type == "cpu" and weight.dtype == torch.float32 and _onednn_linear_ok():
         wp = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
         b = None if bias is None else bias.detach()
