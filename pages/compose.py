@@ -24,6 +24,8 @@ ensure_frame()
 SHOWN = 8  # newest takes drawn as cards; a page of 30 cards took 10-12 s per rerun (tester)
 st.session_state.setdefault("takes", [])
 st.title("Compose")
+if toast := st.session_state.pop("job_toast", None):
+    st.toast(toast, icon=":material/music_note:")
 
 
 def collect(job: Job) -> None:
@@ -38,6 +40,8 @@ def collect(job: Job) -> None:
         for i, pm in enumerate(job.result, 1)
     ]
     st.session_state["takes"].extend(made)
+    names = f"Take {n + 1}" if len(made) == 1 else f"Takes {n + 1}-{n + len(made)}"
+    st.session_state["job_toast"] = f"{names} ready: at the top of your takes"  # seen wherever the page is scrolled
     prerender_audio([t["midi"] for t in made[::-1]])  # newest first, as the cards are drawn
     info = job.result[0].musiclab_info
     rate = info["tokens"] / max(info["compute_seconds"], 1e-6)

@@ -325,3 +325,15 @@ def test_continue_from_a_long_take_keeps_all_of_it():
     assert not at.exception
     assert at.slider(key="seed_seconds").value == pytest.approx(130.0, abs=0.1)
     assert seed_roll(at)["layout"]["shapes"][0]["x0"] == pytest.approx(130.0, abs=0.1)
+
+
+def test_new_takes_are_announced_where_the_page_is_scrolled():
+    """The takes appear at the top of the right column, out of view of a user scrolled down to
+    Generate: a toast names them."""
+    at = _app()
+    at.slider(key="seconds").set_value(5)
+    at.slider(key="variations").set_value(2)
+    generate(at)
+    assert [t.value for t in at.toast] == ["Takes 1-2 ready: at the top of your takes"]
+    at.run()
+    assert not at.toast  # once
