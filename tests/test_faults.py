@@ -351,7 +351,11 @@ def test_a_generation_that_dies_shows_why_and_keeps_the_takes(lstm):
 
 def test_stop_on_the_page_keeps_a_partial_take():
     at = _compose_with_one_take()
+    # a job that outlasts the click's own run (which awaits a job up to 1.5 s, and one due to end
+    # within 1 s): 4 x 120 s of bigru, ~10 s here (120 s of lstm alone, ~2 s, could end in it)
+    at.selectbox(key="compose_model").set_value("bigru")
     at.slider(key="seconds").set_value(120)
+    at.slider(key="variations").set_value(4)
     at.button(key="generate").click().run()
     deadline = time.time() + 60
     while at.session_state["job"].done < 16 and time.time() < deadline:
@@ -359,7 +363,7 @@ def test_stop_on_the_page_keeps_a_partial_take():
     at.button(key="job_stop").click().run()
     _poll(at)
     takes = at.session_state["takes"]
-    assert len(takes) == 2 and takes[1]["info"]["stopped_early"] and not at.error
+    assert len(takes) == 5 and all(t["info"]["stopped_early"] for t in takes[1:]) and not at.error
 
 
 def test_a_running_job_estimates_its_end(lstm, seed):
