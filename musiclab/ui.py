@@ -164,19 +164,22 @@ def parse_seed(data: bytes, label: str, key: str | None = None):
 
 
 def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
-    """Tracks of a multi-track seed to continue (default: every non-drum track). The widget is
-    keyed by the seed's content, so a new seed (another example, an upload, a take to continue)
+    """Tracks of a multi-track seed to continue (default: every non-drum track), one checkbox
+    each: a multiselect's chips (and st.pills) run off the narrow column, hiding tracks (tester).
+    Keyed by the seed's content, so a new seed (another example, an upload, a take to continue)
     starts from its own default instead of the previous seed's choice."""
     if len(pm.instruments) <= 1:
         return None
-    return st.multiselect(
-        "Tracks to continue",
-        list(range(len(pm.instruments))),
-        default=non_drum_tracks(pm),
-        format_func=lambda i: track_label(pm, i),
-        key=f"{key}_tracks_{hashlib.sha256(seed_bytes).hexdigest()[:16]}",
-        persist_state=KEEP,
-    )
+    tag, default = hashlib.sha256(seed_bytes).hexdigest()[:16], set(non_drum_tracks(pm))
+    st.markdown("Tracks to continue")
+    cols = st.columns(2) if len(pm.instruments) > 4 else [st.container()]
+    chosen = []
+    for i in range(len(pm.instruments)):
+        with cols[i % len(cols)]:
+            label = track_label(pm, i)
+            if st.checkbox(label, i in default, key=f"{key}_track_{tag}_{i}", persist_state=KEEP):
+                chosen.append(i)
+    return chosen
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

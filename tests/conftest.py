@@ -127,3 +127,17 @@ def seed_roll(at) -> dict | None:
     """The seed preview's figure (plotly JSON), or None if the page shows none."""
     rolls = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-seed_roll")]
     return json.loads(rolls[0].proto.spec) if rolls else None
+
+
+def track_boxes(at) -> list:
+    """Compose's "Tracks to continue" checkboxes, in track order."""
+    return [c for c in at.checkbox if c.key and "_track_" in c.key]
+
+
+def chosen_tracks(at) -> list[int]:
+    return [i for i, box in enumerate(track_boxes(at)) if box.value]
+
+
+def choose_tracks(at, tracks: list[int]) -> None:
+    for i, box in enumerate(track_boxes(at)):
+        box.set_value(i in tracks)

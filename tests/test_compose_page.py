@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import seed_roll, take_rolls
+from conftest import choose_tracks, chosen_tracks, seed_roll, take_rolls
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "compose.py")
@@ -118,16 +118,14 @@ def test_a_new_seed_starts_from_its_own_default_tracks():
     examples = list_examples()
     for title in ("Bach — Chorale BWV 66.6 (4 voices)", "Joplin — Maple Leaf Rag (piano)"):
         at.selectbox(key="compose_example").set_value(title).run()
-        picker = [m for m in at.multiselect if m.label == "Tracks to continue"]
         want = non_drum_tracks(load_midi(examples[title]))
-        assert len(picker) == 1 and picker[0].value == want, (title, picker[0].value if picker else None)
+        assert chosen_tracks(at) == want, (title, chosen_tracks(at))
     at.slider(key="seconds").set_value(5)
     generate(at)
     assert not at.error, [e.value for e in at.error]
     take = at.session_state["takes"][0]
     at.button(key=f"cont_{take['id']}").click().run()
-    picker = [m for m in at.multiselect if m.label == "Tracks to continue"]
-    assert picker[0].value == non_drum_tracks(load_midi(take["midi"]))
+    assert chosen_tracks(at) == non_drum_tracks(load_midi(take["midi"]))
     generate(at)
     assert not at.error, [e.value for e in at.error]
     assert len(at.session_state["takes"]) == 2
@@ -241,8 +239,7 @@ def test_settings_survive_a_visit_to_another_page():
     assert not at.exception
     at.selectbox(key="compose_model").set_value("bigru").run()
     at.selectbox(key="compose_example").set_value("Bach — Chorale BWV 66.6 (4 voices)").run()
-    (tracks,) = [m for m in at.multiselect if m.label == "Tracks to continue"]
-    tracks.set_value([0, 2])
+    choose_tracks(at, [0, 2])
     at.slider(key="temperature").set_value(1.5)
     at.slider(key="seconds").set_value(60).run()
     at.switch_page("pages/models.py").run()
@@ -251,7 +248,7 @@ def test_settings_survive_a_visit_to_another_page():
     assert not at.exception
     assert at.selectbox(key="compose_model").value == "bigru"
     assert at.slider(key="temperature").value == 1.5 and at.slider(key="seconds").value == 60
-    assert [m.value for m in at.multiselect if m.label == "Tracks to continue"] == [[0, 2]]
+    assert chosen_tracks(at) == [0, 2]
 
 
 def test_only_the_newest_takes_are_drawn_until_asked():
@@ -271,8 +268,8 @@ def test_only_the_newest_takes_are_drawn_until_asked():
 def test_generate_is_off_with_no_track_chosen():
     at = _app()
     at.selectbox(key="compose_example").set_value("Joplin — Maple Leaf Rag (piano)").run()
-    (picker,) = [m for m in at.multiselect if m.label == "Tracks to continue"]
-    picker.set_value([]).run()
+    choose_tracks(at, [])
+    at.run()
     assert not at.exception and at.button(key="generate").disabled
     assert any("at least one track" in c.value for c in at.caption)
     assert seed_roll(at) is None
@@ -288,8 +285,8 @@ def test_the_seed_preview_shows_what_the_model_reads():
     assert [shape["x0"] for shape in fig["layout"]["shapes"]] == [4.0]
     starts = [x for trace in fig["data"] for x in trace["x"][0::3]]  # segments: start, end, None
     assert starts and max(starts) < 4.0
-    (picker,) = [m for m in at.multiselect if m.label == "Tracks to continue"]
-    picker.set_value([0]).run()  # one voice: fewer notes than four
+    choose_tracks(at, [0])
+    at.run()  # one voice: fewer notes than four
     one = [x for trace in seed_roll(at)["data"] for x in trace["x"][0::3]]
     assert 0 < len(one) < len(starts)
 
