@@ -182,12 +182,19 @@ def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
     return chosen
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _parsed_seed(data: bytes):
+    """The seed, parsed once for its previews (only read): a 50,000-note seed takes ~1 s to parse,
+    which every move of the seed-length slider paid before."""
+    return load_midi(data)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _seed_figure(data: bytes, seconds: float, tracks: tuple[int, ...] | None):
     from .midi_io import seed_excerpt
     from .pianoroll import pianoroll_figure
 
-    fig = pianoroll_figure(seed_excerpt(load_midi(data), seconds, tracks), seed_end=seconds, height=200)
+    fig = pianoroll_figure(seed_excerpt(_parsed_seed(data), seconds, tracks), seed_end=seconds, height=200)
     return fig.update_xaxes(range=[0, seconds * 1.02])  # from 0 s: a seed may open with a rest
 
 
