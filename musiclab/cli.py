@@ -199,6 +199,29 @@ def cmd_train(a):
     exit_worker()  # under torchrun: skip interpreter teardown (gloo can abort there)
 
 
+def cmd_train_flagship(a):
+    from .training.pretrain import PretrainConfig, train
+
+    try:
+        cfg = json.loads(Path(a.config).read_text()) if a.config else {}
+        data = dict(kv.split("=", 1) for kv in a.data)
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read --config {a.config}: {e}") from None
+    except ValueError:
+        raise UserError(f"--data takes SOURCE=FOLDER pairs (piano, asap, pop909), got {a.data}") from None
+    cfg.update(run=a.run, out=a.out, data=data)
+    if a.max_minutes is not None:
+        cfg["max_minutes"] = a.max_minutes
+    try:
+        pc = PretrainConfig(**cfg)
+    except TypeError as e:
+        raise UserError(f"bad flagship training config: {e}") from None
+    try:
+        train(pc)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_bench(a):
     from .bench import bench_generate
 
@@ -299,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", help="model config override KEY=JSON, repeatable")
     s.add_argument("--resume", action="store_true")
     s.set_defaults(fn=cmd_train)
+    s = sub.add_parser("train-flagship", help="train (or resume) the flagship on piano-midi.de, ASAP and POP909")
+    s.add_argument("--data", nargs="+", required=True, metavar="SOURCE=FOLDER", help="piano=DIR asap=DIR pop909=DIR")
+    s.add_argument("--run", required=True, help="run folder for checkpoints and curves (resumed if present)")
+    s.add_argument("--out", required=True, help="weights folder for the finished model")
+    s.add_argument("--config", help="JSON file with PretrainConfig fields (configs/flagship.json)")
+    s.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this long")
+    s.set_defaults(fn=cmd_train_flagship)
     s = sub.add_parser("bench", help="benchmarks")
     bsub = s.add_subparsers(dest="what", required=True, parser_class=_Parser)
     b = bsub.add_parser("generate", help="generation speed per model vs the naive window re-run")

@@ -16,7 +16,7 @@ def _register_optional() -> None:
     # Zoo architectures register here as their modules land (one import each).
     import importlib
 
-    for mod in ("bilstm", "attention", "bigru", "transformer", "pianoroll"):
+    for mod in ("bilstm", "attention", "bigru", "transformer", "pianoroll", "flagship"):
         try:
             m = importlib.import_module(f"{__name__}.{mod}")
         except ModuleNotFoundError as e:

@@ -37,6 +37,7 @@ class TransformerConfig:
     n_ff: int = 768  # MLP hidden width, 4 d (paper: 2048)
     dropout: float = 0.1  # on attention weights and residual branches, training only
     rope_base: float = 10000.0  # RoPE frequency base: head dim pair i turns at base^(-2i/hd) rad/token
+    attn_dropout: float | None = None  # on attention weights (None: ``dropout``); 0 keeps SDPA's fused kernel
 
 
 class KVCache:
@@ -65,7 +66,8 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 class Block(nn.Module):
     def __init__(self, c: TransformerConfig):
         super().__init__()
-        self.n_head, self.dropout = c.n_head, c.dropout
+        self.n_head = c.n_head
+        self.attn_dropout = c.dropout if c.attn_dropout is None else c.attn_dropout
         self.ln_1 = nn.LayerNorm(c.n_embd)
         self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd)  # q, k, v in one matmul
         self.c_proj = nn.Linear(c.n_embd, c.n_embd)
@@ -82,7 +84,7 @@ class Block(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hd)
         if cache is not None:
             cache.k[layer, :, :, :T], cache.v[layer, :, :, :T] = k, v
-        p = self.dropout if self.training else 0.0
+        p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
         x = x + self.drop(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
         return x + self.drop(self.mlp(self.ln_2(x)))

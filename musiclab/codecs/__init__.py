@@ -1,0 +1,1 @@
+"""Codecs: MIDI notes <-> token ids."""

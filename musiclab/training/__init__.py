@@ -1,0 +1,1 @@
+"""Training: corpora, examples and loops."""
