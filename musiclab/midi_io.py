@@ -373,6 +373,12 @@ def seed_excerpt(
             if seconds is None or n.start < seconds:
                 end = n.end if seconds is None else min(n.end, seconds)
                 inst.notes.append(pretty_midi.Note(n.velocity, n.pitch, n.start, max(end, n.start + 1e-3)))
+        # sustain pedal, so codecs that read it (bar/note) hear the seed's notes as held
+        inst.control_changes = [
+            pretty_midi.ControlChange(64, c.value, c.time)
+            for c in src.control_changes
+            if c.number == 64 and (seconds is None or c.time < seconds)
+        ]
         if inst.notes:
             out.instruments.append(inst)
     if not out.instruments:

@@ -305,4 +305,8 @@ def make_tokenizer(d: dict):
         from .pianoroll_codec import PianoRollCodec
 
         return PianoRollCodec.from_dict(d)
-    raise ValueError(f"unknown tokenizer kind {kind!r}; known: note-shift, remi, pianoroll")
+    if kind == "bar-note":
+        from .codecs.barnote_state import BarNoteTokenizer
+
+        return BarNoteTokenizer.from_dict(d)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; known: note-shift, remi, pianoroll, bar-note")

@@ -222,12 +222,12 @@ class BarNoteCodec:
         return int(q[:, 0].min() // self.steps_per_bar), int(q[:, 0].max() // self.steps_per_bar) + 1
 
     # ---- ids -> notes ----
-    def events(self, ids, first_bar: int = -1) -> np.ndarray:
+    def events(self, ids, first_bar: int = -1, section: int = MAIN) -> np.ndarray:
         """ids -> notes (onset step, pitch, velocity, duration steps, track), int64 (N, 5).
 
-        Bars count from ``first_bar`` + 1 at the first BAR; INFILL/FILL/MID/EOM are skipped
-        (decode each part of an infill stream on its own)."""
-        S, bar, pos, sec, rows = self.steps_per_bar, first_bar, 0, MAIN, []
+        Bars count from ``first_bar`` + 1 at the first BAR; ids before it are in ``section``;
+        INFILL/FILL/MID/EOM are skipped (decode each part of an infill stream on its own)."""
+        S, bar, pos, sec, rows = self.steps_per_bar, first_bar, 0, section, []
         mel, acc = self.ids["MEL"], self.ids["ACC"]
         for i in ids:
             i = int(i)

@@ -1,0 +1,275 @@
+"""Sampling bar/note tokens: the prompt and clock of a seed, and the per-take grammar.
+
+``BarNotePrompt`` is what a request reads (ids) plus how grid steps map to seconds.
+``BarNoteState`` keeps, for each of ``B`` takes sampled together, where the take is (bar,
+position, open chord) and which ids may come next (``mask()`` (B, V) bool); ``advance(ids)``
+records what was drawn. Three jobs share it:
+* continue: new bars until ``target`` steps (a BAR or POS at or past it ends the take);
+* infill: the middle of a span [``start``, ``end``) steps: exactly ``fill_bars`` BARs, positions
+  inside the span only, then EOM;
+* accompany: forced tokens (the melody's ``BAR MEL ... ACC`` of each bar, ``forced()``) and
+  sampled accompaniment notes in between, until ``target``.
+Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at most
+``max_notes_per_position``); positions rise within a bar (section); a bar may pass with no
+onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pretty_midi
+import symusic
+import torch
+
+from .barnote import MAIN, BarNoteCodec, Notes, notes_from_score
+
+
+@dataclass
+class BarNotePrompt:
+    """A seed as ids plus the clock: grid step ``s`` (from the seed's bar 0) plays at
+    ``origin_seconds + s * seconds_per_step``."""
+
+    ids: list[int]
+    start_seconds: float  # where new music starts (the seed cut), seconds
+    origin_seconds: float
+    seconds_per_step: float  # at the seed's end tempo
+    end_step: int  # first grid step new notes may use
+    program: int
+    key: tuple[int, str]
+    bar_has_notes: bool = False  # the bar holding end_step already has onsets
+    extra: dict = field(default_factory=dict)
+
+
+def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = None) -> Notes:
+    """A PrettyMIDI's notes in beats (through its own ticks), sustain pedal included."""
+    buf = io.BytesIO()
+    pm.write(buf)
+    return notes_from_score(symusic.Score.from_midi(buf.getvalue()), tracks)
+
+
+def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: int) -> tuple[float, float]:
+    """(grid step of ``seconds``, seconds per step at the tempo in force there)."""
+    times, tempi = pm.get_tempo_changes()
+    bpm = float(tempi[np.searchsorted(times, seconds, side="right") - 1]) if len(tempi) else 120.0
+    step = pm.time_to_tick(seconds) / pm.resolution * positions_per_beat
+    return step, 60.0 / bpm / positions_per_beat
+
+
+def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
+    """The last ``n`` ids at most, starting at a BAR."""
+    if len(ids) <= n:
+        return ids
+    tail = ids[-n:]
+    return tail[tail.index(bar_id) :] if bar_id in tail else tail
+
+
+class BarNoteState:
+    """Per-take grammar, clock and forced tokens; see the module docstring."""
+
+    def __init__(self, codec: BarNoteCodec, batch: int, start_step: int, target: int, *, first_bar: int,
+                 bar_has_notes: bool = False, fill_bars: int | None = None, end_step: int | None = None,
+                 pitch_ok: np.ndarray | None = None, max_empty_bars: int = 1):  # fmt: skip
+        self.codec, S = codec, codec.steps_per_bar
+        self.target, self.fill_bars, self.end_step = target, fill_bars, end_step
+        self.max_empty_bars = max_empty_bars
+        self.bar = np.full(batch, start_step // S)
+        self.pos = np.full(batch, start_step % S - 1)  # last position taken; the next must be later
+        self.first_bar = first_bar  # bar of the first BAR in the ids this state's takes are decoded with
+        self.bars_done = np.zeros(batch, dtype=np.int64)  # BARs drawn (infill counts them)
+        self.expect_note = np.zeros(batch, dtype=bool)
+        self.last_pitch = np.zeros(batch, dtype=np.int64)
+        self.n_here = np.zeros(batch, dtype=np.int64)
+        self.bar_notes = np.full(batch, bar_has_notes)
+        self.empty_run = np.zeros(batch, dtype=np.int64)
+        self.ids: list[list[int]] = [[] for _ in range(batch)]
+        self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
+        self.done = np.zeros(batch, dtype=bool)
+        pitch_ok = codec.pitch_of >= 0 if pitch_ok is None else pitch_ok & (codec.pitch_of >= 0)
+        self.note_above = np.stack([pitch_ok & (codec.pitch_of > p) for p in range(129)])  # (129, V)
+        self.on_bar = None  # accompany: called with (row, new bar) to queue that bar's forced tokens
+        self.section = MAIN  # the section the first drawn ids are in (accompany: ACCOMP)
+
+    # ---- what may come next ----
+    def _limit(self, b: int) -> int:
+        """Positions below this may be drawn in the current bar."""
+        S = self.codec.steps_per_bar
+        if self.fill_bars is not None and self.bars_done[b] >= self.fill_bars:
+            return self.end_step - self.bar[b] * S  # the span's last bar ends at its end
+        must_fill = not self.bar_notes[b] and self.empty_run[b] >= self.max_empty_bars
+        return min(S, self.target - self.bar[b] * S) if must_fill else S
+
+    def _row(self, b: int) -> np.ndarray:
+        c = self.codec
+        if self.expect_note[b]:
+            return self.note_above[0]
+        m = self.note_above[self.last_pitch[b]].copy() if self.n_here[b] else np.zeros(c.vocab_size, bool)
+        if self.n_here[b] >= c.config.max_notes_per_position:
+            m[:] = False
+        m[c.pos_base + self.pos[b] + 1 : c.pos_base + max(self.pos[b] + 1, self._limit(b))] = True
+        if self.fill_bars is not None:
+            last = self.bars_done[b] >= self.fill_bars
+            m[c.bar] = not last
+            m[c.ids["EOM"]] = last
+        else:
+            m[c.bar] = self.bar_notes[b] or self.empty_run[b] < self.max_empty_bars
+        if not m.any():  # nothing fits (e.g. a full chord at the span's last position): close the span
+            m[c.ids["EOM"] if self.fill_bars is not None else c.bar] = True
+        return m
+
+    def mask(self) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self._row(b) for b in range(len(self.done))]))
+
+    def forced(self) -> np.ndarray:
+        """(B,) the next forced id of each take, -1 where the model samples."""
+        return np.array([q[0] if q else -1 for q in self.queue], dtype=np.int64)
+
+    # ---- recording ----
+    def advance(self, ids: np.ndarray) -> None:
+        c, S = self.codec, self.codec.steps_per_bar
+        for b, i in enumerate(ids.tolist()):
+            if self.done[b]:
+                continue
+            if self.queue[b]:  # a forced id is recorded as given (melody tokens)
+                self.queue[b].pop(0)
+                self._track_forced(b, i)
+                self.ids[b].append(i)
+                continue
+            if i == c.ids["EOM"]:
+                self.done[b] = True
+                continue
+            if i == c.bar:
+                if self.fill_bars is None and (self.bar[b] + 1) * S >= self.target:
+                    self.done[b] = True
+                    continue
+                self._new_bar(b)
+                if self.on_bar is not None:
+                    self.on_bar(b, int(self.bar[b]))
+            elif c.pos_of[i] >= 0:
+                if self.fill_bars is None and self.bar[b] * S + c.pos_of[i] >= self.target:
+                    self.done[b] = True
+                    continue
+                self.pos[b], self.n_here[b], self.last_pitch[b], self.expect_note[b] = c.pos_of[i], 0, 0, True
+            elif c.pitch_of[i] >= 0:
+                self.last_pitch[b], self.expect_note[b], self.bar_notes[b] = c.pitch_of[i], False, True
+                self.n_here[b] += 1
+            else:
+                raise ValueError(f"expected a bar/note BAR, POS or NOTE id while sampling, got {i}")
+            self.ids[b].append(i)
+
+    def _new_bar(self, b: int) -> None:
+        self.empty_run[b] = 0 if self.bar_notes[b] else self.empty_run[b] + 1
+        self.bar[b] += 1
+        self.bars_done[b] += 1
+        self.pos[b], self.n_here[b], self.bar_notes[b], self.expect_note[b] = -1, 0, False, False
+
+    def _track_forced(self, b: int, i: int) -> None:
+        """Forced ids of accompany: ACC starts the bar's accompaniment section (positions from 0)."""
+        if i == self.codec.ids["ACC"]:
+            self.pos[b], self.n_here[b], self.expect_note[b] = -1, 0, False
+
+    def recent_ids(self, window: int = 16) -> torch.Tensor | None:
+        """(B, R) note ids sharing a pitch with the notes among each take's last ``window`` ids."""
+        from ..sampling import ragged_ids
+
+        c = self.codec
+        per_pitch = c.n_dur * c.n_vel
+        rows = []
+        for ids in self.ids:
+            pitches = sorted({int(c.pitch_of[i]) for i in ids[-window:]} - {-1})
+            rows.append([i for p in pitches for i in range(c.note_base + (p - 21) * per_pitch,
+                                                              c.note_base + (p - 20) * per_pitch)])  # fmt: skip
+        return ragged_ids(rows)
+
+    @property
+    def progress(self) -> float:
+        """Share of the asked length made so far, over the slowest take (0-1)."""
+        S = self.codec.steps_per_bar
+        goal = self.end_step if self.fill_bars is not None else self.target
+        now = np.where(self.done, goal, self.bar * S + np.maximum(self.pos, 0))
+        start = getattr(self, "start_step", None)
+        if start is None:
+            self.start_step = start = int(np.min(now))
+        return float(np.clip((np.min(now) - start) / max(goal - start, 1), 0, 1))
+
+    def events(self, b: int) -> np.ndarray:
+        """Take ``b``'s drawn notes: (onset step, pitch, velocity, duration steps, track) (N, 5)."""
+        return self.codec.events(self.ids[b], first_bar=self.first_bar, section=self.section)
+
+
+class ContinueState(BarNoteState):
+    """A continuation's state: the grammar plus the seed's clock, for ``to_midi``."""
+
+    def __init__(self, codec: BarNoteCodec, batch: int, prompt: BarNotePrompt, seconds: float, key_lock: bool):
+        cut = (prompt.start_seconds - prompt.origin_seconds) / prompt.seconds_per_step
+        target = max(int(np.ceil(cut + seconds / prompt.seconds_per_step - 1e-6)), prompt.end_step + 1)
+        pitch_ok = None
+        if key_lock:
+            from ..tokenizers import scale_pitch_classes
+
+            pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
+        S = codec.steps_per_bar
+        super().__init__(codec, batch, prompt.end_step, target, first_bar=prompt.end_step // S,
+                         bar_has_notes=prompt.bar_has_notes, pitch_ok=pitch_ok)  # fmt: skip
+        self.prompt, self.end_seconds = prompt, prompt.start_seconds + seconds
+
+    def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+        """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
+        from ..tokenizers import _copy_inst
+
+        p = self.prompt
+        bpm = 60.0 / p.seconds_per_step / self.codec.config.positions_per_beat
+        out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
+        out.instruments = [_copy_inst(i) for i in excerpt.instruments]
+        out.time_signature_changes = list(excerpt.time_signature_changes)
+        new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
+        for step, pitch, vel, dur, _ in self.events(b):
+            t0 = p.origin_seconds + step * p.seconds_per_step
+            if step < p.end_step or t0 >= self.end_seconds:
+                continue
+            t1 = min(t0 + dur * p.seconds_per_step, self.end_seconds)
+            new.notes.append(pretty_midi.Note(int(vel), int(pitch), t0, t1))
+        out.instruments.append(new)
+        return out
+
+
+class BarNoteTokenizer(BarNoteCodec):
+    """The bar/note codec with what ``sampling.generate`` asks of a tokenizer (continue a seed)."""
+
+    prompt_tokens = 896  # a prompt's most ids: 128 of the 1,024-token window stay for new ones
+
+    def prompt(self, excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> BarNotePrompt:
+        """The seed excerpt as ids from its bar 0 to the bar holding ``seed_seconds``."""
+        from ..tokenizers import estimate_key
+
+        S = self.steps_per_bar
+        cut, sps = seed_clock(excerpt, seed_seconds, self.config.positions_per_beat)
+        notes = notes_from_pm(excerpt)
+        q = self.quantize(notes)
+        q = q[q[:, 0] < np.ceil(cut - 1e-6)]
+        key = estimate_key(notes.pitch, notes.duration)
+        program = excerpt.instruments[0].program if excerpt.instruments else 0
+        if not len(q):
+            return BarNotePrompt([], seed_seconds, seed_seconds - cut * sps, sps, int(np.ceil(cut)), program, key)
+        last = int(q[:, 0].max())
+        end_step = max(int(np.ceil(cut - 1e-6)), last + 1)
+        ids = self.encode(q, 0, end_step // S + 1).tolist()
+        has = last // S == end_step // S
+        return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has)
+
+    def prompt_tensor(self, prompt: BarNotePrompt, batch: int, max_len: int | None = None) -> torch.Tensor:
+        """(B, T) ids: the prompt's last ids (from a bar line) repeated for each take."""
+        ids = cut_to_bar(prompt.ids, min(max_len or self.prompt_tokens, self.prompt_tokens), self.bar)
+        return torch.tensor(ids, dtype=torch.long).unsqueeze(0).repeat(batch, 1)
+
+    def new_state(self, batch: int, prompt: BarNotePrompt, seconds: float, key_lock: bool = False) -> ContinueState:
+        return ContinueState(self, batch, prompt, seconds, key_lock)
+
+    def sample(self, logits: torch.Tensor, s, state: BarNoteState, gens) -> torch.Tensor:
+        """Categorical draw (B,) from masked logits (B, V); the penalty hits recent pitches."""
+        from ..sampling import draw, filter_logits
+
+        recent = state.recent_ids() if s.repetition_penalty != 1 else None
+        return draw(filter_logits(logits, s, recent), gens)

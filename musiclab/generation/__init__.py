@@ -1,0 +1,1 @@
+"""Generation jobs beyond continuation: infill a span, accompany a melody."""
