@@ -1,0 +1,246 @@
+"""The flagship's data, training and jobs: bar/note codec, corpus split, augmentation, resume,
+continue / infill / accompany on a small real model trained here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from musiclab.codecs.barnote import HIGH, LOW, MELODY, BarNoteCodec, Notes
+from musiclab.codecs.barnote_state import BarNoteTokenizer, notes_from_pm
+from musiclab.generation.accompany import accompany
+from musiclab.generation.constrained import CannotError
+from musiclab.generation.infill import infill
+from musiclab.sampling import SettingsError, generate
+from musiclab.training import corpus as corpus_mod
+from musiclab.training.examples import ExampleConfig, augment, make_example
+from musiclab.training.pretrain import PretrainConfig, train
+
+CHORDS = [[60, 64, 67], [57, 60, 64], [53, 57, 60], [55, 59, 62]]  # C Am F G
+
+
+def merged(pm: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """The same song on one track (a solo-piano file)."""
+    one = pretty_midi.Instrument(0)
+    one.notes = [n for i in pm.instruments for n in i.notes]
+    pm.instruments = [one]
+    return pm
+
+
+def song(seed: int = 0, bars: int = 16, tempo: float = 100.0, pedal: bool = False) -> pretty_midi.PrettyMIDI:
+    """A two-track song: MELODY (eighths over the chords) and PIANO (the chords on beats 1 and 3)."""
+    rng = np.random.default_rng(seed)
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    beat = 60.0 / tempo
+    mel, acc = pretty_midi.Instrument(0, name="MELODY"), pretty_midi.Instrument(0, name="PIANO")
+    for b in range(bars):
+        chord = CHORDS[b % 4]
+        for half in range(2):
+            t = (b * 4 + half * 2) * beat
+            for p in chord:
+                acc.notes.append(pretty_midi.Note(70, p - 12, t, t + 2 * beat))
+        for e in range(8):
+            p = int(rng.choice(chord)) + 12
+            t = (b * 4 + e * 0.5) * beat
+            mel.notes.append(pretty_midi.Note(90, p, t, t + 0.5 * beat))
+    if pedal:
+        acc.control_changes += [
+            pretty_midi.ControlChange(64, 127, 0.0),
+            pretty_midi.ControlChange(64, 0, bars * 4 * beat),
+        ]
+    pm.instruments += [mel, acc]
+    return pm
+
+
+@pytest.fixture(scope="module")
+def corpus_dirs(tmp_path_factory):
+    """Three little sources laid out like piano-midi.de, ASAP and POP909 (+ one broken file)."""
+    root = tmp_path_factory.mktemp("corpus")
+    for i in range(6):
+        pm = merged(song(i))
+        (root / "piano" / "comp").mkdir(parents=True, exist_ok=True)
+        pm.write(str(root / "piano" / "comp" / f"p{i}.mid"))
+    for piece in range(4):
+        d = root / "asap" / "Comp" / "Work" / f"piece{piece}"
+        d.mkdir(parents=True)
+        for perf in range(3):  # three "performances" of one piece: near-duplicates, one split
+            pm = merged(song(100 + piece, tempo=100 + 5 * perf))
+            del pm.instruments[0].notes[10 * perf : 10 * perf + 3]  # each player misses other notes
+            pm.write(str(d / f"Player{perf:02d}.mid"))
+    for s in range(6):
+        d = root / "pop909" / f"{s:03d}"
+        d.mkdir(parents=True)
+        song(200 + s).write(str(d / f"{s:03d}.mid"))
+        (d / "beat_midi.txt").write_text("0.0 1.0 1.0\n0.6 1.0 0.0\n")
+    (root / "piano" / "comp" / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    return {"piano": str(root / "piano"), "asap": str(root / "asap"), "pop909": str(root / "pop909")}
+
+
+def test_round_trip_keeps_pitches_and_onsets():
+    codec = BarNoteCodec()
+    pm = song(1, pedal=True)
+    notes = notes_from_pm(pm)
+    q = codec.quantize(notes)
+    lo, hi = codec.bars_of(q)
+    ev = codec.events(codec.encode(q, lo, hi), first_bar=lo - 1)
+    want = sorted({(int(round(o * 12)), int(p)) for o, p in zip(notes.onset, notes.pitch)})
+    assert sorted(map(tuple, ev[:, :2].tolist())) == want
+    # the pedal holds the accompaniment to its release: the longest bin (4 beats = 48 steps)
+    acc = ev[ev[:, 1] < 60]
+    assert acc[:, 3].max() == 48
+    two = codec.events(
+        codec.encode(codec.quantize(notes_from_pm(pm, {0: MELODY, 1: 2})), lo, hi, two_track=True), lo - 1
+    )
+    assert sorted(map(tuple, two[two[:, 4] == MELODY][:, :2].tolist())) == sorted(
+        {(int(round(n.start / 0.6 * 12)), n.pitch) for n in pm.instruments[0].notes}
+    )
+
+
+def test_transposition_keeps_every_pitch_in_range():
+    cfg = ExampleConfig(transpose=6)
+    rng = np.random.default_rng(0)
+    for lo, hi in ((21, 108), (23, 100), (30, 105), (60, 60)):
+        pitch = np.array([lo, hi, (lo + hi) // 2])
+        notes = Notes(np.zeros(3), np.ones(3), pitch, np.full(3, 64), np.zeros(3, dtype=np.int64))
+        shifts = {int(augment(notes, "score", rng, cfg).pitch[0] - lo) for _ in range(300)}
+        assert shifts == set(range(max(-6, LOW - lo), min(6, HIGH - hi) + 1))
+
+
+def test_corpus_splits_by_piece_and_counts_broken_files(corpus_dirs, tmp_path):
+    c = corpus_mod.build(corpus_dirs, tmp_path, workers=1)
+    assert [s["path"] for s in c.skipped] == ["piano/comp/broken.mid"] and "unreadable" in c.skipped[0]["skipped"]
+    by_piece = {}
+    for f in c.files:
+        by_piece.setdefault(f["group"], set()).add(f["split"])
+    assert all(len(s) == 1 for s in by_piece.values())  # a group (performances of one piece) is never split
+    asap = [f for f in c.files if f["source"] == "asap"]
+    assert len({f["group"] for f in asap}) == 4  # the three performances of each piece are found alike
+    assert {f["split"] for f in c.files} == {"train", "valid"}
+    train_pieces = {f["piece"] for f in c.files if f["split"] == "train"}
+    assert not train_pieces & {f["piece"] for f in c.files if f["split"] == "valid"}
+    assert corpus_mod.build(corpus_dirs, tmp_path, workers=1).folder == c.folder  # cached
+
+
+def test_examples_have_the_three_tasks_in_their_grammar(corpus_dirs, tmp_path):
+    c = corpus_mod.build(corpus_dirs, tmp_path, workers=1)
+    codec, cfg = BarNoteCodec(), ExampleConfig(block_size=256, p_infill=0.5)
+    rng = np.random.default_rng(1)
+    seen = set()
+    for i in range(120):
+        f = i % len(c.files)
+        ids, task = make_example(codec, c.notes[f], c.files[f]["kind"], rng, cfg)
+        seen.add(task)
+        assert ids.shape == (257,)
+        if task == "infill":
+            real = ids[ids > 0].tolist()
+            assert real[0] == codec.ids["INFILL"] and real.count(codec.ids["MID"]) == 1
+            k = next(t for t in real if codec.fill_base <= t < codec.pos_base) - codec.fill_base
+            if codec.ids["EOM"] in real:
+                middle = real[real.index(codec.ids["MID"]) + 1 : real.index(codec.ids["EOM"])]
+                assert middle.count(codec.bar) == k
+        if task == "accompany":
+            assert c.files[f]["source"] == "pop909" and codec.ids["ACC"] in ids
+    assert seen == {"continue", "infill", "accompany"}
+
+
+def _tiny(corpus_dirs, run, steps, **kw):
+    return PretrainConfig(run=str(run), out=str(run.parent / "out"), data=corpus_dirs, total_steps=steps,
+                          batch_size=4, warmup_steps=2, lr=3e-3, eval_every=steps, seed=3,
+                          model={"n_layer": 2, "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1},
+                          examples={"block_size": 128}, **kw)  # fmt: skip
+
+
+def test_resume_continues_the_same_run(corpus_dirs, tmp_path):
+    train(_tiny(corpus_dirs, tmp_path / "a" / "run", 4), log=lambda *a: None)
+    for _ in range(4):  # four processes of one step each (max_minutes=0 stops after a step)
+        train(_tiny(corpus_dirs, tmp_path / "b" / "run", 4, max_minutes=0), log=lambda *a: None)
+    a, b = (load_file(tmp_path / x / "run" / "checkpoint.safetensors") for x in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ca, cb = ([json.loads(r) for r in (tmp_path / x / "run" / "curves.jsonl").read_text().splitlines()] for x in "ab")
+    assert [r["step"] for r in cb] == [1, 2, 3, 4]
+    assert [(r["loss"], r["lr"]) for r in ca] == [(r["loss"], r["lr"]) for r in cb]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(corpus_dirs, tmp_path_factory):
+    """A small flagship-shaped model trained here (augmentation on) until it fits the tiny corpus."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train(_tiny(corpus_dirs, run, 120), log=lambda *a: None)
+    from musiclab.models import build_model
+
+    t = load_file(run / "checkpoint.safetensors")
+    m = build_model("flagship", {"vocab_size": BarNoteCodec().vocab_size, "block_size": 128, "n_layer": 2,
+                                 "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1})  # fmt: skip
+    m.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+    m.eval()
+    m.tokenizer, m.name, m.card = BarNoteTokenizer(), "tiny-flagship", {}
+    m.curves = [json.loads(r) for r in (run / "curves.jsonl").read_text().splitlines()]
+    return m
+
+
+def test_tiny_corpus_overfits_with_augmentation_on(tiny_model):
+    first, last = tiny_model.curves[0], tiny_model.curves[-1]
+    assert last["ema"] < 0.5 * first["loss"], (first, last)
+    assert last["valid"]["continue"] < 0.5 * first["loss"]
+
+
+def test_continuation_starts_at_the_seed_end_and_fills_the_length(tiny_model):
+    pm = song(7)
+    takes = generate(tiny_model, pm, seed_seconds=6, seconds=8, variations=2, random_seed=5, top_p=0.95)
+    for t in takes:
+        new = t.instruments[-1].notes
+        assert new and min(n.start for n in new) >= 6 - 1e-6 and max(n.start for n in new) < 14
+        assert t.get_end_time() >= 14 - 1e-6
+    alone = generate(tiny_model, pm, seed_seconds=6, seconds=8, variations=1, random_seed=6, top_p=0.95)[0]
+    assert [(n.start, n.pitch) for n in alone.instruments[-1].notes] == [
+        (n.start, n.pitch) for n in takes[1].instruments[-1].notes
+    ]
+
+
+def test_infill_keeps_everything_outside_the_span(tiny_model):
+    pm = song(8, bars=24)
+    takes = infill(tiny_model, pm, 9.6, 19.2, variations=2, random_seed=2, top_p=0.95)
+    before = sorted(
+        (n.start, n.end, n.pitch, n.velocity) for i in pm.instruments for n in i.notes if not 9.6 <= n.start < 19.2
+    )
+    for t in takes:
+        kept = sorted((n.start, n.end, n.pitch, n.velocity) for i in t.instruments[:-1] for n in i.notes)
+        assert kept == before  # bit for bit
+        new = t.instruments[-1]
+        assert new.name == "musiclab infill" and new.notes
+        assert all(9.6 <= n.start < 19.2 for n in new.notes)
+        assert not t.musiclab_info["stopped_early"]
+
+
+def test_accompany_keeps_the_melody(tiny_model):
+    pm = song(9, bars=12)
+    pm.instruments = pm.instruments[:1]  # melody only
+    takes = accompany(tiny_model, pm, 0, variations=2, random_seed=4)
+    for t in takes:
+        assert [(n.start, n.end, n.pitch, n.velocity) for n in t.instruments[0].notes] == [
+            (n.start, n.end, n.pitch, n.velocity) for n in pm.instruments[0].notes
+        ]
+        acc = t.instruments[-1]
+        assert acc.name == "musiclab accompaniment" and len(acc.notes) > 8
+        assert all(0 <= n.start < pm.get_end_time() for n in acc.notes)
+
+
+@pytest.mark.parametrize(
+    "start,end,msg",
+    [(30.0, 40.0, "past the end"), (5.0, 5.0, "is empty"), (8.0, 4.0, "is empty"), (5.0, 99.0, "past the end")],
+)
+def test_bad_spans_say_what_is_wrong(tiny_model, start, end, msg):
+    with pytest.raises(SettingsError, match=msg):
+        infill(tiny_model, song(1, bars=8), start, end)
+
+
+def test_a_model_without_infill_says_which_can():
+    from musiclab.weights import load_model
+
+    with pytest.raises(CannotError, match="cannot infill; models that can"):
+        infill(load_model("lstm", device="cpu"), song(1), 2.0, 4.0)
