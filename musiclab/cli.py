@@ -204,12 +204,9 @@ def cmd_train_flagship(a):
 
     try:
         cfg = json.loads(Path(a.config).read_text()) if a.config else {}
-        data = dict(kv.split("=", 1) for kv in a.data)
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"cannot read --config {a.config}: {e}") from None
-    except ValueError:
-        raise UserError(f"--data takes SOURCE=FOLDER pairs (piano, asap, pop909), got {a.data}") from None
-    cfg.update(run=a.run, out=a.out, data=data)
+    cfg.update(run=a.run, out=a.out, data=_data_roots(a.data))
     if a.max_minutes is not None:
         cfg["max_minutes"] = a.max_minutes
     try:
@@ -220,6 +217,44 @@ def cmd_train_flagship(a):
         train(pc)
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+def _data_roots(pairs: list[str] | None) -> dict[str, str]:
+    """SOURCE=FOLDER pairs, or $MUSICLAB_DATA/{piano,asap,pop909} where those folders exist."""
+    if pairs:
+        try:
+            return dict(kv.split("=", 1) for kv in pairs)
+        except ValueError:
+            raise UserError(f"--data takes SOURCE=FOLDER pairs (piano, asap, pop909), got {pairs}") from None
+    root = os.environ.get("MUSICLAB_DATA")
+    roots = {s: f"{root}/{s}" for s in ("piano", "asap", "pop909") if root and Path(root, s).is_dir()}
+    if not roots:
+        raise UserError("no data: pass --data piano=DIR asap=DIR pop909=DIR (or set MUSICLAB_DATA to their parent)")
+    return roots
+
+
+def cmd_bench_quality(a):
+    from .dataset import CACHE_DIR
+    from .evaluation import quality
+    from .training import corpus
+    from .weights import list_models, load_model
+
+    roots = _data_roots(a.data)
+    names = a.models or [m["name"] for m in list_models() if m["status"] == "ok"]
+    try:
+        models = [load_model(n) for n in names]
+        corp = corpus.build(roots, CACHE_DIR / "corpus", log=lambda *x: None)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    seeds = quality.pick_seeds(corp, roots, a.pieces, a.seconds)
+    print(f"{len(seeds)} seeds from {len({s.path for s in seeds})} validation pieces; models: {', '.join(names)}",
+          file=sys.stderr)  # fmt: skip
+    rows = quality.run(models, seeds, a.seconds, a.takes, log=lambda m: print(m, file=sys.stderr))
+    summary = quality.table(rows)
+    if a.json:
+        print(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    else:
+        print(quality.markdown(summary))
 
 
 def cmd_bench(a):
@@ -323,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("train-flagship", help="train (or resume) the flagship on piano-midi.de, ASAP and POP909")
-    s.add_argument("--data", nargs="+", required=True, metavar="SOURCE=FOLDER", help="piano=DIR asap=DIR pop909=DIR")
+    s.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/{piano,asap,pop909}")
     s.add_argument("--run", required=True, help="run folder for checkpoints and curves (resumed if present)")
     s.add_argument("--out", required=True, help="weights folder for the finished model")
     s.add_argument("--config", help="JSON file with PretrainConfig fields (configs/flagship.json)")
@@ -343,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch intra-op threads per generation (default: as the app for one user, see engine_threads)",
     )
     b.set_defaults(fn=cmd_bench)
+    b = bsub.add_parser("quality", help="continuations of unseen pieces vs their real continuation, per source")
+    b.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/{piano,asap,pop909}")
+    b.add_argument("--models", nargs="*")
+    b.add_argument("--pieces", type=_finite(int), default=8, help="validation pieces per source")
+    b.add_argument("--takes", type=_finite(int), default=2)
+    b.add_argument("--seconds", type=_finite(float), default=30.0)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(fn=cmd_bench_quality)
     s = sub.add_parser("evaluate", help="metrics of a MIDI file (vs a seed or corpus), or `evaluate jsb`")
     s.add_argument("file", help="MIDI file, or `jsb` for the JSB Chorales benchmark")
     s.add_argument("--against", help="reference MIDI file (e.g. the seed)")
