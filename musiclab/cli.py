@@ -104,7 +104,6 @@ def cmd_check(a):
 
 def cmd_generate(a):
     from . import generate, load_midi, load_model
-    from .midi_io import midi_to_bytes
     from .sampling import engine_threads
 
     _out_path(a.out, "--out", (".mid", ".midi"))
@@ -123,40 +122,80 @@ def cmd_generate(a):
         seed,
         seed_seconds=a.seed_seconds,
         seconds=a.seconds,
-        temperature=a.temperature,
-        top_k=a.top_k,
-        top_p=a.top_p,
-        min_p=a.min_p,
-        repetition_penalty=a.repetition_penalty,
-        key_lock=a.key_lock,
-        variations=a.variations,
-        random_seed=a.random_seed,
         tracks=tracks,
         threads=engine_threads(model),  # the only generation in this process
+        **_sampling(a),
     )
-    outs = (
-        [Path(a.out)]
-        if len(takes) == 1
-        else [Path(a.out).with_name(f"{Path(a.out).stem}-{i + 1}.mid") for i in range(len(takes))]
-    )
-    for pm, path in zip(takes, outs):
+    _write_takes(takes, a.out, a.wav)
+
+
+def _write_takes(takes, out: str, wav: str | None) -> None:
+    """OUT.mid (one take) or OUT-1.mid ... OUT-V.mid, and the same for --wav."""
+    from .midi_io import midi_to_bytes
+
+    def paths(p: str, ext: str) -> list[Path]:
+        if len(takes) == 1:
+            return [Path(p)]
+        return [Path(p).with_name(f"{Path(p).stem}-{i + 1}{ext}") for i in range(len(takes))]
+
+    for pm, path in zip(takes, paths(out, ".mid")):
         path.write_bytes(midi_to_bytes(pm))
-        info = pm.musiclab_info
-        print(f"wrote {path} ({pm.get_end_time():.1f} s, random seed {info['random_seed']})")
-    if a.wav:
+        print(f"wrote {path} ({pm.get_end_time():.1f} s, random seed {pm.musiclab_info['random_seed']})")
+    if wav:
         import soundfile as sf
 
         from . import render_audio
 
-        wavs = (
-            [Path(a.wav)]
-            if len(takes) == 1
-            else [Path(a.wav).with_name(f"{Path(a.wav).stem}-{i + 1}.wav") for i in range(len(takes))]
-        )
-        for pm, path in zip(takes, wavs):
+        for pm, path in zip(takes, paths(wav, ".wav")):
             audio, sr = render_audio(pm)
             sf.write(str(path), audio, sr)
             print(f"wrote {path}")
+
+
+def _sampling(a) -> dict:
+    keys = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "key_lock", "variations", "random_seed")
+    return {k: getattr(a, k) for k in keys}
+
+
+def cmd_infill(a):
+    from .generation.infill import infill
+
+    model, pm = _job_inputs(a)
+    tracks = _tracks(a.tracks, pm)
+    _write_takes(
+        infill(model, pm, a.start, a.end, tracks=tracks, threads=_threads(model), **_sampling(a)), a.out, a.wav
+    )
+
+
+def cmd_accompany(a):
+    from .generation.accompany import accompany
+
+    model, pm = _job_inputs(a)
+    if not 1 <= a.melody_track <= len(pm.instruments):
+        raise UserError(f"--melody-track {a.melody_track} does not exist; the file has tracks 1..{len(pm.instruments)}")
+    takes = accompany(model, pm, a.melody_track - 1, start=a.start, end=a.end, threads=_threads(model), **_sampling(a))
+    _write_takes(takes, a.out, a.wav)
+
+
+def _job_inputs(a):
+    from . import load_midi, load_model
+
+    _out_path(a.out, "--out", (".mid", ".midi"))
+    if a.wav:
+        _out_path(a.wav, "--wav", (".wav",))
+    return load_model(a.model), load_midi(a.input)
+
+
+def _tracks(tracks: list[int] | None, pm) -> list[int] | None:
+    if tracks and (max(tracks) > len(pm.instruments) or min(tracks) < 1):
+        raise UserError(f"--tracks {tracks} is not accepted; the file has tracks 1..{len(pm.instruments)}")
+    return [t - 1 for t in tracks] if tracks else None
+
+
+def _threads(model) -> int:
+    from .sampling import engine_threads
+
+    return engine_threads(model)  # the only generation in this process
 
 
 def cmd_train(a):
@@ -310,6 +349,27 @@ def cmd_evaluate(a):
         print(format_report(r))
 
 
+def _add_sampling(s) -> None:
+    s.add_argument("--temperature", type=_finite(float), default=1.0)
+    s.add_argument("--top-k", type=_finite(int), default=0)
+    s.add_argument("--top-p", type=_finite(float), default=1.0)
+    s.add_argument("--min-p", type=_finite(float), default=0.0)
+    s.add_argument("--repetition-penalty", type=_finite(float), default=1.0)
+    s.add_argument("--key-lock", action="store_true")
+    s.add_argument("--variations", type=_finite(int), default=1)
+    s.add_argument("--random-seed", type=_random_seed, default=None)
+
+
+def _add_job(sub, name: str, help: str):
+    s = sub.add_parser(name, help=help)
+    s.add_argument("--model", required=True, help="a model that reads bar/note tokens (the flagship)")
+    s.add_argument("--input", required=True, help="MIDI file")
+    s.add_argument("--out", required=True, help="OUT.mid (several takes: OUT-1.mid ...)")
+    s.add_argument("--wav", help="also write audio")
+    _add_sampling(s)
+    return s
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m musiclab", description="musiclab: neural MIDI continuation")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -325,20 +385,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", required=True, help="seed MIDI file")
     s.add_argument("--seed-seconds", type=_finite(float), required=True)
     s.add_argument("--seconds", type=_finite(float), required=True, help="seconds of new music")
-    s.add_argument("--temperature", type=_finite(float), default=1.0)
-    s.add_argument("--top-k", type=_finite(int), default=0)
-    s.add_argument("--top-p", type=_finite(float), default=1.0)
-    s.add_argument("--min-p", type=_finite(float), default=0.0)
-    s.add_argument("--repetition-penalty", type=_finite(float), default=1.0)
-    s.add_argument("--key-lock", action="store_true")
-    s.add_argument("--variations", type=_finite(int), default=1)
-    s.add_argument("--random-seed", type=_random_seed, default=None)
+    _add_sampling(s)
     s.add_argument(
         "--tracks", type=_tracks, default=None, help="comma-separated track numbers (1-based); default all non-drum"
     )
     s.add_argument("--out", required=True)
     s.add_argument("--wav", default=None)
     s.set_defaults(fn=cmd_generate)
+    s = _add_job(sub, "infill", "regenerate the notes that start between --start and --end seconds")
+    s.add_argument("--start", type=_finite(float), required=True, help="span start, seconds")
+    s.add_argument("--end", type=_finite(float), required=True, help="span end, seconds")
+    s.add_argument("--tracks", type=lambda v: [int(x) for x in v.split(",")], help="tracks to infill, 1-based: 1,2")
+    s.set_defaults(fn=cmd_infill)
+    s = _add_job(sub, "accompany", "write a piano accompaniment under a melody track")
+    s.add_argument("--melody-track", type=_finite(int), required=True, help="the melody's track, 1-based")
+    s.add_argument("--start", type=_finite(float), help="seconds (default: the melody's first note)")
+    s.add_argument("--end", type=_finite(float), help="seconds (default: the melody's last note)")
+    s.set_defaults(fn=cmd_accompany)
     s = sub.add_parser("train", help="train an architecture on a folder of MIDI files")
     s.add_argument("--arch", required=True)
     s.add_argument("--data", required=True)
