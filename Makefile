@@ -33,12 +33,13 @@ system:
 	  || echo "musiclab: could not install FluidSynth; audio falls back to a sine synth"; \
 	else echo "musiclab: no apt-get here: install FluidSynth + a GM SoundFont yourself (audio falls back to a sine synth)"; fi
 
-# Debian's chromium for the real-browser tests (Playwright cannot download browsers here).
+# Debian's chromium for the real-browser tests (Playwright cannot download browsers here) and
+# PostgreSQL for the shared vote store's tests (each test starts its own server in a temp dir).
 system-test:
-	@if [ -x /usr/bin/chromium ]; then :; \
+	@if [ -x /usr/bin/chromium ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null; then \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
-	else echo "musiclab: install chromium for the browser tests"; exit 1; fi
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium postgresql; \
+	else echo "musiclab: install chromium and postgresql for the tests"; exit 1; fi
 
 lint: dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

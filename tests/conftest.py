@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -141,3 +142,50 @@ def chosen_tracks(at) -> list[int]:
 def choose_tracks(at, tracks: list[int]) -> None:
     for i, box in enumerate(track_boxes(at)):
         box.set_value(i in tracks)
+
+
+class Postgres:
+    """A throwaway PostgreSQL server (Debian's ``postgresql`` package) on a free loopback port.
+
+    Its data folder is a fresh temp dir; as root, the server runs as the ``postgres`` user (it
+    refuses root). ``url`` is a ``postgresql://`` URL for musiclab's vote store."""
+
+    def __init__(self):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bins:
+            pytest.fail("PostgreSQL not found in /usr/lib/postgresql: `make test` installs Debian's postgresql")
+        self.bin = bins[-1].parent
+        self.dir = Path(tempfile.mkdtemp(prefix="musiclab-pg-"))
+        self.port = _free_port()
+        self.url = f"postgresql://musiclab@127.0.0.1:{self.port}/postgres"
+        self.as_user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.dir / "data"), "-U", "musiclab", "-A", "trust", "--no-sync", "-E", "UTF8")
+
+    def _run(self, tool: str, *args: str) -> None:
+        out = subprocess.run([*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {out.stderr[-500:]}")
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would (no shutdown checkpoint)."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    pg = Postgres()
+    pg.start()
+    yield pg
+    pg.close()

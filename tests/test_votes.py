@@ -194,10 +194,17 @@ def test_full_disk_gives_clear_error_and_keeps_earlier_votes(tmp_path):
     assert VoteStore(path).count() == int(n)
 
 
-def test_default_path_comes_from_the_environment(monkeypatch, tmp_path):
+def test_default_store_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MUSICLAB_DB", str(tmp_path / "x.sqlite"))
-    assert default_db_path() == tmp_path / "x.sqlite"
+    assert VoteStore().target == tmp_path / "x.sqlite" and VoteStore().dialect.name == "sqlite"
+    monkeypatch.setenv("MUSICLAB_DB", "postgresql://musiclab:s3cret@127.0.0.1:9/votes")
+    pg = VoteStore()
+    assert pg.dialect.name == "postgresql" and "s3cret" not in repr(pg) and "***" in pg.where
+    with pytest.raises(StoreError, match="could not reach the vote database .*your round is kept") as e:
+        pg.count()  # nothing listens on port 9
+    assert "s3cret" not in str(e.value)
     monkeypatch.delenv("MUSICLAB_DB")
+    assert VoteStore().target == default_db_path()
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert default_db_path() == tmp_path / "data" / "musiclab" / "votes.sqlite"
     monkeypatch.delenv("XDG_DATA_HOME")
