@@ -161,7 +161,7 @@ def cmd_infill(a):
     from .generation.infill import infill
 
     model, pm = _job_inputs(a)
-    tracks = _tracks(a.tracks, pm)
+    tracks = _check_tracks(a.tracks, pm)
     _write_takes(
         infill(model, pm, a.start, a.end, tracks=tracks, threads=_threads(model), **_sampling(a)), a.out, a.wav
     )
@@ -186,7 +186,7 @@ def _job_inputs(a):
     return load_model(a.model), load_midi(a.input)
 
 
-def _tracks(tracks: list[int] | None, pm) -> list[int] | None:
+def _check_tracks(tracks: list[int] | None, pm) -> list[int] | None:
     if tracks and (max(tracks) > len(pm.instruments) or min(tracks) < 1):
         raise UserError(f"--tracks {tracks} is not accepted; the file has tracks 1..{len(pm.instruments)}")
     return [t - 1 for t in tracks] if tracks else None
@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = _add_job(sub, "infill", "regenerate the notes that start between --start and --end seconds")
     s.add_argument("--start", type=_finite(float), required=True, help="span start, seconds")
     s.add_argument("--end", type=_finite(float), required=True, help="span end, seconds")
-    s.add_argument("--tracks", type=lambda v: [int(x) for x in v.split(",")], help="tracks to infill, 1-based: 1,2")
+    s.add_argument("--tracks", type=_tracks, help="tracks to infill, 1-based: 1,2 (default: every non-drum track)")
     s.set_defaults(fn=cmd_infill)
     s = _add_job(sub, "accompany", "write a piano accompaniment under a melody track")
     s.add_argument("--melody-track", type=_finite(int), required=True, help="the melody's track, 1-based")

@@ -24,6 +24,7 @@ __all__ = [
     "Limits",
     "MidiError",
     "load_midi",
+    "load_midi_with_notice",
     "midi_summary",
     "midi_to_bytes",
     "non_drum_tracks",
@@ -246,11 +247,13 @@ def _tick_grid(division: int) -> tuple[int, int, int | None]:
     return nominal * per_frame, 2, round(500_000 * nominal / _SMPTE_FPS[fps_code])
 
 
-def _retime(mid: mido.MidiFile, division: int, limits: Limits) -> None:
+def _retime(mid: mido.MidiFile, division: int, limits: Limits) -> str | None:
     """Check the content and put every track on one sane tick grid (in place): SMPTE -> beats,
-    ticks rescaled to at most TICK_BUDGET."""
+    ticks rescaled to at most TICK_BUDGET. A file over the note or duration limit keeps its
+    beginning (notes still sounding end at the cut); returns what was cut, or None."""
     tpb, mult, forced_tempo = _tick_grid(division)
-    n_notes = n_drum = max_tick = 0
+    n_drum = max_tick = 0
+    note_ticks: list[int] = []
     timed: list[list[tuple[int, mido.Message]]] = []
     for track in mid.tracks:
         tick, rows = 0, []
@@ -259,11 +262,12 @@ def _retime(mid: mido.MidiFile, division: int, limits: Limits) -> None:
             if msg.type == "set_tempo" and forced_tempo:
                 continue
             if msg.type == "note_on" and msg.velocity > 0:
-                n_notes += 1
+                note_ticks.append(tick)
                 n_drum += msg.channel == 9
             rows.append((tick, msg))
         timed.append(rows)
         max_tick = max(max_tick, tick)
+    n_notes = len(note_ticks)
     if max_tick > limits.max_beats * tpb:
         raise MidiError(
             f"the file's last event is at beat {max_tick // tpb:,} (over {limits.max_beats:,}); "
@@ -273,11 +277,22 @@ def _retime(mid: mido.MidiFile, division: int, limits: Limits) -> None:
         raise MidiError("the MIDI file has no notes (only meta or control events); upload a file with notes")
     if n_notes == n_drum:
         raise MidiError("the MIDI file has only drum notes (channel 10); musiclab models continue pitched music")
-    if n_notes > limits.max_notes:
-        raise MidiError(f"the file has {n_notes:,} notes; the limit is {limits.max_notes:,}")
     if forced_tempo:
         timed[0].insert(0, (0, mido.MetaMessage("set_tempo", tempo=forced_tempo, time=0)))
-    _check_tempo(timed[0], tpb, max_tick, limits)
+    cut = _check_tempo(timed[0], tpb, max_tick, limits)  # the tick where max_seconds is reached, or None
+    if n_notes > limits.max_notes:
+        by_notes = sorted(note_ticks)[limits.max_notes]
+        cut = by_notes if cut is None else min(cut, by_notes)
+    notice = None
+    if cut is not None:
+        timed = [_cut(rows, cut) for rows in timed]
+        kept = sum(1 for rows in timed for _, m in rows if m.type == "note_on" and m.velocity > 0)
+        seconds = _seconds_at(timed[0], tpb, cut)
+        notice = (
+            f"the file is over the limit ({limits.max_notes:,} notes, {limits.max_seconds / 60:.0f} min): "
+            f"kept its first {seconds / 60:.1f} min ({kept:,} of {n_notes:,} notes)"
+        )
+        max_tick = cut
     # a coarser grid when needed; even 1 tick per beat fits, as max_beats < TICK_BUDGET
     new_tpb = tpb if max_tick <= TICK_BUDGET else max(1, tpb * TICK_BUDGET // max_tick)
     for track, rows in zip(mid.tracks, timed):
@@ -288,10 +303,39 @@ def _retime(mid: mido.MidiFile, division: int, limits: Limits) -> None:
         eot = [mido.MetaMessage("end_of_track", time=0)]  # pretty_midi fails on an empty track
         track[:] = [msg for _, msg in rows] or eot
     mid.ticks_per_beat = new_tpb
+    return notice
 
 
-def _check_tempo(rows: list[tuple[int, mido.Message]], tpb: int, max_tick: int, limits: Limits) -> None:
-    """Tempo in range and the piece within max_seconds (pretty_midi reads tempo from track 0 only)."""
+def _cut(rows: list[tuple[int, mido.Message]], cut: int) -> list[tuple[int, mido.Message]]:
+    """Events before tick ``cut``; notes still sounding there end at ``cut``."""
+    out, sounding = [], {}
+    for tick, msg in rows:
+        if tick >= cut:
+            break
+        if msg.type == "note_on" and msg.velocity > 0:
+            sounding[(msg.channel, msg.note)] = sounding.get((msg.channel, msg.note), 0) + 1
+        elif msg.type in ("note_off", "note_on") and sounding.get((msg.channel, msg.note)):
+            sounding[(msg.channel, msg.note)] -= 1
+        out.append((tick, msg))
+    for (ch, note), n in sounding.items():
+        out += [(cut, mido.Message("note_off", channel=ch, note=note, velocity=0))] * n
+    return out
+
+
+def _seconds_at(rows: list[tuple[int, mido.Message]], tpb: int, at_tick: int) -> float:
+    seconds, tick0, us = 0.0, 0, 500_000
+    for tick, msg in rows:
+        if tick > at_tick:
+            break
+        if msg.type == "set_tempo":
+            seconds += (tick - tick0) * us / 1e6 / tpb
+            tick0, us = tick, msg.tempo
+    return seconds + (at_tick - tick0) * us / 1e6 / tpb
+
+
+def _check_tempo(rows: list[tuple[int, mido.Message]], tpb: int, max_tick: int, limits: Limits) -> int | None:
+    """Tempo in range (pretty_midi reads tempo from track 0 only); returns the tick at which the
+    piece passes max_seconds, or None if it ends within them."""
     seconds, tick0, us = 0.0, 0, 500_000
     for tick, msg in rows:
         if msg.type == "set_tempo":
@@ -299,11 +343,14 @@ def _check_tempo(rows: list[tuple[int, mido.Message]], tpb: int, max_tick: int, 
                 raise MidiError(
                     f"the file sets a tempo of {60e6 / msg.tempo:,.0f} bpm; the limit is {limits.max_bpm:g} bpm"
                 )
-            seconds += (tick - tick0) * us / 1e6 / tpb
+            step = (tick - tick0) * us / 1e6 / tpb
+            if seconds + step > limits.max_seconds:
+                return tick0 + int((limits.max_seconds - seconds) * 1e6 * tpb / us)
+            seconds += step
             tick0, us = tick, msg.tempo
-    seconds += (max_tick - tick0) * us / 1e6 / tpb
-    if seconds > limits.max_seconds:
-        raise MidiError(f"the piece lasts {seconds / 60:.0f} min; the limit is {limits.max_seconds / 60:.0f} min")
+    if seconds + (max_tick - tick0) * us / 1e6 / tpb > limits.max_seconds:
+        return tick0 + int((limits.max_seconds - seconds) * 1e6 * tpb / us)
+    return None
 
 
 def load_midi(data: bytes | str | os.PathLike, limits: Limits = LIMITS) -> pretty_midi.PrettyMIDI:
@@ -311,12 +358,24 @@ def load_midi(data: bytes | str | os.PathLike, limits: Limits = LIMITS) -> prett
 
     ``data`` is the file's bytes or a path. Raises :class:`MidiError` with a specific
     message when the file is not MIDI, is truncated or corrupt, has no (pitched) notes,
-    or is over ``limits`` (size, events, notes, duration in seconds, tempo). Unknown chunks
-    are skipped; impossible meta events (tempo 0, an unknown key) are ignored.
+    or is over ``limits`` in size, events or tempo. A file over the note or duration limit
+    keeps its beginning, with a RuntimeWarning saying so (:func:`load_midi_with_notice`
+    returns that notice). Unknown chunks are skipped; impossible meta events (tempo 0, an
+    unknown key) are ignored.
     """
+    pm, notice = load_midi_with_notice(data, limits)
+    if notice:
+        warnings.warn(notice, RuntimeWarning, stacklevel=2)
+    return pm
+
+
+def load_midi_with_notice(
+    data: bytes | str | os.PathLike, limits: Limits = LIMITS
+) -> tuple[pretty_midi.PrettyMIDI, str | None]:
+    """:func:`load_midi`, plus what was cut from a long file (None if nothing was)."""
     raw = _read_bytes(data, limits)
     mid, division = _parse_mido(raw, limits)
-    _retime(mid, division, limits)
+    notice = _retime(mid, division, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -328,7 +387,7 @@ def load_midi(data: bytes | str | os.PathLike, limits: Limits = LIMITS) -> prett
         raise MidiError("the MIDI file has no playable notes (each note ends where it starts)")
     if not any(not inst.is_drum for inst in pm.instruments):
         raise MidiError("the MIDI file has only drum notes (channel 10); musiclab models continue pitched music")
-    return pm
+    return pm, notice
 
 
 def non_drum_tracks(pm: pretty_midi.PrettyMIDI) -> list[int]:

@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 
 from .examples import list_examples
-from .midi_io import LIMITS, MidiError, load_midi, midi_to_bytes, non_drum_tracks, track_label
+from .midi_io import LIMITS, MidiError, load_midi, load_midi_with_notice, midi_to_bytes, non_drum_tracks, track_label
 from .synth import encode_audio, render_audio_with_notice
 from .weights import list_models, load_model
 
@@ -153,11 +153,13 @@ def parse_seed(data: bytes, label: str, key: str | None = None):
     does not replace a good one."""
     new = st.session_state.pop(f"{key}_new_upload", None) if key else None
     try:
-        pm = load_midi(data)
+        pm, notice = load_midi_with_notice(data)
     except MidiError as e:
         accepted = "" if "Accepted" in str(e) else f". Accepted: {ACCEPTED}"
         st.error(f"{label}: {e}{accepted}.")
         return None
+    if notice:
+        st.info(f"{label}: {notice}.")
     if new is not None and new[0] is data:
         st.session_state[f"{key}_last_upload"] = new
     return pm
@@ -186,7 +188,7 @@ def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
 def _parsed_seed(data: bytes):
     """The seed, parsed once for its previews (only read): a 50,000-note seed takes ~1 s to parse,
     which every move of the seed-length slider paid before."""
-    return load_midi(data)
+    return load_midi_with_notice(data)[0]
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -9,7 +9,7 @@ import mido
 import pytest
 
 from musiclab import MidiError, load_midi
-from musiclab.midi_io import Limits, midi_to_bytes, seed_excerpt
+from musiclab.midi_io import Limits, load_midi_with_notice, midi_to_bytes, seed_excerpt
 from tests.conftest import make_midi
 
 
@@ -122,10 +122,13 @@ def test_no_notes_drums_only_and_limits():
         load_midi(midi_to_bytes(make_midi(seconds=4, drums=True)))
     with pytest.raises(MidiError, match="limit is 0.0 MB"):
         load_midi(GOOD, Limits(max_bytes=100))
-    with pytest.raises(MidiError, match="notes; the limit is 10"):
-        load_midi(GOOD, Limits(max_notes=10))
-    with pytest.raises(MidiError, match="limit is 0 min"):
-        load_midi(GOOD, Limits(max_seconds=2))
+    # over the note or duration limit: the beginning is kept, and the caller is told
+    with pytest.warns(RuntimeWarning, match=r"kept its first .* \(10 of \d+ notes\)"):
+        pm = load_midi(GOOD, Limits(max_notes=10))
+    assert sum(len(i.notes) for i in pm.instruments) == 10
+    pm, notice = load_midi_with_notice(GOOD, Limits(max_seconds=2))
+    assert "kept its first 0.0 min" in notice and pm.get_end_time() <= 2.0 + 1e-6
+    assert all(n.start < 2.0 for i in pm.instruments for n in i.notes)
 
 
 def test_path_errors_are_midierrors(tmp_path):
