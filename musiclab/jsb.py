@@ -1,7 +1,7 @@
 """JSB Chorales benchmark (Boulanger-Lewandowski et al., ICML 2012): quarter-note piano rolls.
 
 A split file is one JSON array of pieces; a piece is a list of time steps (one per quarter
-note); a step is the sorted list of MIDI pitches sounding (see shared/data/jsb/README.md).
+note); a step is the sorted list of MIDI pitches sounding (see musiclab/data/jsb/README.md).
 
 Metric, as in the paper's Table 1: NLL in **nats per time step**, summed over the 88 keys
 and averaged over every step of the split (so pieces weigh by length). The first step of
@@ -24,6 +24,8 @@ import torch
 
 from .pianoroll_codec import N_KEYS, with_start
 from .tokenizers import LOW
+
+JSB_DIR = Path(__file__).resolve().parent / "data" / "jsb"  # train.json + valid.json, shipped (README: source, licence)
 
 BASELINE = "note-1-gram"  # name of the baseline row
 EPS = 1e-6  # the 1-gram's key probabilities are clipped to [EPS, 1 - EPS]
@@ -106,7 +108,7 @@ def jsb_models(root: Path | None = None) -> list[str]:
 
 
 def _train_file(split: Path) -> Path:
-    for cand in (split.parent / "train.json", Path(__file__).resolve().parents[2] / "shared/data/jsb/train.json"):
+    for cand in (split.parent / "train.json", JSB_DIR / "train.json"):
         if cand.is_file():
             return cand
     raise ValueError(f"the 1-gram baseline needs JSB train.json beside {split}; none found")
@@ -162,7 +164,7 @@ def add_jsb_metrics(out: str | Path, split_path: str | Path) -> dict:
             "NLL in nats per time step summed over the 88 keys; the first step of each piece is "
             "predicted from an all-zero start frame. Accuracy: TP / (TP + FP + FN) of the model's "
             "most likely frame. Reproduce: `python -m musiclab evaluate jsb --split "
-            f"../shared/data/jsb/{split.name} --model {out.name}`.\n"
+            f"musiclab/data/jsb/{split.name} --model {out.name}`.\n"
         )
         for key in ("selection", "notes"):
             if card.get(key):
