@@ -91,6 +91,13 @@ class TrainConfig:
         for name, v in (("weight_decay", self.weight_decay), ("grad_clip", self.grad_clip)):
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} = {v!r} is not accepted; expected a number >= 0")
+        # a typo in --set or --config's "model" would otherwise train the default shape silently
+        known = {f.name for f in dataclasses.fields(arch_classes(self.arch)[1])}
+        unknown = sorted(set(self.model) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown model setting {', '.join(map(repr, unknown))} for {self.arch}; known: {', '.join(sorted(known))}"
+            )
 
 
 def _optimizer(cfg: TrainConfig, params):

@@ -125,6 +125,7 @@ def test_unknown_command_is_one_line():
         (["--lr", "0"], "lr = 0.0 is not accepted; expected a positive number"),
         (["--batch-size", "0"], "batch_size = 0 is not accepted"),
         (["--arch", "nope"], "unknown architecture 'nope'; known: "),
+        (["--set", "hiden=256"], "unknown model setting 'hiden' for lstm; known: block_size, dense, dropout, hidden,"),
     ],
 )
 def test_train_bad_settings_exit_2_before_any_work(midi_file, tmp_path, args, words):
