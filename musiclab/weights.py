@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +20,16 @@ from safetensors.torch import save_model as st_save_model
 
 from .models import MusicModel, build_model
 
-WEIGHTS_DIR = Path(os.environ.get("MUSICLAB_WEIGHTS", Path(__file__).resolve().parent.parent / "weights"))
+
+def _weights_dir() -> Path:
+    """``MUSICLAB_WEIGHTS``, else the checkout's ``weights/``, else where ``pip install .`` put them."""
+    if os.environ.get("MUSICLAB_WEIGHTS"):
+        return Path(os.environ["MUSICLAB_WEIGHTS"])
+    checkout = Path(__file__).resolve().parent.parent / "weights"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "musiclab" / "weights"
+
+
+WEIGHTS_DIR = _weights_dir()
 
 
 def pick_device() -> torch.device:
