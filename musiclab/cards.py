@@ -4,6 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Training corpora by folder name: a card names its data by source and licence, never by a path.
+CORPORA = {
+    "piano": "piano-midi.de (classical piano MIDI by Bernd Krueger, CC BY-SA 3.0 DE; weights trained on it: same terms)",
+    "jsb": "JSB Chorales (split of Boulanger-Lewandowski et al. 2012; chorales by J. S. Bach, public domain)",
+    "asap": "ASAP (Foscarin et al., ISMIR 2020; CC BY-NC-SA 4.0: weights trained on it are non-commercial)",
+    "pop909": "POP909 (Wang et al., ISMIR 2020; MIT)",
+}
+
+
+def describe_data(folder: str | Path) -> str:
+    """What a card says a training folder is: its source and licence when musiclab knows the
+    corpus (by folder name, see CORPORA), else the folder's name only."""
+    name = Path(folder).resolve().name
+    return CORPORA.get(name.lower(), f"{name} (source and licence not recorded)")
+
+
+def data_name(card: dict) -> str:
+    """The short name of a card's data ("piano-midi.de", "JSB Chorales"), e.g. for the README table."""
+    return str(card.get("data") or "?").split(" (")[0]
+
 
 def write_card_readme(out: Path, card: dict) -> None:
     m = card.get("metrics", {})

@@ -71,6 +71,7 @@ def cmd_models(a):
         print(json.dumps(rows, indent=1, default=str))
         return
     if a.markdown:  # the README's model table
+        from .cards import data_name
         from .weights import read_card
 
         print("| model | paper | params | data | valid NLL | baseline NLL | vs baseline | accuracy | epochs |")
@@ -81,7 +82,7 @@ def cmd_models(a):
                 continue
             c, m = read_card(r["name"]), r.get("metrics") or {}
             gain = m.get("nll_vs_baseline")
-            data = "JSB Chorales" if "jsb" in str(c.get("data", "")).lower() else "piano-midi.de"
+            data = data_name(c)
             print(
                 f"| `{r['name']}` | {str(c.get('paper', ''))[:1]} | {r['params']:,} | {data} | {m.get('valid_nll')} | "
                 f"{m.get('baseline_nll')} ({m.get('baseline')}) | {'' if gain is None else f'{100 * gain:.0f}%'} | "

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .baselines import bernoulli_nll, ngram_nll
+from .cards import describe_data, write_card_readme
 from .dataset import build_corpus, eval_windows, windows_at
 from .distributed import (
     DistInfo,
@@ -316,8 +317,8 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
         description=getattr(model, "description", ""),  # class attribute: recipe vs shipped, changes made
         reference_shape=getattr(model, "reference_shape", None),  # the paper's config, buildable via --config
         params=n_params,
-        data=f"{cfg.data} ({corpus.files} files; train {len(corpus.train)} / valid {len(corpus.valid)}, "
-        f"{corpus.split}; {len(corpus.skipped)} skipped)",
+        data=f"{describe_data(cfg.data)}: {corpus.files} files; train {len(corpus.train)} / valid {len(corpus.valid)}, "
+        f"{corpus.split}; {len(corpus.skipped)} skipped",
         metrics={
             "valid_nll": round(val["nll"], 4),
             "valid_accuracy": round(val["accuracy"], 4),
@@ -335,8 +336,6 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
         versions={"musiclab": __version__, "torch": torch.__version__, "python": platform.python_version()},
     )
     (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
-    from .cards import write_card_readme
-
     write_card_readme(out, card)
     if corpus.split.startswith("JSB"):  # the benchmark's own metric, whole pieces (musiclab/jsb.py)
         from .jsb import add_jsb_metrics
