@@ -71,8 +71,8 @@ def cmd_models(a):
         print(json.dumps(rows, indent=1, default=str))
         return
     if a.markdown:  # the README's model table
-        from .cards import data_name
-        from .weights import read_card
+        from .serving.weights import read_card
+        from .training.cards import data_name
 
         print("| model | paper | params | data | valid NLL | baseline NLL | vs baseline | accuracy | epochs |")
         print("|---|---|---:|---|---:|---:|---:|---:|---:|")
@@ -98,22 +98,22 @@ def cmd_models(a):
 
 
 def cmd_check(a):
-    from .midi_io import load_midi, midi_summary
+    from .midi.io import load_midi, midi_summary
 
     print(json.dumps(midi_summary(load_midi(a.file)), indent=1))
 
 
 def cmd_generate(a):
     from . import generate, load_midi, load_model
-    from .midi_io import midi_to_bytes
-    from .sampling import engine_threads
+    from .generation.sampling import engine_threads
+    from .midi.io import midi_to_bytes
 
     _out_path(a.out, "--out", (".mid", ".midi"))
     if a.wav:
         _out_path(a.wav, "--wav", (".wav",))
     import torch
 
-    torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))  # see ui.py; generate() may raise it
+    torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))  # see app/common.py; generate() may raise it
     seed = load_midi(a.seed)
     model = load_model(a.model)
     if a.tracks and max(a.tracks) > len(seed.instruments):
@@ -161,7 +161,7 @@ def cmd_generate(a):
 
 
 def cmd_train(a):
-    from .train import TrainConfig, train
+    from .training.train import TrainConfig, train
 
     cfg = {}
     if a.config:
@@ -195,13 +195,13 @@ def cmd_train(a):
     except TypeError as e:
         raise UserError(f"bad training config: {e}") from None
     train(tc, resume=a.resume)
-    from .distributed import exit_worker
+    from .training.distributed import exit_worker
 
     exit_worker()  # under torchrun: skip interpreter teardown (gloo can abort there)
 
 
 def cmd_bench(a):
-    from .bench import bench_generate
+    from .evaluation.bench import bench_generate
 
     if a.seconds <= 0 or a.repeats < 1:
         raise UserError(f"bench needs --seconds > 0 and --repeats >= 1, got {a.seconds:g} and {a.repeats}")
@@ -218,11 +218,13 @@ def cmd_evaluate(a):
         if not a.split:
             raise UserError("evaluate jsb needs --split FILE.json (a JSB Chorales split)")
         try:
-            from .jsb import evaluate_jsb
+            from .evaluation.jsb import evaluate_jsb
         except ModuleNotFoundError as e:
-            if e.name != "musiclab.jsb":
+            if e.name != "musiclab.evaluation.jsb":
                 raise
-            raise UserError("the JSB Chorales benchmark (musiclab/jsb.py) is not part of this install") from None
+            raise UserError(
+                "the JSB Chorales benchmark (musiclab/evaluation/jsb.py) is not part of this install"
+            ) from None
         res = evaluate_jsb(a.split, a.model)
         if a.json:
             print(json.dumps(res, indent=1, default=str))
@@ -233,8 +235,8 @@ def cmd_evaluate(a):
         return
     if a.split or a.model:
         raise UserError("--split and --model are for `evaluate jsb`; for a MIDI file use --against/--corpus/--seed-end")
-    from .evaluate import evaluate_file, format_report, load_corpus
-    from .midi_io import load_midi
+    from .evaluation.evaluate import evaluate_file, format_report, load_corpus
+    from .midi.io import load_midi
 
     pm = load_midi(a.file)
     against = load_midi(a.against) if a.against else None
@@ -327,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .midi_io import MidiError
-    from .sampling import SettingsError
+    from .generation.sampling import SettingsError
+    from .midi.io import MidiError
 
     try:
         args = build_parser().parse_args(argv)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from musiclab.cards import data_name, describe_data
+from musiclab.training.cards import data_name, describe_data
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = sorted((ROOT / "weights").glob("*/config.json"))

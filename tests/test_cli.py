@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from musiclab.midi_io import load_midi
+from musiclab.midi.io import load_midi
 
 ROOT = Path(__file__).resolve().parent.parent
 

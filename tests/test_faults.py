@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from musiclab import jobs
-from musiclab.jobs import Job
-from musiclab.midi_io import load_midi
-from musiclab.sampling import generate
-from musiclab.synth import SAMPLE_RATE, find_soundfont, render_audio_with_notice, synth_status
-from musiclab.weights import WEIGHTS_DIR, list_models, load_model
+from musiclab.generation.sampling import generate
+from musiclab.midi.io import load_midi
+from musiclab.midi.synth import SAMPLE_RATE, find_soundfont, render_audio_with_notice, synth_status
+from musiclab.serving import jobs
+from musiclab.serving.jobs import Job
+from musiclab.serving.weights import WEIGHTS_DIR, list_models, load_model
 from tests.conftest import make_midi, take_rolls
 
 ROOT = Path(__file__).resolve().parent.parent

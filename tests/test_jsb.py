@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from musiclab.dataset import build_corpus
-from musiclab.jsb import JSB_DIR, evaluate_jsb, jsb_models, load_split, model_result, unigram_result
+from musiclab.evaluation.jsb import JSB_DIR, evaluate_jsb, jsb_models, load_split, model_result, unigram_result
 from musiclab.models import build_model
-from musiclab.weights import WEIGHTS_DIR, load_model, read_card, save_weights
+from musiclab.serving.weights import WEIGHTS_DIR, load_model, read_card, save_weights
+from musiclab.training.dataset import build_corpus
 
 
 @pytest.fixture(scope="module")

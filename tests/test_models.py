@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 import torch
 
+from musiclab.codecs.noteshift import NoteTokenizer
 from musiclab.models import ARCHS, arch_classes, build_model
 from musiclab.models.base import PAD
-from musiclab.tokenizers import NoteTokenizer
-from musiclab.weights import load_model, model_names, read_card, save_weights
+from musiclab.serving.weights import load_model, model_names, read_card, save_weights
 
 # Archs that read (B, T) ids; piano-roll models (multi-hot frames) have their own tests.
 ID_ARCHS = sorted(a for a, (cls, _) in ARCHS.items() if cls.output != "multi-hot")

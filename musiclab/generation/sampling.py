@@ -28,7 +28,7 @@ import numpy as np
 import pretty_midi
 import torch
 
-from .midi_io import MidiError, seed_excerpt
+from ..midi.io import MidiError, seed_excerpt
 
 REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
 MAX_SECONDS = 300.0  # longest continuation one request may ask for

@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .pianoroll_codec import N_KEYS, with_start
-from .tokenizers import LOW
+from ..codecs.common import LOW
+from ..codecs.pianoroll import N_KEYS, with_start
 
-JSB_DIR = Path(__file__).resolve().parent / "data" / "jsb"  # train.json + valid.json, shipped (README: source, licence)
+JSB_DIR = (
+    Path(__file__).resolve().parents[1] / "data" / "jsb"
+)  # train.json + valid.json, shipped (README: source, licence)
 
 BASELINE = "note-1-gram"  # name of the baseline row
 EPS = 1e-6  # the 1-gram's key probabilities are clipped to [EPS, 1 - EPS]
@@ -94,7 +96,7 @@ def model_result(model, pieces: list[np.ndarray], name: str | None = None) -> di
 
 def jsb_models(root: Path | None = None) -> list[str]:
     """Shipped piano-roll models whose card says they were trained on JSB Chorales."""
-    from .weights import model_names, read_card
+    from ..serving.weights import model_names, read_card
 
     names = []
     for n in model_names(root):
@@ -121,7 +123,7 @@ def evaluate_jsb(split_path: str | Path, model_names: list[str] | None = None, r
     Returns ``{"split", "train", "results": [{"model", "nll", "steps", "accuracy"}]}``;
     nll in nats per time step (88 keys summed), accuracy 0-1. Unknown names raise ValueError.
     """
-    from .weights import load_model
+    from ..serving.weights import load_model
 
     split = Path(split_path)
     pieces = load_split(split)
@@ -135,7 +137,7 @@ def evaluate_jsb(split_path: str | Path, model_names: list[str] | None = None, r
 def add_jsb_metrics(out: str | Path, split_path: str | Path) -> dict:
     """Score the model saved in ``out`` and the 1-gram on ``split_path``; record both in its
     config.json (``card["jsb"]``) and in a README.md section. Returns the updated card."""
-    from .weights import _cache, load_model
+    from ..serving.weights import _cache, load_model
 
     out, split = Path(out), Path(split_path)
     _cache.clear()

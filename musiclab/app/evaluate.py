@@ -6,11 +6,11 @@ from __future__ import annotations
 import pretty_midi
 import streamlit as st
 
-from .evaluate import EvalSettings, run_eval
-from .examples import list_examples
-from .metrics import compare
-from .midi_io import load_midi
-from .ui import cached_model, parse_seed
+from ..evaluation.evaluate import EvalSettings, run_eval
+from ..evaluation.metrics import compare
+from ..midi.examples import list_examples
+from ..midi.io import load_midi
+from .common import cached_model, parse_seed
 
 
 def _pct(x: float | None) -> str:

@@ -15,8 +15,8 @@ import time
 from collections import deque
 from contextlib import contextmanager
 
-from .midi_io import MidiError
-from .sampling import SettingsError, engine_threads, generate
+from ..generation.sampling import SettingsError, engine_threads, generate
+from ..midi.io import MidiError
 
 MAX_RUNNING = int(os.environ.get("MUSICLAB_MAX_JOBS", "2"))
 ABANDONED_S = 120.0  # a job its page stopped polling this long ago (tab closed) ends, freeing its slot;
@@ -24,7 +24,7 @@ ABANDONED_S = 120.0  # a job its page stopped polling this long ago (tab closed)
 _cond = threading.Condition()  # guards _queue and _running; notified when a slot frees or the head leaves
 _queue: deque = deque()  # jobs waiting, oldest first
 _running = 0  # jobs generating now
-log = logging.getLogger("musiclab.jobs")
+log = logging.getLogger("musiclab.serving.jobs")
 
 
 def threads_for(model):

@@ -19,10 +19,10 @@ import pandas  # noqa: F401
 import streamlit as st
 import torch
 
-from .examples import list_examples
-from .midi_io import LIMITS, MidiError, load_midi, midi_to_bytes, non_drum_tracks, track_label
-from .synth import encode_audio, render_audio_with_notice
-from .weights import list_models, load_model
+from ..midi.examples import list_examples
+from ..midi.io import LIMITS, MidiError, load_midi, midi_to_bytes, non_drum_tracks, track_label
+from ..midi.synth import encode_audio, render_audio_with_notice
+from ..serving.weights import list_models, load_model
 
 # One intra-op thread by default: with several sessions (or a training job) on a small box,
 # OpenMP threads spinning against each other are slower by orders of magnitude. A generation
@@ -191,8 +191,8 @@ def _parsed_seed(data: bytes):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _seed_figure(data: bytes, seconds: float, tracks: tuple[int, ...] | None):
-    from .midi_io import seed_excerpt
-    from .pianoroll import pianoroll_figure
+    from ..midi.figure import pianoroll_figure
+    from ..midi.io import seed_excerpt
 
     fig = pianoroll_figure(seed_excerpt(_parsed_seed(data), seconds, tracks), seed_end=seconds, height=200)
     return fig.update_xaxes(range=[0, seconds * 1.02])  # from 0 s: a seed may open with a rest
@@ -254,7 +254,7 @@ def seed_length(seed, key: str, default: float) -> float:
 
 def sampling_controls(seed, key: str = "") -> dict:
     """Seed length, continuation length (seconds or bars) and the sampling controls -> generate() kwargs."""
-    from .midi_io import bar_seconds
+    from ..midi.io import bar_seconds
 
     seed_s = seed_length(seed, key, 10.0)
     unit = st.radio("Length in", ["seconds", "bars"], horizontal=True, key=f"{key}length_unit", persist_state=KEEP)
@@ -322,7 +322,7 @@ def _job_running(job, on_done) -> None:
 
 
 def _job_view(job, on_done) -> None:
-    from .pianoroll import pianoroll_figure
+    from ..midi.figure import pianoroll_figure
 
     job.touch()  # a job nobody watches any more (tab closed) stops and frees its slot
     eta = job.eta_seconds

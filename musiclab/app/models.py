@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from .weights import read_card
+from ..serving.weights import read_card
 
 
 def loss_figure(curves: dict, frames: bool = False) -> go.Figure:

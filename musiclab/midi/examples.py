@@ -1,7 +1,7 @@
 """Bundled example seeds, made from music21's corpus (public-domain scores).
 
 The files in ``musiclab/examples/`` are committed so the app starts instantly with no
-upload; ``python -m musiclab.examples`` rebuilds them from music21's bundled corpus.
+upload; ``python -m musiclab.midi.examples`` rebuilds them from music21's bundled corpus.
 """
 
 from __future__ import annotations

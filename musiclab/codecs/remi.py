@@ -37,8 +37,8 @@ import pretty_midi
 import symusic
 import torch
 
-from .midi_io import midi_to_bytes
-from .tokenizers import HIGH, LOW, _copy_inst, estimate_key, scale_pitch_classes
+from ..midi.io import midi_to_bytes
+from .common import HIGH, LOW, copy_instrument, estimate_key, scale_pitch_classes
 
 BAR, POSITION, PITCH, VELOCITY, DURATION = 1, 2, 3, 4, 5  # token kinds (0: PAD / special)
 _KINDS = {"Bar": BAR, "Position": POSITION, "Pitch": PITCH, "Velocity": VELOCITY, "Duration": DURATION}
@@ -214,7 +214,7 @@ class RemiTokenizer:
 
     def sample(self, logits: torch.Tensor, s, state: RemiDecodeState, gens) -> torch.Tensor:
         """Categorical draw (B,) from masked logits (B, V); the penalty hits recent Pitch ids."""
-        from .sampling import draw, filter_logits
+        from ..generation.sampling import draw, filter_logits
 
         recent = state.recent_ids() if s.repetition_penalty != 1 else None  # skipped when off
         return draw(filter_logits(logits, s, recent), gens)
@@ -300,7 +300,7 @@ class RemiDecodeState:
 
     def recent_ids(self, window: int = 16) -> torch.Tensor | None:
         """(B, R) Pitch ids among each take's last ``window`` generated tokens (rows padded by repeats)."""
-        from .sampling import ragged_ids
+        from ..generation.sampling import ragged_ids
 
         return ragged_ids([sorted({i for i in ids[-window:] if self.tok.kind_of[i] == PITCH}) for ids in self.ids])
 
@@ -316,7 +316,7 @@ class RemiDecodeState:
         p, tok = self.prompt, self.tok
         bpm = 60.0 / p.seconds_per_step / tok.config.positions_per_beat
         out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
-        out.instruments = [_copy_inst(i) for i in excerpt.instruments]
+        out.instruments = [copy_instrument(i) for i in excerpt.instruments]
         out.time_signature_changes = list(excerpt.time_signature_changes)
         new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
         # the generated ids continue the prompt's bar count: prefix Bars so events() counts from bar 0

@@ -18,14 +18,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
-from .models import MusicModel, build_model
+from ..models import MusicModel, build_model
 
 
 def _weights_dir() -> Path:
     """``MUSICLAB_WEIGHTS``, else the checkout's ``weights/``, else where ``pip install .`` put them."""
     if os.environ.get("MUSICLAB_WEIGHTS"):
         return Path(os.environ["MUSICLAB_WEIGHTS"])
-    checkout = Path(__file__).resolve().parent.parent / "weights"
+    checkout = Path(__file__).resolve().parents[2] / "weights"
     return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "musiclab" / "weights"
 
 
@@ -115,7 +115,7 @@ def load_model(name: str, root: Path | None = None, device: torch.device | str |
         if key in _cache:
             return _cache[key]
         card = read_card(name, root)
-        from .tokenizers import make_tokenizer
+        from ..codecs import make_tokenizer
 
         try:
             model = build_model(card["arch"], card["model"])

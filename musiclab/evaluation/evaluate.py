@@ -73,10 +73,10 @@ def run_eval(
     Returns {"rows": [one dict per take], "errors": ["model × seed: reason"], "settings"}.
     A job that fails (seed too short, bad settings) is reported and the others still run.
     """
-    from .jobs import slot, threads_for
-    from .midi_io import MidiError
-    from .sampling import generate
-    from .weights import load_model
+    from ..generation.sampling import generate
+    from ..midi.io import MidiError
+    from ..serving.jobs import slot, threads_for
+    from ..serving.weights import load_model
 
     load = load or load_model
     rows, errors = [], []
@@ -204,7 +204,7 @@ def evaluate_file(pm: pretty_midi.PrettyMIDI, against=None, corpus=None, seed_en
 
 def load_corpus(folder: str | Path, max_files: int = 500) -> tuple[list[pretty_midi.PrettyMIDI], list[str]]:
     """(loaded files, skipped "name: reason") for up to ``max_files`` .mid/.midi files under ``folder``."""
-    from .midi_io import MidiError, load_midi
+    from ..midi.io import MidiError, load_midi
 
     root = Path(folder)
     if not root.is_dir():

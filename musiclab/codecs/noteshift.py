@@ -1,4 +1,4 @@
-"""Tokenizers: MIDI notes <-> integer ids, plus the per-take decoding state (grammar + clock).
+"""Note/shift codec: MIDI notes <-> integer ids, plus the per-take decoding state (grammar + clock).
 
 The **note/shift** vocabulary (used by the recurrent models) improves on the papers'
 fixed 0.5-beat step: time lives on a beat grid, so rhythm and durations survive.
@@ -26,10 +26,7 @@ import numpy as np
 import pretty_midi
 import torch
 
-LOW, HIGH = 21, 108  # piano range, MIDI pitch numbers
-KEY_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
-_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+from .common import HIGH, LOW, copy_instrument, estimate_key, fold_pitch, scale_pitch_classes
 
 
 @dataclass
@@ -41,34 +38,6 @@ class NoteTokenizerConfig:
     max_shift: int = 16  # longest single SHIFT, in steps (16 = one 4/4 bar)
     dur_bins: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6, 8, 12, 16])  # in steps
     max_notes_per_step: int = 10  # grammar: at most this many onsets on one step
-
-
-def estimate_key(pitches: np.ndarray, durations: np.ndarray | None = None) -> tuple[int, str]:
-    """Krumhansl-Schmuckler key estimate. Returns (tonic pitch class 0-11, "major"|"minor")."""
-    hist = np.bincount(np.asarray(pitches, dtype=int) % 12, weights=durations, minlength=12).astype(float)
-    if hist.sum() == 0:
-        return 0, "major"
-    best = (-2.0, 0, "major")
-    for mode, prof in (("major", _MAJOR), ("minor", _MINOR)):
-        for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
-            if np.isfinite(r) and r > best[0]:
-                best = (r, tonic, mode)
-    return best[1], best[2]
-
-
-def scale_pitch_classes(tonic: int, mode: str) -> set[int]:
-    """Pitch classes of the (natural/harmonic) scale: minor includes the raised 7th."""
-    steps = [0, 2, 4, 5, 7, 9, 11] if mode == "major" else [0, 2, 3, 5, 7, 8, 10, 11]
-    return {(tonic + s) % 12 for s in steps}
-
-
-def _fold(pitch: int) -> int:
-    while pitch < LOW:
-        pitch += 12
-    while pitch > HIGH:
-        pitch -= 12
-    return pitch
 
 
 @dataclass
@@ -105,7 +74,7 @@ class NoteTokenizer:
     # ---- ids <-> (step, pitch, duration) events ----
     def note_id(self, pitch: int, dur_steps: float) -> int:
         b = int(np.argmin(np.abs(self._dur_edges - np.log(max(dur_steps, 0.5)))))
-        return self.note_base + (_fold(pitch) - LOW) * self.n_dur + b
+        return self.note_base + (fold_pitch(pitch) - LOW) * self.n_dur + b
 
     def events_from_midi(self, pm: pretty_midi.PrettyMIDI, tracks: list[int] | None = None) -> np.ndarray:
         """Notes as an int array (N, 3) of (onset step, pitch, duration steps), sorted."""
@@ -119,7 +88,7 @@ class NoteTokenizer:
             ends = np.array([n.end for n in inst.notes])
             on = np.array([pm.time_to_tick(t) for t in starts]) / pm.resolution * spb
             off = np.array([pm.time_to_tick(t) for t in ends]) / pm.resolution * spb
-            pitch = np.array([_fold(n.pitch) for n in inst.notes])
+            pitch = np.array([fold_pitch(n.pitch) for n in inst.notes])
             rows.append(np.stack([np.round(on), pitch, np.maximum(np.round(off - on), 1)], axis=1))
         if not rows:
             return np.zeros((0, 3), dtype=np.int64)
@@ -200,7 +169,7 @@ class NoteTokenizer:
 
     def sample(self, logits: torch.Tensor, s, state: DecodeState, gens) -> torch.Tensor:
         """Categorical draw (B,) from masked logits (B, V); the penalty hits recent pitches."""
-        from .sampling import draw, filter_logits
+        from ..generation.sampling import draw, filter_logits
 
         recent = state.recent_ids() if s.repetition_penalty != 1 else None  # skipped when off
         return draw(filter_logits(logits, s, recent), gens)
@@ -255,7 +224,7 @@ class DecodeState:
 
     def recent_ids(self, window: int = 16) -> torch.Tensor | None:
         """(B, R) note ids sharing a pitch with the last ``window`` generated tokens."""
-        from .sampling import ragged_ids
+        from ..generation.sampling import ragged_ids
 
         nb, nd, pitch_of = self.tok.note_base, self.tok.n_dur, self.tok.pitch_list
         rows = []
@@ -273,7 +242,7 @@ class DecodeState:
         """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
         p = self.prompt
         out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=60.0 / p.seconds_per_step / 4)
-        out.instruments = [_copy_inst(i) for i in excerpt.instruments]
+        out.instruments = [copy_instrument(i) for i in excerpt.instruments]
         out.time_signature_changes = list(excerpt.time_signature_changes)
         new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
         end = p.start_seconds + self.seconds
@@ -284,25 +253,3 @@ class DecodeState:
             new.notes.append(pretty_midi.Note(p.velocity, int(pitch), t0, min(t0 + dur * p.seconds_per_step, end)))
         out.instruments.append(new)
         return out
-
-
-def _copy_inst(inst: pretty_midi.Instrument) -> pretty_midi.Instrument:
-    c = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
-    c.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start, n.end) for n in inst.notes]
-    return c
-
-
-def make_tokenizer(d: dict):
-    """Build the tokenizer a model card describes (its ``tokenizer`` dict)."""
-    kind = d.get("kind", "note-shift")
-    if kind == "note-shift":
-        return NoteTokenizer(NoteTokenizerConfig(**d))
-    if kind == "remi":
-        from .remi import RemiTokenizer
-
-        return RemiTokenizer.from_dict(d)
-    if kind == "pianoroll":
-        from .pianoroll_codec import PianoRollCodec
-
-        return PianoRollCodec.from_dict(d)
-    raise ValueError(f"unknown tokenizer kind {kind!r}; known: note-shift, remi, pianoroll")

@@ -46,7 +46,7 @@ import pretty_midi
 import pypianoroll
 import torch
 
-from .tokenizers import LOW, _copy_inst, estimate_key, scale_pitch_classes
+from .common import LOW, copy_instrument, estimate_key, scale_pitch_classes
 
 N_KEYS = 88  # piano keys, MIDI 21 (A0) to 108 (C8)
 
@@ -94,7 +94,7 @@ def frames_to_notes(frames: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 class PianoRollCodec:
-    """Multi-hot piano-roll "tokenizer" (the protocol of tokenizers.NoteTokenizer; see module doc)."""
+    """Multi-hot piano-roll "tokenizer" (the Codec interface of musiclab.codecs; see module doc)."""
 
     vocab_size = N_KEYS  # width of the logits: one per key
 
@@ -287,7 +287,7 @@ class FrameState:
         p = self.prompt
         bpm = 60.0 / (p.seconds_per_step * self.codec.config.steps_per_beat)
         out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
-        out.instruments = [_copy_inst(i) for i in excerpt.instruments]
+        out.instruments = [copy_instrument(i) for i in excerpt.instruments]
         out.time_signature_changes = list(excerpt.time_signature_changes)
         new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
         sps, end = p.seconds_per_step, p.start_seconds + self.seconds

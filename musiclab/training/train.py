@@ -4,7 +4,7 @@
 tokenize (cached), train with a checkpoint every epoch (``<out>/checkpoint/``, safetensors
 + JSON, no pickle), early stopping, then write ``model.safetensors`` + ``config.json`` +
 ``README.md`` for the best epoch. Seeds are fixed, so a rerun on the same machine matches.
-Under ``torchrun`` the same command trains with DistributedDataParallel (musiclab/distributed.py):
+Under ``torchrun`` the same command trains with DistributedDataParallel (musiclab/training/distributed.py):
 ``batch_size`` is then the global batch, split evenly over the ranks.
 """
 
@@ -25,7 +25,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from .. import __version__
+from ..codecs import make_tokenizer
+from ..models import arch_classes, build_model
+from ..serving.weights import pick_device, save_weights
 from .baselines import bernoulli_nll, ngram_nll
 from .cards import describe_data, write_card_readme
 from .dataset import build_corpus, eval_windows, windows_at
@@ -39,9 +42,6 @@ from .distributed import (
     mean_over_ranks,
     wrap_ddp,
 )
-from .models import arch_classes, build_model
-from .tokenizers import make_tokenizer
-from .weights import pick_device, save_weights
 
 PAPERS = {
     "lstm": "C: Joshi et al., Music Generation Using Recurrent Neural Networks (IJRASET 2022)",
@@ -295,7 +295,7 @@ def _train(cfg: TrainConfig, resume: bool, log, info: DistInfo) -> dict:
 
 def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int) -> dict:
     """Score the best weights and the baseline on the valid split; write config.json + README.md."""
-    from .weights import _cache, load_model
+    from ..serving.weights import _cache, load_model
 
     _cache.clear()
     model = load_model(out.name, out.parent, device=pick_device())
@@ -337,8 +337,8 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
     )
     (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
     write_card_readme(out, card)
-    if corpus.split.startswith("JSB"):  # the benchmark's own metric, whole pieces (musiclab/jsb.py)
-        from .jsb import add_jsb_metrics
+    if corpus.split.startswith("JSB"):  # the benchmark's own metric, whole pieces (musiclab/evaluation/jsb.py)
+        from ..evaluation.jsb import add_jsb_metrics
 
         card = add_jsb_metrics(out, Path(cfg.data) / "valid.json")
     return card

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pretty_midi
 
-from . import jobs
-from .midi_io import load_midi, midi_to_bytes
-from .sampling import Sampling, generate
-from .synth import encode_audio, render_audio_with_notice
+from ..generation.sampling import Sampling, generate
+from ..midi.io import load_midi, midi_to_bytes
+from ..midi.synth import encode_audio, render_audio_with_notice
+from ..serving import jobs
 
 # "surprise me" with a single model: two distinct draws from these (temperature, top_p) grids
 SURPRISE_TEMPERATURES = (0.6, 0.8, 1.0, 1.2, 1.4)
@@ -34,7 +34,7 @@ GATE_DB = -40.0  # blocks this far below the loudest block (dB) count as silence
 
 @dataclass
 class Contestant:
-    """One side of a round. ``settings`` = the :class:`~musiclab.sampling.Sampling` fields;
+    """One side of a round. ``settings`` = the :class:`~musiclab.generation.sampling.Sampling` fields;
     ``midi`` = the take (seed excerpt + continuation) as MIDI bytes, None if it failed."""
 
     model: str

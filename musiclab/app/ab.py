@@ -17,13 +17,13 @@ from collections.abc import Callable
 import plotly.graph_objects as go
 import streamlit as st
 
-from . import pianoroll_figure
-from .ab import describe, make_round, surprise_pair
-from .examples import list_examples
-from .midi_io import load_midi
-from .rating import head_to_head, leaderboard
-from .ui import KEEP, Progress, cached_model, cached_models, model_picker, seed_length
-from .votes import StoreError, VoteError, VoteStore
+from ..listening.ab import describe, make_round, surprise_pair
+from ..listening.rating import head_to_head, leaderboard
+from ..listening.votes import StoreError, VoteError, VoteStore
+from ..midi.examples import list_examples
+from ..midi.figure import pianoroll_figure
+from ..midi.io import load_midi
+from .common import KEEP, Progress, cached_model, cached_models, model_picker, seed_length
 
 LISTENER_PARAM = "listener"  # query parameter that keeps the anonymous listener id in the browser's URL
 LISTENER_RE = re.compile(r"[0-9a-f]{16}")

@@ -23,10 +23,10 @@ import time
 
 import torch
 
-from .examples import list_examples
-from .midi_io import load_midi
-from .sampling import engine_threads, generate
-from .weights import _cache, list_models, load_model, pick_device
+from ..generation.sampling import engine_threads, generate
+from ..midi.examples import list_examples
+from ..midi.io import load_midi
+from ..serving.weights import _cache, list_models, load_model, pick_device
 
 SEED_TITLE = "Joplin — Maple Leaf Rag (piano)"
 

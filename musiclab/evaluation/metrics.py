@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 import pretty_midi
 
-from .tokenizers import KEY_NAMES, estimate_key, scale_pitch_classes
+from ..codecs.common import KEY_NAMES, estimate_key, scale_pitch_classes
 
 ONSET_TOLERANCE = 0.03  # seconds: onsets this close are one chord (human chords spread ~20 ms)
 IOI_BINS = (0.25, 0.5, 1.0, 2.0, 4.0)  # beats: 16th, 8th, quarter, half, whole note

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .midi_io import MidiError, load_midi
+from ..midi.io import MidiError, load_midi
 
 CACHE_DIR = Path(os.environ.get("MUSICLAB_CACHE", Path.home() / ".cache" / "musiclab"))
 
@@ -42,7 +42,7 @@ def _alarm(signum, frame):
 
 def _encode_one(args):
     path, tok_dict, max_seconds = args
-    from .tokenizers import make_tokenizer
+    from ..codecs import make_tokenizer
 
     signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, max_seconds)
@@ -89,8 +89,8 @@ def build_corpus(
     if not root.is_dir():
         raise ValueError(f"data folder {root} does not exist or is not a folder")
     if (root / "train.json").is_file() and (root / "valid.json").is_file():  # JSB Chorales piano rolls
-        from .jsb import load_split
-        from .pianoroll_codec import with_start
+        from ..codecs.pianoroll import with_start
+        from ..evaluation.jsb import load_split
 
         train, valid = ([with_start(a) for a in load_split(root / f"{s}.json")] for s in ("train", "valid"))
         log(f"JSB format: {len(train)} train / {len(valid)} valid pieces from {root}")
@@ -198,7 +198,7 @@ def window_positions(lens, n: int, rng: np.random.Generator) -> tuple[np.ndarray
     """The random part of ``sample_windows``: ``n`` (file index, target position) pairs.
 
     Reads only the files' lengths (tokens or frames), so every DDP rank can draw the same
-    global batch cheaply and materialise just its own slice (musiclab/distributed.py). Files
+    global batch cheaply and materialise just its own slice (musiclab/training/distributed.py). Files
     are picked in proportion to their length; the target position is uniform in [1, len)."""
     lens = np.asarray(lens)
     file_idx = rng.choice(len(lens), size=n, p=lens / lens.sum())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .midi_io import load_midi
-from .pianoroll import pianoroll_figure
-from .ui import MAX_SEED_S, audio_for, wav_for
+from ..midi.figure import pianoroll_figure
+from ..midi.io import load_midi
+from .common import MAX_SEED_S, audio_for, wav_for
 
 
 def continue_from(take: dict, key: str = "compose") -> None:
@@ -29,7 +29,7 @@ def made_seconds(pm, seed_end: float, info: dict) -> float | None:
 
 
 def take_card(take: dict) -> None:
-    from .ui_eval import metrics_panel
+    from .evaluate import metrics_panel
 
     with st.container(border=True):
         info = take["info"]

@@ -1,0 +1,1 @@
+"""Evaluation: musical metrics, the evaluate CLI and page logic, the JSB Chorales benchmark, speed benchmarks."""

@@ -1,0 +1,1 @@
+"""Generation: the one sampler every model goes through (prefill, step, grammar mask, sampling controls)."""

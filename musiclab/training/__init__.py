@@ -1,0 +1,1 @@
+"""Training: corpus tokenizing, the training loop (single process or torchrun), n-gram baselines, model cards."""
