@@ -265,3 +265,13 @@ def test_prompt_read_once_serves_every_row(arch):
             (got, state), (ref, ref_state) = m.step(nxt[:, t], state), m.step(nxt[:, t], ref_state)
             torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(got[0], got[1])  # the rows did step apart
+
+
+def test_loaded_models_are_shared_until_the_cache_is_cleared():
+    from musiclab.serving.weights import clear_cache
+
+    first = load_model("lstm", device="cpu")
+    assert load_model("lstm", device="cpu") is first  # one copy per process, shared by every session
+    clear_cache()
+    again = load_model("lstm", device="cpu")
+    assert again is not first and again.card == first.card

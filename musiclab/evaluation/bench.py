@@ -26,7 +26,7 @@ import torch
 from ..generation.sampling import engine_threads, generate
 from ..midi.examples import list_examples
 from ..midi.io import load_midi
-from ..serving.weights import _cache, list_models, load_model, pick_device
+from ..serving.weights import clear_cache, list_models, load_model, pick_device
 
 SEED_TITLE = "Joplin — Maple Leaf Rag (piano)"
 
@@ -53,7 +53,7 @@ def bench_model(name: str, seconds: float = 30.0, repeats: int = 3, threads: int
     seed = load_midi(list_examples()[SEED_TITLE])
     loads = []
     for _ in range(repeats):
-        _cache.clear()
+        clear_cache()
         t0 = time.perf_counter()
         model = load_model(name)
         loads.append(time.perf_counter() - t0)

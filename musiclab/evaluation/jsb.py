@@ -137,10 +137,10 @@ def evaluate_jsb(split_path: str | Path, model_names: list[str] | None = None, r
 def add_jsb_metrics(out: str | Path, split_path: str | Path) -> dict:
     """Score the model saved in ``out`` and the 1-gram on ``split_path``; record both in its
     config.json (``card["jsb"]``) and in a README.md section. Returns the updated card."""
-    from ..serving.weights import _cache, load_model
+    from ..serving.weights import clear_cache, load_model
 
     out, split = Path(out), Path(split_path)
-    _cache.clear()
+    clear_cache()
     pieces = load_split(split)
     row = model_result(load_model(out.name, out.parent, device="cpu"), pieces, out.name)
     base = unigram_result(load_split(_train_file(split)), pieces)

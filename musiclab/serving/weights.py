@@ -97,6 +97,12 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str], MusicModel] = {}
 
 
+def clear_cache() -> None:
+    """Forget every loaded model, so the next load_model reads the files again (new weights, timings)."""
+    with _lock:
+        _cache.clear()
+
+
 def load_model(name: str, root: Path | None = None, device: torch.device | str | None = None) -> MusicModel:
     """Build ``name`` from its config.json and load its safetensors weights strictly.
 

@@ -295,9 +295,9 @@ def _train(cfg: TrainConfig, resume: bool, log, info: DistInfo) -> dict:
 
 def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int) -> dict:
     """Score the best weights and the baseline on the valid split; write config.json + README.md."""
-    from ..serving.weights import _cache, load_model
+    from ..serving.weights import clear_cache, load_model
 
-    _cache.clear()
+    clear_cache()
     model = load_model(out.name, out.parent, device=pick_device())
     tok = model.tokenizer
     vx, vy = eval_windows(corpus.valid, model.get_block_size(), model.causal, cfg.eval_windows)
