@@ -47,3 +47,10 @@ def test_no_import_cycles_between_subpackages():
     except CycleError as e:
         raise AssertionError(f"import cycle between subpackages: {e.args[1]}") from None
     assert order.index("midi") < order.index("codecs") < order.index("models") < order.index("serving")
+
+
+def test_every_codec_implements_the_codec_interface():
+    from musiclab.codecs import Codec, make_tokenizer
+
+    for kind in ("note-shift", "remi", "pianoroll"):
+        assert isinstance(make_tokenizer({"kind": kind}), Codec), kind

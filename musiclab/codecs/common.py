@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pretty_midi
 
@@ -45,3 +47,24 @@ def copy_instrument(inst: pretty_midi.Instrument) -> pretty_midi.Instrument:
     c = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
     c.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start, n.end) for n in inst.notes]
     return c
+
+
+@dataclass
+class SeedTraits:
+    """What a continuation takes over from its seed excerpt."""
+
+    bpm: float  # tempo in force at the seed end (120 without tempo events), quarter notes per minute
+    velocity: int  # median velocity of the seed's notes (80 without notes), 1-127
+    program: int  # GM program of the seed's first track (0 without tracks)
+    key: tuple[int, str]  # duration-weighted key estimate (tonic pitch class 0-11, mode)
+
+
+def seed_traits(excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> SeedTraits:
+    """Tempo, velocity, program and key of a seed excerpt ending at ``seed_seconds``."""
+    times, tempi = excerpt.get_tempo_changes()
+    bpm = float(tempi[np.searchsorted(times, seed_seconds, side="right") - 1]) if len(tempi) else 120.0
+    notes = [n for inst in excerpt.instruments for n in inst.notes]
+    velocity = int(np.median([n.velocity for n in notes])) if notes else 80
+    key = estimate_key(np.array([n.pitch for n in notes]), np.array([n.end - n.start for n in notes]))
+    program = excerpt.instruments[0].program if excerpt.instruments else 0
+    return SeedTraits(bpm, velocity, program, key)

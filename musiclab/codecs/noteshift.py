@@ -26,7 +26,7 @@ import numpy as np
 import pretty_midi
 import torch
 
-from .common import HIGH, LOW, copy_instrument, estimate_key, fold_pitch, scale_pitch_classes
+from .common import HIGH, LOW, copy_instrument, fold_pitch, scale_pitch_classes, seed_traits
 
 
 @dataclass
@@ -153,12 +153,8 @@ class NoteTokenizer:
         end_step = int(np.ceil(excerpt.time_to_tick(seed_seconds) / excerpt.resolution * spb - 1e-6))
         ev = ev[ev[:, 0] < end_step]  # only notes that start before the cut
         ids = self.encode_events(ev, end_step)
-        times, tempi = excerpt.get_tempo_changes()
-        bpm = float(tempi[np.searchsorted(times, seed_seconds, side="right") - 1]) if len(tempi) else 120.0
-        notes = [n for inst in excerpt.instruments for n in inst.notes]
-        vel = int(np.median([n.velocity for n in notes])) if notes else 80
-        key = estimate_key(np.array([n.pitch for n in notes]), np.array([n.end - n.start for n in notes]))
-        return Prompt(ids, seed_seconds, 60.0 / bpm / spb, vel, excerpt.instruments[0].program, key)
+        s = seed_traits(excerpt, seed_seconds)
+        return Prompt(ids, seed_seconds, 60.0 / s.bpm / spb, s.velocity, s.program, s.key)
 
     def new_state(self, batch: int, prompt: Prompt, seconds: float, key_lock: bool = False) -> DecodeState:
         return DecodeState(self, batch, prompt, seconds, key_lock)

@@ -46,7 +46,7 @@ import pretty_midi
 import pypianoroll
 import torch
 
-from .common import LOW, copy_instrument, estimate_key, scale_pitch_classes
+from .common import LOW, copy_instrument, fold_pitch, scale_pitch_classes, seed_traits
 
 N_KEYS = 88  # piano keys, MIDI 21 (A0) to 108 (C8)
 
@@ -134,11 +134,7 @@ class PianoRollCodec:
                 on = round(pm.time_to_tick(n.start) / step_ticks)
                 off = max(int(pm.time_to_tick(n.end) / step_ticks + 1e-6), on + 1)
                 last = max(last, off)
-                pitch = n.pitch
-                while pitch < LOW:
-                    pitch += 12
-                while pitch > LOW + N_KEYS - 1:
-                    pitch -= 12
+                pitch = fold_pitch(n.pitch)
                 # the end a hair past the grid line: pypianoroll floors note-offs (1.99999 -> 1)
                 start, end = work.tick_to_time(round(on * step_ticks)), work.tick_to_time(round(off * step_ticks))
                 inst.notes.append(pretty_midi.Note(1, pitch, start, end + 1e-6))  # velocity 1: overlaps add up
@@ -175,14 +171,9 @@ class PianoRollCodec:
         end = int(np.ceil(excerpt.time_to_tick(seed_seconds) / excerpt.resolution * spb - 1e-6))
         end = max(end, 1)
         fr = np.concatenate([fr, np.zeros((max(0, end - len(fr)), N_KEYS), np.uint8)])[:end]
-        times, tempi = excerpt.get_tempo_changes()
-        bpm = float(tempi[np.searchsorted(times, seed_seconds, side="right") - 1]) if len(tempi) else 120.0
-        notes = [n for inst in excerpt.instruments for n in inst.notes]
-        vel = int(np.median([n.velocity for n in notes])) if notes else 80
-        key = estimate_key(np.array([n.pitch for n in notes]), np.array([n.end - n.start for n in notes]))
+        s = seed_traits(excerpt, seed_seconds)
         ids = list(fr) if fr.any() else []
-        program = excerpt.instruments[0].program if excerpt.instruments else 0
-        return FramePrompt(ids, seed_seconds, 60.0 / bpm / spb, vel, program, key)
+        return FramePrompt(ids, seed_seconds, 60.0 / s.bpm / spb, s.velocity, s.program, s.key)
 
     def prompt_tensor(self, prompt: FramePrompt, batch: int, max_len: int = 1024) -> torch.Tensor:
         """(B, T, 88) float: the start frame + the prompt's frames (the last ``max_len``), per take."""

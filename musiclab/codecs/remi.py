@@ -38,7 +38,7 @@ import symusic
 import torch
 
 from ..midi.io import midi_to_bytes
-from .common import HIGH, LOW, copy_instrument, estimate_key, scale_pitch_classes
+from .common import HIGH, LOW, copy_instrument, scale_pitch_classes, seed_traits
 
 BAR, POSITION, PITCH, VELOCITY, DURATION = 1, 2, 3, 4, 5  # token kinds (0: PAD / special)
 _KINDS = {"Bar": BAR, "Position": POSITION, "Pitch": PITCH, "Velocity": VELOCITY, "Duration": DURATION}
@@ -188,12 +188,9 @@ class RemiTokenizer:
     def prompt(self, excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> RemiPrompt:
         """The seed excerpt as ids that end exactly at ``seed_seconds`` on the grid (Bar tokens padded)."""
         ids = self.encode(excerpt).tolist()
-        times, tempi = excerpt.get_tempo_changes()
-        bpm = float(tempi[np.searchsorted(times, seed_seconds, side="right") - 1]) if len(tempi) else 120.0
-        sps = 60.0 / bpm / self.config.positions_per_beat
-        notes = [n for inst in excerpt.instruments for n in inst.notes]
-        key = estimate_key(np.array([n.pitch for n in notes]), np.array([n.end - n.start for n in notes]))
-        program = excerpt.instruments[0].program if excerpt.instruments else 0
+        s = seed_traits(excerpt, seed_seconds)
+        sps = 60.0 / s.bpm / self.config.positions_per_beat
+        program, key = s.program, s.key
         cut = excerpt.time_to_tick(seed_seconds) / excerpt.resolution * self.config.positions_per_beat  # steps
         if not ids:
             return RemiPrompt([], seed_seconds, seed_seconds - cut * sps, sps, math.ceil(cut), False, program, key)
