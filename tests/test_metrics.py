@@ -170,6 +170,7 @@ def cli(*args):
     )
 
 
+@pytest.mark.integration  # the evaluate CLI as a subprocess
 def test_cli_bad_file_is_one_error_line(tmp_path):
     bad = tmp_path / "notes.mid"
     bad.write_text("these are not MIDI bytes")
@@ -184,6 +185,7 @@ def test_cli_bad_file_is_one_error_line(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: cannot read")
 
 
+@pytest.mark.integration  # the evaluate CLI as a subprocess
 def test_cli_json_and_table(tmp_path):
     path = tmp_path / "take.mid"
     make_midi(seq(C_MAJOR) + seq([66] * 8, start=4.0)).write(str(path))
