@@ -47,7 +47,8 @@ def ensure_frame() -> None:
     """Call first on every page. Streamlit 1.67 treats a ``pages/`` folder as the legacy
     multipage mode until app.py has run ``st.navigation`` once in the process; a deep link
     (e.g. /ab) as the first request would run the page without its frame. Switch the
-    process to st.navigation mode and rerun through app.py."""
+    process to st.navigation mode and rerun through app.py. Streamlit offers no supported switch;
+    this is the one private API musiclab touches, and tests/test_app_frame.py fails if it changes."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
