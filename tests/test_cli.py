@@ -147,3 +147,11 @@ def test_bench_prints_figures_for_a_model():
     assert row["speedup_vs_naive"] > 0 and row["longest_vs_single"] >= 1
     r = run("bench", "generate", "--models", "bigru", "--seconds", "2", "--repeats", "1", "--threads", "1")
     assert r.returncode == 0 and "threads per generation: 1" in r.stdout and "| bigru | 1 |" in r.stdout, r.stderr
+
+
+def test_readme_models_table_is_what_models_markdown_prints():
+    r = run("models", "--markdown")
+    assert r.returncode == 0, r.stderr
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- models-table -->\n", 1)[1].split("\n\n", 1)[0]
+    assert table.strip() == r.stdout.strip()
