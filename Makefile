@@ -4,13 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test venv dev system system-test lint bench clean
+.PHONY: run test test-fast venv dev system system-test lint bench clean
 
 run: venv system
 	$(BIN)/streamlit run app.py
 
 test: dev system system-test
 	$(BIN)/python -m pytest -q -rs
+
+# The unit tier only (no pages, subprocesses or browser): under a minute.
+test-fast: dev
+	$(BIN)/python -m pytest -q -m "unit and not slow"
 
 venv: $(VENV)/.runtime
 $(VENV)/.runtime: requirements.txt

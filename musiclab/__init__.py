@@ -7,21 +7,21 @@ Stable API (pages, CLI, tests and outside tools use it): :func:`load_midi`,
 
 __version__ = "0.1.0"
 
-from .midi_io import MidiError, load_midi  # noqa: E402
-from .sampling import SettingsError, generate  # noqa: E402
-from .weights import list_models, load_model  # noqa: E402
+from .generation.sampling import SettingsError, generate  # noqa: E402
+from .midi.io import MidiError, load_midi  # noqa: E402
+from .serving.weights import list_models, load_model  # noqa: E402
 
 
 def render_audio(pm, soundfont=None):
     """Render to audio: (samples float32 (n,) mono in [-1, 1], sample rate Hz). See synth.py."""
-    from .synth import render_audio as _render
+    from .midi.synth import render_audio as _render
 
     return _render(pm, soundfont)
 
 
 def pianoroll_figure(pm, seed_end=None, **kw):
     """Zoomable plotly piano roll; notes before ``seed_end`` (seconds) in the seed colour."""
-    from .pianoroll import pianoroll_figure as _fig
+    from .midi.figure import pianoroll_figure as _fig
 
     return _fig(pm, seed_end, **kw)
 

@@ -71,7 +71,8 @@ def cmd_models(a):
         print(json.dumps(rows, indent=1, default=str))
         return
     if a.markdown:  # the README's model table
-        from .weights import read_card
+        from .serving.weights import read_card
+        from .training.cards import data_name
 
         print("| model | paper | params | data | valid NLL | baseline NLL | vs baseline | accuracy | epochs |")
         print("|---|---|---:|---|---:|---:|---:|---:|---:|")
@@ -81,7 +82,7 @@ def cmd_models(a):
                 continue
             c, m = read_card(r["name"]), r.get("metrics") or {}
             gain = m.get("nll_vs_baseline")
-            data = "JSB Chorales" if "jsb" in str(c.get("data", "")).lower() else "piano-midi.de"
+            data = data_name(c)
             print(
                 f"| `{r['name']}` | {str(c.get('paper', ''))[:1]} | {r['params']:,} | {data} | {m.get('valid_nll')} | "
                 f"{m.get('baseline_nll')} ({m.get('baseline')}) | {'' if gain is None else f'{100 * gain:.0f}%'} | "
@@ -97,21 +98,21 @@ def cmd_models(a):
 
 
 def cmd_check(a):
-    from .midi_io import load_midi, midi_summary
+    from .midi.io import load_midi, midi_summary
 
     print(json.dumps(midi_summary(load_midi(a.file)), indent=1))
 
 
 def cmd_generate(a):
     from . import generate, load_midi, load_model
-    from .sampling import engine_threads
+    from .generation.sampling import engine_threads
 
     _out_path(a.out, "--out", (".mid", ".midi"))
     if a.wav:
         _out_path(a.wav, "--wav", (".wav",))
     import torch
 
-    torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))  # see ui.py; generate() may raise it
+    torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))  # see app/common.py; generate() may raise it
     seed = load_midi(a.seed)
     model = load_model(a.model)
     if a.tracks and max(a.tracks) > len(seed.instruments):
@@ -131,7 +132,7 @@ def cmd_generate(a):
 
 def _write_takes(takes, out: str, wav: str | None) -> None:
     """OUT.mid (one take) or OUT-1.mid ... OUT-V.mid, and the same for --wav."""
-    from .midi_io import midi_to_bytes
+    from .midi.io import midi_to_bytes
 
     def paths(p: str, ext: str) -> list[Path]:
         if len(takes) == 1:
@@ -158,7 +159,7 @@ def _sampling(a) -> dict:
 
 
 def cmd_infill(a):
-    from .generation.infill import infill
+    from .editing.infill import infill
 
     model, pm = _job_inputs(a)
     tracks = _check_tracks(a.tracks, pm)
@@ -168,7 +169,7 @@ def cmd_infill(a):
 
 
 def cmd_accompany(a):
-    from .generation.accompany import accompany
+    from .editing.accompany import accompany
 
     model, pm = _job_inputs(a)
     if not 1 <= a.melody_track <= len(pm.instruments):
@@ -193,13 +194,13 @@ def _check_tracks(tracks: list[int] | None, pm) -> list[int] | None:
 
 
 def _threads(model) -> int:
-    from .sampling import engine_threads
+    from .generation.sampling import engine_threads
 
     return engine_threads(model)  # the only generation in this process
 
 
 def cmd_train(a):
-    from .train import TrainConfig, train
+    from .training.train import TrainConfig, train
 
     cfg = {}
     if a.config:
@@ -233,7 +234,7 @@ def cmd_train(a):
     except TypeError as e:
         raise UserError(f"bad training config: {e}") from None
     train(tc, resume=a.resume)
-    from .distributed import exit_worker
+    from .training.distributed import exit_worker
 
     exit_worker()  # under torchrun: skip interpreter teardown (gloo can abort there)
 
@@ -273,10 +274,10 @@ def _data_roots(pairs: list[str] | None) -> dict[str, str]:
 
 
 def cmd_bench_quality(a):
-    from .dataset import CACHE_DIR
     from .evaluation import quality
+    from .serving.weights import list_models, load_model
     from .training import corpus
-    from .weights import list_models, load_model
+    from .training.dataset import CACHE_DIR
 
     roots = _data_roots(a.data)
     names = a.models or [m["name"] for m in list_models() if m["status"] == "ok"]
@@ -297,7 +298,7 @@ def cmd_bench_quality(a):
 
 
 def cmd_bench(a):
-    from .bench import bench_generate
+    from .evaluation.bench import bench_generate
 
     if a.seconds <= 0 or a.repeats < 1:
         raise UserError(f"bench needs --seconds > 0 and --repeats >= 1, got {a.seconds:g} and {a.repeats}")
@@ -314,11 +315,13 @@ def cmd_evaluate(a):
         if not a.split:
             raise UserError("evaluate jsb needs --split FILE.json (a JSB Chorales split)")
         try:
-            from .jsb import evaluate_jsb
+            from .evaluation.jsb import evaluate_jsb
         except ModuleNotFoundError as e:
-            if e.name != "musiclab.jsb":
+            if e.name != "musiclab.evaluation.jsb":
                 raise
-            raise UserError("the JSB Chorales benchmark (musiclab/jsb.py) is not part of this install") from None
+            raise UserError(
+                "the JSB Chorales benchmark (musiclab/evaluation/jsb.py) is not part of this install"
+            ) from None
         res = evaluate_jsb(a.split, a.model)
         if a.json:
             print(json.dumps(res, indent=1, default=str))
@@ -329,8 +332,8 @@ def cmd_evaluate(a):
         return
     if a.split or a.model:
         raise UserError("--split and --model are for `evaluate jsb`; for a MIDI file use --against/--corpus/--seed-end")
-    from .evaluate import evaluate_file, format_report, load_corpus
-    from .midi_io import load_midi
+    from .evaluation.evaluate import evaluate_file, format_report, load_corpus
+    from .midi.io import load_midi
 
     pm = load_midi(a.file)
     against = load_midi(a.against) if a.against else None
@@ -462,8 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .midi_io import MidiError
-    from .sampling import SettingsError
+    from .generation.sampling import SettingsError
+    from .midi.io import MidiError
 
     try:
         args = build_parser().parse_args(argv)

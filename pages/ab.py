@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from musiclab.ui import KEEP, ensure_frame, parse_seed, seed_picker, seed_preview
-from musiclab.ui_ab import (
+from musiclab.app.ab import (
     contestants_picker,
     leaderboard_view,
     length_sliders,
@@ -12,6 +11,7 @@ from musiclab.ui_ab import (
     show_round,
     start_round,
 )
+from musiclab.app.common import KEEP, ensure_frame, parse_seed, seed_picker, seed_preview
 
 ensure_frame()
 

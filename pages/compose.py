@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from musiclab.jobs import Job
-from musiclab.ui import (
+from musiclab.app.common import (
     KEEP,
     cached_model,
     ensure_frame,
@@ -17,7 +16,8 @@ from musiclab.ui import (
     seed_preview,
     track_picker,
 )
-from musiclab.ui_takes import take_card
+from musiclab.app.takes import take_card
+from musiclab.serving.jobs import Job
 
 ensure_frame()
 

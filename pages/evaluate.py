@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from musiclab.evaluate import (
+from musiclab.app.common import ACCEPTED, KEEP, cached_models, ensure_frame
+from musiclab.app.evaluate import gather_seeds, run_with_progress
+from musiclab.evaluation.evaluate import (
     LABELS,
     EvalSettings,
     distance_figure,
@@ -11,10 +13,8 @@ from musiclab.evaluate import (
     summary_frame,
     to_csv,
 )
-from musiclab.examples import list_examples
-from musiclab.metrics import SCALARS
-from musiclab.ui import ACCEPTED, KEEP, cached_models, ensure_frame
-from musiclab.ui_eval import gather_seeds, run_with_progress
+from musiclab.evaluation.metrics import SCALARS
+from musiclab.midi.examples import list_examples
 
 ensure_frame()
 

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from musiclab.ui import cached_models, ensure_frame
-from musiclab.ui_models import model_card
+from musiclab.app.common import cached_models, ensure_frame
+from musiclab.app.models import model_card
 
 ensure_frame()
 

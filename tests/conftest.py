@@ -18,6 +18,13 @@ import pretty_midi
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Test tiers (`make test-fast` runs the unit tier): a file's tier is what it drives. Unit: functions
+# and small models in this process. Integration: pages through AppTest, the CLI and torchrun as
+# subprocesses, shipped models end to end. Browser: a real Streamlit server and Chromium.
+INTEGRATION = {
+    "test_ab_page.py", "test_cli.py", "test_compose_page.py", "test_ddp.py", "test_evaluate_page.py",
+    "test_faults.py", "test_generate.py", "test_jsb.py", "test_packaging.py",
+}  # fmt: skip
 CHROMIUM = os.environ.get("MUSICLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -30,6 +37,14 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--autoplay-policy=no-user-gesture-required",
 ]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("browser"):
+            continue
+        tier = "integration" if item.path.name in INTEGRATION or item.get_closest_marker("integration") else "unit"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 def make_midi(notes=None, seconds: float = 12.0, program: int = 0, tempo: float = 120.0, drums: bool = False):

@@ -13,12 +13,12 @@ import soundfile as sf
 from conftest import make_midi, take_rolls
 from streamlit.testing.v1 import AppTest
 
-from musiclab.ab import loudness, make_round, matched_audio, surprise_pair
-from musiclab.examples import list_examples
-from musiclab.midi_io import load_midi, midi_to_bytes
-from musiclab.synth import render_audio_with_notice
-from musiclab.votes import VoteStore
-from musiclab.weights import load_model
+from musiclab.listening.ab import loudness, make_round, matched_audio, surprise_pair
+from musiclab.listening.votes import VoteStore
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi, midi_to_bytes
+from musiclab.midi.synth import render_audio_with_notice
+from musiclab.serving.weights import load_model
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "ab.py"
 SETTINGS = {"temperature": 1.0, "top_k": 0, "top_p": 0.95, "min_p": 0.0, "repetition_penalty": 1.1, "key_lock": False}

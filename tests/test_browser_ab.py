@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from musiclab.weights import list_models
+from musiclab.serving.weights import list_models
 
 pytestmark = pytest.mark.browser
 ROUND_TIMEOUT_MS = 240_000  # two short continuations on a busy 2-core machine, plus audio

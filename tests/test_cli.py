@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from musiclab.midi_io import load_midi
+from musiclab.midi.io import load_midi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +125,7 @@ def test_unknown_command_is_one_line():
         (["--lr", "0"], "lr = 0.0 is not accepted; expected a positive number"),
         (["--batch-size", "0"], "batch_size = 0 is not accepted"),
         (["--arch", "nope"], "unknown architecture 'nope'; known: "),
+        (["--set", "hiden=256"], "unknown model setting 'hiden' for lstm; known: block_size, dense, dropout, hidden,"),
     ],
 )
 def test_train_bad_settings_exit_2_before_any_work(midi_file, tmp_path, args, words):
@@ -146,3 +147,11 @@ def test_bench_prints_figures_for_a_model():
     assert row["speedup_vs_naive"] > 0 and row["longest_vs_single"] >= 1
     r = run("bench", "generate", "--models", "bigru", "--seconds", "2", "--repeats", "1", "--threads", "1")
     assert r.returncode == 0 and "threads per generation: 1" in r.stdout and "| bigru | 1 |" in r.stdout, r.stderr
+
+
+def test_readme_models_table_is_what_models_markdown_prints():
+    r = run("models", "--markdown")
+    assert r.returncode == 0, r.stderr
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- models-table -->\n", 1)[1].split("\n\n", 1)[0]
+    assert table.strip() == r.stdout.strip()

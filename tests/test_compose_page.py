@@ -111,8 +111,8 @@ def test_length_in_bars():
 def test_a_new_seed_starts_from_its_own_default_tracks():
     """Switching examples (or continuing from a take) must not keep the previous seed's track
     choice: every non-drum track of the new seed is chosen, and Generate works."""
-    from musiclab.examples import list_examples
-    from musiclab.midi_io import load_midi, non_drum_tracks
+    from musiclab.midi.examples import list_examples
+    from musiclab.midi.io import load_midi, non_drum_tracks
 
     at = _app()
     examples = list_examples()
@@ -136,8 +136,8 @@ def test_takes_audio_rendered_two_at_a_time_is_each_takes_own():
     audio (real FluidSynth, OGG), as long as the take; a bad file does not stop the others."""
     import soundfile as sf
 
-    from musiclab.midi_io import midi_to_bytes
-    from musiclab.ui import audio_for, prerender_audio
+    from musiclab.app.common import audio_for, prerender_audio
+    from musiclab.midi.io import midi_to_bytes
     from tests.conftest import make_midi
 
     midis = [midi_to_bytes(make_midi(seconds=s)) for s in (3, 5, 7)]
@@ -154,9 +154,9 @@ def test_takes_audio_renders_in_the_background_and_each_take_once(monkeypatch):
     for that render instead of starting another (one FluidSynth run per take)."""
     import threading
 
-    from musiclab import synth
-    from musiclab.midi_io import midi_to_bytes
-    from musiclab.ui import audio_for, prerender_audio
+    from musiclab.app.common import audio_for, prerender_audio
+    from musiclab.midi import synth
+    from musiclab.midi.io import midi_to_bytes
     from tests.conftest import make_midi
 
     runs = []
@@ -207,7 +207,7 @@ def test_a_seed_shorter_than_the_seed_slider_is_used_whole():
     seed is used, and a take comes out."""
     import pretty_midi
 
-    from musiclab.midi_io import midi_to_bytes
+    from musiclab.midi.io import midi_to_bytes
 
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(program=0)
@@ -294,7 +294,7 @@ def test_the_seed_preview_shows_what_the_model_reads():
 def test_a_seed_with_no_notes_in_its_excerpt_turns_generate_off():
     """Notes only from 12 s on, seed length 10 s: the page says so where the seed's piano roll
     would be, and Generate is off until the seed is long enough."""
-    from musiclab.midi_io import midi_to_bytes
+    from musiclab.midi.io import midi_to_bytes
     from tests.conftest import make_midi
 
     at = _app()

@@ -18,10 +18,17 @@ import torch
 from conftest import ROOT, make_midi
 from safetensors.torch import load_file, save_file
 
-from musiclab.dataset import build_corpus, sample_windows, windows_at
-from musiclab.distributed import DistInfo, ShardedWindowSampler, cleanup, exit_worker, init_distributed, wrap_ddp
+from musiclab.codecs import make_tokenizer
 from musiclab.models import build_model
-from musiclab.tokenizers import make_tokenizer
+from musiclab.training.dataset import build_corpus, sample_windows, windows_at
+from musiclab.training.distributed import (
+    DistInfo,
+    ShardedWindowSampler,
+    cleanup,
+    exit_worker,
+    init_distributed,
+    wrap_ddp,
+)
 
 TINY = {"block_size": 24, "n_embd": 16, "hidden": 32, "n_layer": 1, "dense": [32], "dropout": 0.0}
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -141,7 +148,7 @@ def _torchrun_cmd(data: Path, out: Path, epochs: int, resume: bool = False) -> l
 
 def _train_here(data: Path, out: Path, epochs: int) -> str:
     """The same run in this process (what a plain ``python -m musiclab train`` does); its log."""
-    from musiclab.train import TrainConfig, train
+    from musiclab.training.train import TrainConfig, train
 
     lines: list[str] = []
     cfg = TrainConfig("lstm", str(data), str(out), epochs=epochs, steps_per_epoch=3, batch_size=8, lr=0.01)

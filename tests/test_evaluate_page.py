@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from musiclab.weights import list_models
+from musiclab.serving.weights import list_models
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "evaluate.py"
 

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from musiclab import jobs
-from musiclab.jobs import Job
-from musiclab.midi_io import load_midi
-from musiclab.sampling import generate
-from musiclab.synth import SAMPLE_RATE, find_soundfont, render_audio_with_notice, synth_status
-from musiclab.weights import WEIGHTS_DIR, list_models, load_model
+from musiclab.generation.sampling import generate
+from musiclab.midi.io import load_midi
+from musiclab.midi.synth import SAMPLE_RATE, find_soundfont, render_audio_with_notice, synth_status
+from musiclab.serving import jobs
+from musiclab.serving.jobs import Job
+from musiclab.serving.weights import WEIGHTS_DIR, list_models, load_model
 from tests.conftest import make_midi, take_rolls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,9 +203,29 @@ class FaultyModel:
         return self._model.step(x, state)
 
 
+class HeldModel:
+    """The real shipped model, except that every step first waits (up to 20 ms) for ``release``:
+    a job on it holds its slot until stopped, without burning the cores the other jobs need."""
+
+    def __init__(self, model):
+        self._model, self.release = model, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def step(self, x, state):
+        self.release.wait(0.02)
+        return self._model.step(x, state)
+
+
 @pytest.fixture(scope="module")
 def lstm():
     return load_model("lstm")
+
+
+@pytest.fixture
+def held(lstm):
+    return HeldModel(lstm)
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +255,8 @@ def test_exception_inside_generate_fails_the_job_with_a_message_and_frees_its_sl
         _finish(*bad)
 
 
-def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, seed):
-    running = [Job(lstm, seed, seed_seconds=4, seconds=240, random_seed=i) for i in range(jobs.MAX_RUNNING)]
+def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, held, seed):
+    running = [Job(held, seed, seed_seconds=4, seconds=240, random_seed=i) for i in range(jobs.MAX_RUNNING)]
     waiting = Job(lstm, seed, seed_seconds=4, seconds=3)
     try:
         deadline = time.time() + 60
@@ -254,8 +274,8 @@ def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, seed):
         _finish(*running, waiting)
 
 
-def test_the_queue_is_first_in_first_out(lstm, seed):
-    busy = [Job(lstm, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
+def test_the_queue_is_first_in_first_out(lstm, held, seed):
+    busy = [Job(held, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
     deadline = time.time() + 30
     while any(j.state == "queued" for j in busy) and time.time() < deadline:
         time.sleep(0.05)
@@ -271,10 +291,10 @@ def test_the_queue_is_first_in_first_out(lstm, seed):
         _finish(*busy, *line)
 
 
-def test_in_session_generations_wait_their_turn_in_the_same_queue(lstm, seed):
+def test_in_session_generations_wait_their_turn_in_the_same_queue(lstm, held, seed):
     """A/B rounds and Evaluate generate in the page's own thread through jobs.slot(): with every
     slot busy they wait behind the jobs queued before them, and a Job queued later waits behind them."""
-    busy = [Job(lstm, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
+    busy = [Job(held, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
     deadline = time.time() + 30
     while any(j.state == "queued" for j in busy) and time.time() < deadline:
         time.sleep(0.05)
@@ -300,9 +320,9 @@ def test_in_session_generations_wait_their_turn_in_the_same_queue(lstm, seed):
         t.join(120)
 
 
-def test_a_job_nobody_watches_any_more_stops(monkeypatch, lstm, seed):
+def test_a_job_nobody_watches_any_more_stops(monkeypatch, lstm, held, seed):
     monkeypatch.setattr(jobs, "ABANDONED_S", 1.0)
-    watched_once = Job(lstm, seed, seed_seconds=4, seconds=240)
+    watched_once = Job(held, seed, seed_seconds=4, seconds=240)
     never_watched = Job(lstm, seed, seed_seconds=4, seconds=4)  # CLI-style: never polled, never abandoned
     try:
         watched_once.touch()  # the page polled it once, then the tab closed

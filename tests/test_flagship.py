@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 
 from musiclab.codecs.barnote import HIGH, LOW, MELODY, BarNoteCodec, Notes
 from musiclab.codecs.barnote_state import BarNoteTokenizer, notes_from_pm
-from musiclab.generation.accompany import accompany
-from musiclab.generation.constrained import CannotError
-from musiclab.generation.infill import infill
-from musiclab.sampling import SettingsError, generate
+from musiclab.editing.accompany import accompany
+from musiclab.editing.constrained import CannotError
+from musiclab.editing.infill import infill
+from musiclab.generation.sampling import SettingsError, generate
 from musiclab.training import corpus as corpus_mod
 from musiclab.training.examples import ExampleConfig, augment, make_example
 from musiclab.training.pretrain import PretrainConfig, train
@@ -240,7 +240,7 @@ def test_bad_spans_say_what_is_wrong(tiny_model, start, end, msg):
 
 
 def test_a_model_without_infill_says_which_can():
-    from musiclab.weights import load_model
+    from musiclab.serving.weights import load_model
 
     with pytest.raises(CannotError, match="cannot infill; models that can"):
         infill(load_model("lstm", device="cpu"), song(1), 2.0, 4.0)

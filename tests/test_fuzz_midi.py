@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musiclab import MidiError, load_midi
-from musiclab.midi_io import midi_to_bytes
+from musiclab.midi.io import midi_to_bytes
 from tests.conftest import make_midi
 
 CASE_SECONDS = 2.0  # one case, wall clock (typical: 1-30 ms)
-CASE_BYTES = 48e6  # traced peak of one case; pretty_midi's tick map is bounded at 8 MB by midi_io.TICK_BUDGET
+CASE_BYTES = 48e6  # traced peak of one case; pretty_midi's tick map is bounded at 8 MB by midi.io.TICK_BUDGET
 EXAMPLES = Path(__file__).resolve().parent.parent / "musiclab" / "examples"
 COMMON = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from musiclab import MidiError, SettingsError, generate, list_models, load_model, pianoroll_figure, render_audio
-from musiclab.examples import list_examples
-from musiclab.midi_io import load_midi
-from musiclab.synth import synth_status
-from musiclab.tokenizers import scale_pitch_classes
+from musiclab.codecs.common import scale_pitch_classes
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi
+from musiclab.midi.synth import synth_status
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_a_long_take_encodes_to_ogg_and_back(model, seed, tmp_path):
 def test_a_take_lasts_the_asked_length_even_if_it_ends_held_or_silent(seed):
     """Greedy pianoroll-lstm holds one note and then rests: the take (MIDI file, audio) still
     spans the seed cut + the asked seconds, and survives a round trip through MIDI bytes."""
-    from musiclab.midi_io import midi_to_bytes
+    from musiclab.midi.io import midi_to_bytes
 
     take = generate(load_model("pianoroll-lstm"), seed, seed_seconds=4.0, seconds=12.0, temperature=0)[0]
     assert take.get_end_time() == pytest.approx(16.0, abs=0.01)
@@ -214,7 +214,7 @@ def test_intra_op_threads_give_the_same_takes_and_are_restored(model, seed):
     models; generate(threads=...) gives the very same takes and leaves the caller's count as it was."""
     import torch
 
-    from musiclab.sampling import engine_threads
+    from musiclab.generation.sampling import engine_threads
 
     assert engine_threads(model, alone=False) == 1 and engine_threads(load_model("bigru")) == 1
     assert engine_threads(model) >= 1
@@ -238,7 +238,7 @@ def test_intra_op_threads_give_the_same_takes_and_are_restored(model, seed):
 
 
 def test_musiclab_threads_wins_over_the_policy(model, monkeypatch):
-    from musiclab.sampling import engine_threads
+    from musiclab.generation.sampling import engine_threads
 
     monkeypatch.setenv("MUSICLAB_THREADS", "3")
     assert engine_threads(model, alone=False) == 3 and engine_threads(load_model("bigru")) == 3
@@ -249,7 +249,7 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass(scale, top_p):
     """The nucleus from the top-k shortcut equals the definition (sort every id, keep the
     smallest prefix whose mass reaches top_p), for peaked and flat rows (a flat row's nucleus
     reaches far past the shortcut's 64 ids), with masked ids."""
-    from musiclab.sampling import Sampling, filter_logits
+    from musiclab.generation.sampling import Sampling, filter_logits
 
     g = torch.Generator().manual_seed(7)
     logits = torch.randn(4, 721, generator=g) * scale

@@ -11,20 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from musiclab.dataset import build_corpus
-from musiclab.jsb import evaluate_jsb, jsb_models, load_split, model_result, unigram_result
+from musiclab.evaluation.jsb import JSB_DIR, evaluate_jsb, jsb_models, load_split, model_result, unigram_result
 from musiclab.models import build_model
-from musiclab.weights import WEIGHTS_DIR, load_model, read_card, save_weights
-
-# the tests run from the repo (/work/main) and CI keeps shared/ beside the clone
-JSB = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsb"
+from musiclab.serving.weights import WEIGHTS_DIR, load_model, read_card, save_weights
+from musiclab.training.dataset import build_corpus
 
 
 @pytest.fixture(scope="module")
 def jsb_dir() -> Path:
-    if not (JSB / "valid.json").is_file():
-        pytest.fail(f"JSB Chorales data expected at {JSB} (shared/ beside the repo), not found")
-    return JSB
+    return JSB_DIR  # shipped in the package: a clone with nothing beside it has it
 
 
 def test_load_split_builds_the_roll(tmp_path):
@@ -101,3 +96,14 @@ def test_shipped_jsb_weights_reproduce_their_card(jsb_dir, name):
     assert row["nll"] == pytest.approx(card["jsb"]["valid_nll"], abs=2e-3)
     assert row["accuracy"] == pytest.approx(card["jsb"]["valid_accuracy"], abs=2e-3)
     assert row["nll"] < {"pianoroll-lstm-jsb": 8.45, "pianoroll-nade-jsb": 5.56}[name]  # LSTM, RNN-NADE (published)
+
+
+def test_shipped_split_is_the_one_its_readme_names(jsb_dir):
+    import hashlib
+    import re
+
+    readme = (jsb_dir / "README.md").read_text()
+    for name in ("train.json", "valid.json"):
+        want = re.search(rf"`{name}`: `([0-9a-f]{{64}})`", readme).group(1)
+        assert hashlib.sha256((jsb_dir / name).read_bytes()).hexdigest() == want
+    assert "Licence" in readme and "czhuang/JSB-Chorales-dataset" in readme

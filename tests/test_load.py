@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musiclab import jobs
+from musiclab.serving import jobs
 from tests.conftest import streamlit_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

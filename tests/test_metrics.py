@@ -11,7 +11,7 @@ import pretty_midi
 import pytest
 from conftest import ROOT, make_midi
 
-from musiclab.evaluate import (
+from musiclab.evaluation.evaluate import (
     DISTANCES,
     LABELS,
     distance_figure,
@@ -21,8 +21,7 @@ from musiclab.evaluate import (
     summary_frame,
     take_row,
 )
-from musiclab.examples import list_examples
-from musiclab.metrics import (
+from musiclab.evaluation.metrics import (
     circular_wasserstein,
     compare,
     corpus_stats,
@@ -30,7 +29,8 @@ from musiclab.metrics import (
     segment_stats,
     total_variation,
 )
-from musiclab.midi_io import load_midi
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
 
@@ -170,10 +170,11 @@ def cli(*args):
     )
 
 
+@pytest.mark.integration  # the evaluate CLI as a subprocess
 def test_cli_bad_file_is_one_error_line(tmp_path):
     bad = tmp_path / "notes.mid"
     bad.write_text("these are not MIDI bytes")
-    for args in ([str(bad)], [str(ROOT / "musiclab/examples/bach_chorale_bwv66_6.mid"), "--against", str(bad)]):
+    for args in ([str(bad)], [str(ROOT / "musiclab/midi/examples/bach_chorale_bwv66_6.mid"), "--against", str(bad)]):
         r = cli(*args)
         assert r.returncode == 2
         lines = r.stderr.strip().splitlines()
@@ -184,6 +185,7 @@ def test_cli_bad_file_is_one_error_line(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: cannot read")
 
 
+@pytest.mark.integration  # the evaluate CLI as a subprocess
 def test_cli_json_and_table(tmp_path):
     path = tmp_path / "take.mid"
     make_midi(seq(C_MAJOR) + seq([66] * 8, start=4.0)).write(str(path))
@@ -191,6 +193,6 @@ def test_cli_json_and_table(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["key"] == "C major" and out["continuation"]["repetition"] == 1.0 and out["seed"]["in_key"] == 1.0
-    r = cli(str(path), "--corpus", str(ROOT / "musiclab/examples"))
+    r = cli(str(path), "--corpus", str(ROOT / "musiclab/midi/examples"))
     assert r.returncode == 0, r.stderr
     assert "pc_wasserstein" in r.stdout and "corpus (4 files)" in r.stdout

@@ -9,7 +9,7 @@ import mido
 import pytest
 
 from musiclab import MidiError, load_midi
-from musiclab.midi_io import Limits, load_midi_with_notice, midi_to_bytes, seed_excerpt
+from musiclab.midi.io import Limits, load_midi_with_notice, midi_to_bytes, seed_excerpt
 from tests.conftest import make_midi
 
 

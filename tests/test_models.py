@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 import torch
 
+from musiclab.codecs.noteshift import NoteTokenizer
 from musiclab.models import ARCHS, arch_classes, build_model
 from musiclab.models.base import PAD
-from musiclab.tokenizers import NoteTokenizer
-from musiclab.weights import load_model, model_names, read_card, save_weights
+from musiclab.serving.weights import load_model, model_names, read_card, save_weights
 
 # Archs that read (B, T) ids; piano-roll models (multi-hot frames) have their own tests.
 ID_ARCHS = sorted(a for a, (cls, _) in ARCHS.items() if cls.output != "multi-hot")
@@ -265,3 +265,13 @@ def test_prompt_read_once_serves_every_row(arch):
             (got, state), (ref, ref_state) = m.step(nxt[:, t], state), m.step(nxt[:, t], ref_state)
             torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(got[0], got[1])  # the rows did step apart
+
+
+def test_loaded_models_are_shared_until_the_cache_is_cleared():
+    from musiclab.serving.weights import clear_cache
+
+    first = load_model("lstm", device="cpu")
+    assert load_model("lstm", device="cpu") is first  # one copy per process, shared by every session
+    clear_cache()
+    again = load_model("lstm", device="cpu")
+    assert again is not first and again.card == first.card

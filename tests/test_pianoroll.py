@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from musiclab import generate
-from musiclab.dataset import eval_windows, sample_windows
+from musiclab.codecs import make_tokenizer
+from musiclab.codecs.common import scale_pitch_classes
+from musiclab.codecs.pianoroll import N_KEYS, PianoRollCodec, candidates, frames_to_notes, key_probs
+from musiclab.generation.sampling import Sampling
 from musiclab.models import build_model
-from musiclab.pianoroll_codec import N_KEYS, PianoRollCodec, candidates, frames_to_notes, key_probs
-from musiclab.sampling import Sampling
-from musiclab.tokenizers import make_tokenizer, scale_pitch_classes
-from musiclab.weights import load_model, model_names, read_card, save_weights
+from musiclab.serving.weights import load_model, model_names, read_card, save_weights
+from musiclab.training.dataset import eval_windows, sample_windows
 
 ARCHS = ["pianoroll-lstm", "pianoroll-nade"]
 TINY = {"n_embd": 16, "hidden": 24, "block_size": 16}

@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_ab_page import new_round, texts
 
-from musiclab.votes import VoteStore
+from musiclab.listening.votes import VoteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "pages" / "ab.py"
@@ -19,8 +19,8 @@ THREADS, VOTES_EACH = 4, 250  # per process; two processes = 8 x 250 votes
 
 WRITER = """
 import random, sys, threading
-from musiclab.ab import Contestant, Round
-from musiclab.votes import VoteStore
+from musiclab.listening.ab import Contestant, Round
+from musiclab.listening.votes import VoteStore
 
 store, proc = VoteStore(sys.argv[1]), int(sys.argv[2])
 models = ["lstm", "bigru", "bilstm", "transformer-remi"]
@@ -110,7 +110,7 @@ def test_a_killed_database_mid_round_keeps_the_round(postgres, monkeypatch):
 
 @pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:9/x", "postgresql://a:pw@256.0.0.1:5432/x"])
 def test_an_unreachable_database_is_a_clear_error_without_its_password(url):
-    from musiclab.votes import StoreError
+    from musiclab.listening.votes import StoreError
 
     with pytest.raises(StoreError, match="could not reach the vote database") as e:
         VoteStore(url).count()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from musiclab.rating import ELO_PER_LOG, bradley_terry, head_to_head, leaderboard, to_elo
+from musiclab.listening.rating import ELO_PER_LOG, bradley_terry, head_to_head, leaderboard, to_elo
 
 # True strengths p = (4, 2, 1). Each pair's wins are exactly n_ij * p_i / (p_i + p_j), so
 # the maximum-likelihood fit must return these strengths exactly.

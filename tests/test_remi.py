@@ -9,12 +9,13 @@ import pretty_midi
 import pytest
 import torch
 
-from musiclab.midi_io import seed_excerpt
+from musiclab.codecs import make_tokenizer
+from musiclab.codecs.common import scale_pitch_classes
+from musiclab.codecs.remi import BAR, DURATION, PITCH, POSITION, VELOCITY, RemiTokenizer
+from musiclab.generation.sampling import generate
+from musiclab.midi.io import seed_excerpt
 from musiclab.models import build_model
-from musiclab.remi import BAR, DURATION, PITCH, POSITION, VELOCITY, RemiTokenizer
-from musiclab.sampling import generate
-from musiclab.tokenizers import make_tokenizer, scale_pitch_classes
-from musiclab.weights import load_model, save_weights
+from musiclab.serving.weights import load_model, save_weights
 from tests.conftest import make_midi
 
 TOK = RemiTokenizer()

@@ -6,9 +6,10 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musiclab.examples import list_examples
-from musiclab.midi_io import load_midi, seed_excerpt
-from musiclab.tokenizers import NoteTokenizer, estimate_key
+from musiclab.codecs.common import estimate_key
+from musiclab.codecs.noteshift import NoteTokenizer
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi, seed_excerpt
 from tests.conftest import make_midi
 
 TOK = NoteTokenizer()
@@ -79,7 +80,7 @@ def test_grammar_mask_kept_up_to_date_equals_one_rebuilt_from_scratch(key_lock):
     """DecodeState updates its allowed ids per sampled id; after every id it must equal the
     rule written out afresh: base ids, minus every duration of a pitch already struck on this
     step, minus all notes once a step holds max_notes_per_step onsets; a shift starts over."""
-    from musiclab.tokenizers import LOW, scale_pitch_classes
+    from musiclab.codecs.common import LOW, scale_pitch_classes
 
     pm = seed_excerpt(make_midi(seconds=10), 3.0)
     prompt = TOK.prompt(pm, 3.0)

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from musiclab.ab import Contestant, Round
-from musiclab.votes import COLUMNS, SCHEMA_VERSION, StoreError, VoteError, VoteStore, default_db_path
+from musiclab.listening.ab import Contestant, Round
+from musiclab.listening.votes import COLUMNS, SCHEMA_VERSION, StoreError, VoteError, VoteStore, default_db_path
 
 SEED = b"MThd-not-really-a-midi-file-but-bytes-to-hash" * 3
 SETTINGS = {"temperature": 0.8, "top_k": 0, "top_p": 0.95, "min_p": 0.0, "repetition_penalty": 1.1, "key_lock": False}
@@ -183,10 +183,10 @@ except votes.StoreError as e:
 
 def test_full_disk_gives_clear_error_and_keeps_earlier_votes(tmp_path):
     """A file-size limit (RLIMIT_FSIZE) stands in for a full disk, in a child process."""
-    import musiclab.votes
+    import musiclab.listening.votes
 
     path = tmp_path / "v.sqlite"
-    code = FULL_DISK.format(votes=musiclab.votes.__file__, path=str(path))
+    code = FULL_DISK.format(votes=musiclab.listening.votes.__file__, path=str(path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     n, msg = out.stdout.split(" ", 1)

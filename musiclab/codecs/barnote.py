@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import symusic
 
-LOW, HIGH = 21, 108  # piano keys, MIDI pitch numbers
+from .common import HIGH, LOW
+
 SPECIALS = ["PAD", "BAR", "EOS", "INFILL", "MID", "EOM", "MEL", "ACC"]
 N_SPARE = 8  # ids kept free for later specials without moving the note ids
 MAX_FILL_BARS = 16

@@ -50,12 +50,9 @@ def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = No
     return notes_from_score(symusic.Score.from_midi(buf.getvalue()), tracks)
 
 
-def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: int) -> tuple[float, float]:
-    """(grid step of ``seconds``, seconds per step at the tempo in force there)."""
-    times, tempi = pm.get_tempo_changes()
-    bpm = float(tempi[np.searchsorted(times, seconds, side="right") - 1]) if len(tempi) else 120.0
-    step = pm.time_to_tick(seconds) / pm.resolution * positions_per_beat
-    return step, 60.0 / bpm / positions_per_beat
+def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: int, bpm: float) -> tuple[float, float]:
+    """(grid step of ``seconds``, seconds per step at ``bpm``, the tempo in force there)."""
+    return pm.time_to_tick(seconds) / pm.resolution * positions_per_beat, 60.0 / bpm / positions_per_beat
 
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
@@ -172,7 +169,7 @@ class BarNoteState:
 
     def recent_ids(self, window: int = 16) -> torch.Tensor | None:
         """(B, R) note ids sharing a pitch with the notes among each take's last ``window`` ids."""
-        from ..sampling import ragged_ids
+        from ..generation.sampling import ragged_ids
 
         c = self.codec
         per_pitch = c.n_dur * c.n_vel
@@ -207,7 +204,7 @@ class ContinueState(BarNoteState):
         target = max(int(np.ceil(cut + seconds / prompt.seconds_per_step - 1e-6)), prompt.end_step + 1)
         pitch_ok = None
         if key_lock:
-            from ..tokenizers import scale_pitch_classes
+            from .common import scale_pitch_classes
 
             pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
         S = codec.steps_per_bar
@@ -217,7 +214,7 @@ class ContinueState(BarNoteState):
 
     def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
         """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
-        from ..tokenizers import _copy_inst
+        from .common import copy_instrument as _copy_inst
 
         p = self.prompt
         bpm = 60.0 / p.seconds_per_step / self.codec.config.positions_per_beat
@@ -242,15 +239,14 @@ class BarNoteTokenizer(BarNoteCodec):
 
     def prompt(self, excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> BarNotePrompt:
         """The seed excerpt as ids from its bar 0 to the bar holding ``seed_seconds``."""
-        from ..tokenizers import estimate_key
+        from .common import seed_traits
 
         S = self.steps_per_bar
-        cut, sps = seed_clock(excerpt, seed_seconds, self.config.positions_per_beat)
-        notes = notes_from_pm(excerpt)
-        q = self.quantize(notes)
+        traits = seed_traits(excerpt, seed_seconds)
+        cut, sps = seed_clock(excerpt, seed_seconds, self.config.positions_per_beat, traits.bpm)
+        q = self.quantize(notes_from_pm(excerpt))
         q = q[q[:, 0] < np.ceil(cut - 1e-6)]
-        key = estimate_key(notes.pitch, notes.duration)
-        program = excerpt.instruments[0].program if excerpt.instruments else 0
+        program, key = traits.program, traits.key
         if not len(q):
             return BarNotePrompt([], seed_seconds, seed_seconds - cut * sps, sps, int(np.ceil(cut)), program, key)
         last = int(q[:, 0].max())
@@ -269,7 +265,7 @@ class BarNoteTokenizer(BarNoteCodec):
 
     def sample(self, logits: torch.Tensor, s, state: BarNoteState, gens) -> torch.Tensor:
         """Categorical draw (B,) from masked logits (B, V); the penalty hits recent pitches."""
-        from ..sampling import draw, filter_logits
+        from ..generation.sampling import draw, filter_logits
 
         recent = state.recent_ids() if s.repetition_penalty != 1 else None
         return draw(filter_logits(logits, s, recent), gens)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pretty_midi
 
-from ..metrics import distances, seed_key, segment_stats
-from ..midi_io import load_midi
+from ..midi.io import load_midi
+from .metrics import distances, seed_key, segment_stats
 
 METRICS = ("pc_tv", "ioi_tv", "density", "polyphony", "in_key", "in_key_gap")
 FLOOR = {"density": 0.05, "polyphony": 0.5}  # an empty take still gets a finite ratio
@@ -102,7 +102,7 @@ def pick_seeds(corpus, roots: dict[str, str], pieces: int, seconds: float) -> li
 def run(models: list, seeds: list[Seed], seconds: float = 30.0, takes: int = 2, random_seed: int = 0,
         log=print) -> list[dict]:  # fmt: skip
     """Rows {source, path, seed_end, system, take, metrics...} for every model and baseline."""
-    from ..sampling import generate
+    from ..generation.sampling import generate
 
     rows = []
     for i, sd in enumerate(seeds):

@@ -1,1 +1,1 @@
-"""Generation jobs beyond continuation: infill a span, accompany a melody."""
+"""Generation: the one sampler every model goes through (prefill, step, grammar mask, sampling controls)."""

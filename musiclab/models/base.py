@@ -33,7 +33,7 @@ PAD = 0  # never a training target
 class MusicModel(nn.Module):
     causal: bool = True
     output: str = "categorical"  # or "multi-hot" (piano-roll: per-key sigmoid)
-    # fp16 weights and activations on a CUDA GPU (weights.load_model); False keeps fp32 there.
+    # fp16 weights and activations on a CUDA GPU (serving.weights.load_model); False keeps fp32 there.
     half_on_gpu: bool = True
 
     def __init__(self, config):

@@ -85,7 +85,7 @@ _pool_ready = False
 def _ready_pool() -> None:
     """Start torch's inter-op pool with one intra-op thread per pool thread. A pool thread takes
     the process-wide count of the moment it starts (and keeps it), and generate() may raise that
-    count for a recurrent model running alone (sampling.engine_threads): a pool started then runs
+    count for a recurrent model running alone (generation.sampling.engine_threads): a pool started then runs
     every later window re-read 2.5x slower (measured, bigru, 2 vs 1). Once per process."""
     global _pool_ready
     if _pool_ready:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pianoroll_codec import N_KEYS, candidates, draw_uniforms, key_probs
+from ..codecs.pianoroll import N_KEYS, candidates, draw_uniforms, key_probs
 from .base import MusicModel, mlp_head, repeat_rows
 from .lstm import lstm_step, step_state
 
@@ -221,7 +221,7 @@ class PianoRollNADE(PianoRollLSTM):
     @torch.no_grad()
     def predict_frames(self, h: torch.Tensor) -> torch.Tensor:
         """Greedy next frames (N, 88) from (N, hidden): key k on when p > 0.5 given keys < k."""
-        from ..sampling import Sampling
+        from ..generation.sampling import Sampling
 
         allowed = torch.ones(h.size(0), N_KEYS, dtype=torch.bool, device=h.device)
         return self._walk_keys(h, Sampling(temperature=0), None, allowed)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pretty_midi
 from music21 import corpus
 
-from musiclab.midi_io import load_midi
+from musiclab.midi.io import load_midi
 
 MOVEMENTS = [f"beethoven/opus59no{n}/movement{m}.mxl" for n in (1, 2, 3) for m in (1, 2, 3, 4)] + [
     "beethoven/opus132.mxl", "beethoven/opus133.mxl", "beethoven/opus74.mxl",

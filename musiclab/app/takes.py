@@ -1,0 +1,57 @@
+"""One take on the page: header, piano roll, metrics row, audio, downloads, continue."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..midi.figure import pianoroll_figure
+from ..midi.io import load_midi
+from .common import MAX_SEED_S, audio_for, wav_for
+
+
+def continue_from(take: dict, key: str = "compose") -> None:
+    """Make a take the seed (a button callback: runs before the next script run, so widgets may be set)."""
+    st.session_state["seed_bytes"] = take["midi"]
+    st.session_state["seed_label"] = take["label"]
+    st.session_state[f"{key}_src"] = "Current seed"
+    st.session_state["seed_seconds"] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), MAX_SEED_S))
+    st.session_state["seed_for"] = "keep"  # the whole take, not the default length of a new seed
+
+
+def made_seconds(pm, seed_end: float, info: dict) -> float | None:
+    """Seconds of new music a take holds: the asked length, or for a take stopped early the
+    span up to its last new note's end (rates such as notes/s are over this span)."""
+    asked = info.get("seconds")
+    if not info.get("stopped_early"):
+        return asked
+    ends = [n.end for i in pm.instruments for n in i.notes if n.start >= seed_end - 1e-6]
+    return max(min(max(ends, default=seed_end) - seed_end, asked or float("inf")), 0.5)
+
+
+def take_card(take: dict) -> None:
+    from .evaluate import metrics_panel
+
+    with st.container(border=True):
+        info = take["info"]
+        stopped = " · stopped early" if info.get("stopped_early") else ""
+        st.markdown(f"**{take['label']}** · {take['made']} · random seed {info.get('random_seed')}{stopped}")
+        pm = load_midi(take["midi"])
+        st.plotly_chart(pianoroll_figure(pm, seed_end=take["seed_end"]), key=f"roll_{take['id']}")
+        metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
+        ogg, notice, _ = audio_for(take["midi"])
+        if notice:
+            st.warning(notice)
+        st.audio(ogg, format="audio/ogg")
+        c1, c2, c3 = st.columns(3)
+        tid = take["id"]
+        stem = f"musiclab-{info.get('model', 'take')}-{tid}"  # model names are registry names: safe in a file name
+        c1.download_button("MIDI", take["midi"], f"{stem}.mid", "audio/midi", key=f"dl_mid_{tid}", on_click="ignore")
+        c2.download_button(
+            "WAV",
+            lambda: wav_for(take["midi"]),
+            f"{stem}.wav",
+            "audio/wav",
+            key=f"dl_wav_{tid}",
+            on_click="ignore",
+        )
+        c3.button("Continue from this take", key=f"cont_{tid}", on_click=continue_from, args=(take,))

@@ -1,0 +1,70 @@
+"""What every codec shares: the piano range, key estimate and scale, copying a seed's tracks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pretty_midi
+
+LOW, HIGH = 21, 108  # piano range, MIDI pitch numbers
+KEY_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(pitches: np.ndarray, durations: np.ndarray | None = None) -> tuple[int, str]:
+    """Krumhansl-Schmuckler key estimate. Returns (tonic pitch class 0-11, "major"|"minor")."""
+    hist = np.bincount(np.asarray(pitches, dtype=int) % 12, weights=durations, minlength=12).astype(float)
+    if hist.sum() == 0:
+        return 0, "major"
+    best = (-2.0, 0, "major")
+    for mode, prof in (("major", _MAJOR), ("minor", _MINOR)):
+        for tonic in range(12):
+            r = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
+            if np.isfinite(r) and r > best[0]:
+                best = (r, tonic, mode)
+    return best[1], best[2]
+
+
+def scale_pitch_classes(tonic: int, mode: str) -> set[int]:
+    """Pitch classes of the (natural/harmonic) scale: minor includes the raised 7th."""
+    steps = [0, 2, 4, 5, 7, 9, 11] if mode == "major" else [0, 2, 3, 5, 7, 8, 10, 11]
+    return {(tonic + s) % 12 for s in steps}
+
+
+def fold_pitch(pitch: int) -> int:
+    """Move ``pitch`` by octaves into the piano range LOW-HIGH."""
+    while pitch < LOW:
+        pitch += 12
+    while pitch > HIGH:
+        pitch -= 12
+    return pitch
+
+
+def copy_instrument(inst: pretty_midi.Instrument) -> pretty_midi.Instrument:
+    """A copy of ``inst``'s notes (not its controls or bends) for a take's seed part."""
+    c = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
+    c.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start, n.end) for n in inst.notes]
+    return c
+
+
+@dataclass
+class SeedTraits:
+    """What a continuation takes over from its seed excerpt."""
+
+    bpm: float  # tempo in force at the seed end (120 without tempo events), quarter notes per minute
+    velocity: int  # median velocity of the seed's notes (80 without notes), 1-127
+    program: int  # GM program of the seed's first track (0 without tracks)
+    key: tuple[int, str]  # duration-weighted key estimate (tonic pitch class 0-11, mode)
+
+
+def seed_traits(excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> SeedTraits:
+    """Tempo, velocity, program and key of a seed excerpt ending at ``seed_seconds``."""
+    times, tempi = excerpt.get_tempo_changes()
+    bpm = float(tempi[np.searchsorted(times, seed_seconds, side="right") - 1]) if len(tempi) else 120.0
+    notes = [n for inst in excerpt.instruments for n in inst.notes]
+    velocity = int(np.median([n.velocity for n in notes])) if notes else 80
+    key = estimate_key(np.array([n.pitch for n in notes]), np.array([n.end - n.start for n in notes]))
+    program = excerpt.instruments[0].program if excerpt.instruments else 0
+    return SeedTraits(bpm, velocity, program, key)

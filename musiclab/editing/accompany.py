@@ -1,0 +1,84 @@
+"""Accompany: write a piano accompaniment under a melody, bar by bar.
+
+The model reads each bar as ``BAR MEL <the melody's notes> ACC`` (forced: the melody is given)
+and writes that bar's accompaniment after it (musiclab/codecs/barnote.py, two-track streams),
+so every accompaniment bar is written knowing its melody and everything before it. The melody
+and every other track are kept exactly; the accompaniment is a new track ("musiclab
+accompaniment", GM piano) that players can mute on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pretty_midi
+
+from ..codecs.barnote import ACCOMP, MELODY
+from ..codecs.barnote_state import BarNoteState, notes_from_pm
+from ..generation.sampling import Sampling, SettingsError
+from . import constrained
+
+
+def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: float | None = None,
+              end: float | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+              min_p: float = 0.0, repetition_penalty: float = 1.0, key_lock: bool = False, variations: int = 1,
+              random_seed: int | None = None, progress=None, stop=None, threads=None) -> list[pretty_midi.PrettyMIDI]:  # fmt: skip
+    """``variations`` copies of ``pm`` with an accompaniment under track ``melody_track`` from
+    ``start`` to ``end`` seconds (default: the melody's first to last note)."""
+    constrained.check_model(model, "accompany")
+    s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
+    constrained.check_settings(s, variations)
+    n_tracks = len(pm.instruments)
+    if not isinstance(melody_track, (int, np.integer)) or not 0 <= melody_track < n_tracks:
+        raise SettingsError(f"melody track {melody_track!r} does not exist; the file has tracks 0..{n_tracks - 1}")
+    mel = pm.instruments[melody_track]
+    if mel.is_drum or not mel.notes:
+        raise SettingsError(f"track {melody_track} ({mel.name or 'unnamed'}) has no pitched notes to accompany")
+    first, last = min(n.start for n in mel.notes), max(n.end for n in mel.notes)
+    start, end = constrained.check_span(pm, first if start is None else start, last if end is None else end)
+    codec = model.tokenizer
+    ppb, S = codec.config.positions_per_beat, codec.steps_per_bar
+    s0 = math.floor(constrained.seconds_to_step(pm, start, ppb) + 1e-6)
+    s1 = math.ceil(constrained.seconds_to_step(pm, end, ppb) - 1e-6)
+    b0, b1 = s0 // S, (s1 - 1) // S + 1  # whole bars, so each bar's melody is read whole
+    only = copy.copy(pm)
+    only.instruments = [mel]
+    q = codec.quantize(notes_from_pm(only, {0: MELODY}))
+    bars = {b: codec.encode(q, b, b + 1, two_track=True).tolist() for b in range(b0, b1)}  # BAR MEL ... ACC
+    pitch_ok = None
+    if key_lock:
+        from ..codecs.common import estimate_key, scale_pitch_classes
+
+        pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*estimate_key(q[:, 1]))))
+    state = BarNoteState(codec, variations, b0 * S, b1 * S, first_bar=b0, pitch_ok=pitch_ok, max_empty_bars=2)
+
+    def on_bar(row: int, bar: int) -> None:  # after a drawn BAR, the next bar's melody is fed
+        if bar < b1:
+            state.queue[row] = list(bars[bar][1:])
+
+    state.on_bar, state.section = on_bar, ACCOMP
+    facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
+    takes = []
+    for b in range(variations):
+        take = _with_accompaniment(pm, state.events(b), codec, s0, s1)
+        take.musiclab_info = {"model": getattr(model, "name", "?"), "job": "accompany", "melody_track": int(melody_track),
+                              "span": [start, end], "settings": s.__dict__.copy(), **facts,
+                              "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
+        takes.append(take)
+    return takes
+
+
+def _with_accompaniment(pm, events, codec, s0, s1) -> pretty_midi.PrettyMIDI:
+    out = copy.deepcopy(pm)
+    new = pretty_midi.Instrument(program=0, name="musiclab accompaniment")
+    ev = events[(events[:, 4] == ACCOMP) & (events[:, 0] >= s0) & (events[:, 0] < s1)] if len(events) else events
+    if len(ev):
+        ppb = codec.config.positions_per_beat
+        t0 = constrained.step_to_seconds(pm, ev[:, 0], ppb)
+        t1 = constrained.step_to_seconds(pm, np.minimum(ev[:, 0] + ev[:, 3], s1), ppb)
+        for a, z, (_, pitch, vel, _, _) in zip(t0, t1, ev):
+            new.notes.append(pretty_midi.Note(int(vel), int(pitch), float(a), float(max(z, a + 1e-3))))
+    out.instruments.append(new)
+    return out

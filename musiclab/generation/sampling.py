@@ -1,0 +1,297 @@
+"""Generation: one sampler for every model, through the shared prefill/step interface.
+
+The story of one step (``B`` takes sampled as one batch):
+1. the model gives next-token logits (B, V) from its carried state (no window re-run
+   for recurrent and Transformer models);
+2. the tokenizer's grammar masks ids that would break the music (e.g. an 11th onset on
+   one step, a repeated pitch in one chord, an out-of-key pitch with key lock);
+3. a repetition penalty pushes down ids used in the last ``REPEAT_WINDOW`` tokens;
+4. divide by the temperature (0 = greedy), keep the top-k ids, the top-p nucleus, and
+   ids with at least ``min_p`` times the best probability;
+5. draw one id per take from that take's own random stream (so take i is the same
+   whether sampled alone or in a batch of 4);
+6. feed the ids back: ``model.step`` -> new logits; the tokenizer's clock advances.
+Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pretty_midi
+import torch
+
+from ..midi.io import MidiError, seed_excerpt
+
+REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
+MAX_SECONDS = 300.0  # longest continuation one request may ask for
+MAX_VARIATIONS = 8
+TOP_P_K = 64  # top-p sorts the 64 most likely ids (all of them when the nucleus reaches further)
+
+
+class SettingsError(ValueError):
+    """A generation setting out of range; the message says what is accepted."""
+
+
+@dataclass
+class Sampling:
+    """Sampling controls, identical for every model.
+
+    temperature: >= 0; 0 means greedy (argmax), 1 the model's own distribution.
+    top_k: keep the k most likely ids (0 = off). top_p: nucleus mass in (0, 1] (1 = off).
+    min_p: drop ids below min_p x the best probability (0 = off).
+    repetition_penalty: >= 1; logits of recently used ids are divided by it (1 = off).
+    key_lock: only pitches of the seed's estimated key.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    key_lock: bool = False
+
+    def validate(self) -> None:
+        def bad(name, v, accepted):
+            raise SettingsError(f"{name} = {v!r} is not accepted; expected {accepted}")
+
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                bad(name, v, "a finite number")
+        if not 0 <= self.temperature <= 5:
+            bad("temperature", self.temperature, "0 to 5 (0 = greedy)")
+        if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
+            bad("top_k", self.top_k, "an integer >= 0 (0 = off)")
+        if not 0 < self.top_p <= 1:
+            bad("top_p", self.top_p, "a number in (0, 1] (1 = off)")
+        if not 0 <= self.min_p < 1:
+            bad("min_p", self.min_p, "a number in [0, 1) (0 = off)")
+        if not 1 <= self.repetition_penalty <= 10:
+            bad("repetition_penalty", self.repetition_penalty, "1 to 10 (1 = off)")
+
+
+def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None = None) -> torch.Tensor:
+    """Steps 3-4 on (B, V) logits (already masked with -inf); returns probabilities (B, V)."""
+    logits = logits.float()
+    if recent is not None and s.repetition_penalty != 1 and recent.numel():
+        recent = recent.to(logits.device)
+        picked = logits.gather(1, recent)
+        picked = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
+        logits = logits.scatter(1, recent, picked)
+    if s.temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.size(-1)).float()
+    logits = logits / s.temperature
+    if s.top_k:
+        kth = torch.topk(logits, min(s.top_k, logits.size(-1)), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    probs = torch.softmax(logits, dim=-1)
+    if s.top_p < 1:
+        # keep the smallest set whose mass reaches top_p. The nucleus is almost always within the
+        # TOP_P_K most likely ids: sort only those (topk), and all ids only if some row needs more
+        # (its top TOP_P_K hold at most top_p). Same set either way; 4 x 721 ids: 11 vs 33 us.
+        sp, idx = probs.topk(min(TOP_P_K, probs.size(-1)), dim=-1)  # descending
+        if sp.size(-1) < probs.size(-1) and bool((sp.sum(-1) <= s.top_p).any()):
+            sp, idx = probs.sort(dim=-1, descending=True)
+        drop = sp.cumsum(-1) - sp > s.top_p
+        probs = torch.zeros_like(probs).scatter_(1, idx, sp.masked_fill(drop, 0.0))
+    if s.min_p > 0:
+        probs = probs.masked_fill(probs < s.min_p * probs.max(-1, keepdim=True).values, 0.0)
+    return probs / probs.sum(-1, keepdim=True)
+
+
+def ragged_ids(rows: list[list[int]]) -> torch.Tensor | None:
+    """Per-take id lists -> (B, R) long tensor for ``filter_logits``' ``recent``; short rows are
+    padded by repeating their first id (a duplicate index is harmless in gather/scatter), empty
+    rows with id 0 (PAD, always masked). None when every row is empty."""
+    width = max((len(r) for r in rows), default=0)
+    if width == 0:
+        return None
+    return torch.tensor([r + [r[0] if r else 0] * (width - len(r)) for r in rows])
+
+
+def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+    """One id per row, row b drawing from its own generator ``gens[b]`` (inverse CDF)."""
+    u = torch.stack([torch.rand((), generator=g) for g in gens]).to(probs.device)
+    cdf = probs.float().cumsum(-1)
+    ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1)
+    return ids.clamp_(max=probs.size(-1) - 1)
+
+
+def engine_threads(model, alone: bool = True) -> int:
+    """Intra-op threads for one generation. ``MUSICLAB_THREADS`` (if set) wins. Otherwise, on a
+    CPU, a model whose step is a few large kernels (recurrent and Transformer, ``causal``) uses
+    every core (at most 4) while it is the only generation running, and one core when others
+    share the box. Measured on 2 cores, 30 s from the bench seed, 2 threads vs 1: lstm 1.48x,
+    transformer-remi 1.33x, pianoroll-lstm 1.14x faster, the very same takes. Window models
+    (``causal`` False) keep one: their step already runs its two directions on two cores
+    (models/bilstm.py), and more threads oversubscribe the cores (4-6x slower, measured)."""
+    if os.environ.get("MUSICLAB_THREADS"):
+        return max(1, int(os.environ["MUSICLAB_THREADS"]))
+    device = next(model.parameters()).device
+    if not alone or not model.causal or device.type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+@contextmanager
+def _intra_op_threads(threads: int | Callable[[], int] | None):
+    """Set this OS thread's intra-op thread count (torch keeps it per thread) for a ``with``
+    body, restore it after; yields ``update()``, which asks a callable ``threads`` again."""
+    prev = torch.get_num_threads()
+
+    def update() -> None:
+        if threads is not None:
+            n = max(1, int(threads() if callable(threads) else threads))
+            if n != torch.get_num_threads():
+                torch.set_num_threads(n)
+
+    update()
+    try:
+        yield update
+    finally:
+        if torch.get_num_threads() != prev:
+            torch.set_num_threads(prev)
+
+
+def _mark_end(pm: pretty_midi.PrettyMIDI, end: float) -> None:
+    """Make ``pm.get_end_time()`` reach ``end`` (seconds) with a sustain-pedal-off (CC 64 = 0):
+    silent, and MIDI files, players and the synth keep it. It goes on the last track with notes
+    (the continuation, unless that is empty: readers drop a track without notes)."""
+    voiced = [i for i in pm.instruments if i.notes]
+    if voiced and pm.get_end_time() < end - 1e-3:
+        voiced[-1].control_changes.append(pretty_midi.ControlChange(64, 0, end))
+
+
+def _check_request(seed_seconds, seconds, variations) -> None:
+    for name, v in (("seed_seconds", seed_seconds), ("seconds", seconds)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise SettingsError(f"{name} = {v!r} is not accepted; expected a positive number of seconds")
+    if seconds > MAX_SECONDS:
+        raise SettingsError(f"seconds = {seconds:g} is over the limit of {MAX_SECONDS:g} s per request")
+    if not isinstance(variations, (int, np.integer)) or not 1 <= variations <= MAX_VARIATIONS:
+        raise SettingsError(f"variations = {variations!r} is not accepted; expected 1 to {MAX_VARIATIONS}")
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    seed: pretty_midi.PrettyMIDI,
+    *,
+    seed_seconds: float,
+    seconds: float,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    key_lock: bool = False,
+    variations: int = 1,
+    random_seed: int | None = None,
+    tracks: list[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    preview: Callable[[pretty_midi.PrettyMIDI], None] | None = None,
+    naive: bool = False,
+    threads: int | Callable[[], int] | None = None,
+) -> list[pretty_midi.PrettyMIDI]:
+    """Continue ``seed``: each take = the first ``seed_seconds`` of the seed (chosen
+    ``tracks``, default all non-drum) + ``seconds`` of new music starting at the seed end.
+
+    The same ``random_seed`` gives the same takes; take i uses seed ``random_seed + i``.
+    ``progress(done, total)`` is called with tokens produced so far and the estimated total.
+    ``stop()`` returning True ends early and keeps what was made. ``preview(pm)`` gets take 0
+    so far, at most every 0.3 s (for a piano roll that fills in as notes arrive). ``naive``
+    re-runs the full window every step (the papers' way; for benchmarks). ``threads``: intra-op
+    threads for this call (see :func:`engine_threads`), or a function asked again every 16
+    tokens (the app: all cores while alone, one once another generation starts); None keeps
+    the caller's. Each returned PrettyMIDI has ``musiclab_info`` (model, settings, seeds,
+    tokens, seconds of compute).
+    """
+    s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
+    s.validate()
+    _check_request(seed_seconds, seconds, variations)
+    if random_seed is None:
+        random_seed = secrets.randbelow(2**31)
+    excerpt = seed_excerpt(seed, seed_seconds, tracks)
+    tok = model.tokenizer
+    prompt = tok.prompt(excerpt, seed_seconds)
+    if not prompt.ids:
+        raise MidiError("the seed excerpt has no notes the model can read; use a longer seed or other tracks")
+    state = tok.new_state(variations, prompt, seconds, key_lock)
+    gens = [torch.Generator().manual_seed(int(random_seed) + i) for i in range(variations)]
+    dev = next(model.parameters()).device
+
+    with _intra_op_threads(threads) as update_threads:
+        t0 = time.perf_counter()
+        x = tok.prompt_tensor(prompt, 1).to(dev)  # (1, T) ids or (1, T, 88) frames: one prompt for every take
+        history = x.expand(variations, *x.shape[1:])
+        mstate = None
+        # torch.backends.mkldnn stays on (torch's default, process-wide): nn.LSTM then runs oneDNN's
+        # kernels, which win for every sequence we give it — a prompt (lstm, 300 tokens: 60 vs 90 ms)
+        # and a window re-read (bilstm, 64 tokens: 1.8 vs 3.5 ms). No step feeds nn.LSTM one token
+        # (there oneDNN is ~6x slower, rebuilding its primitive per call): recurrent models step on
+        # prepacked gate kernels (models/lstm.py: lstm_step).
+        if naive:
+            logits = model.naive_step(history)
+        else:
+            logits, mstate = model.prefill(x, rows=variations)
+        first_token_s = None
+        n_tok = 0
+        last_preview = t0
+        while not state.done.all():
+            if stop is not None and stop():
+                break
+            masked = logits.float().masked_fill(~state.mask().to(dev), -math.inf)
+            if hasattr(model, "sample_frame"):  # keys drawn one by one inside the model (pianoroll-nade)
+                new = model.sample_frame(masked, mstate, s, state, gens)  # (B, 88) frames
+            else:
+                new = tok.sample(masked, s, state, gens)  # (B,) ids or (B, 88) frames
+            state.advance(new.cpu().numpy())
+            n_tok += 1
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - t0
+            if n_tok % 16 == 0:
+                update_threads()
+            if progress is not None and n_tok % 8 == 0:
+                frac = state.progress
+                progress(n_tok, max(n_tok, round(n_tok / frac)) if frac > 0 else n_tok * 10)
+            if preview is not None and time.perf_counter() - last_preview > 0.3:
+                preview(state.to_midi(0, excerpt))
+                last_preview = time.perf_counter()
+            if state.done.all():
+                break
+            if naive:
+                history = torch.cat([history, new.unsqueeze(1).to(history.dtype)], dim=1)[:, -model.get_block_size() :]
+                logits = model.naive_step(history)
+            else:
+                logits, mstate = model.step(new.to(dev), mstate)
+    elapsed = time.perf_counter() - t0
+    if progress is not None:
+        progress(n_tok, n_tok)
+    takes = []
+    for b in range(variations):
+        pm = state.to_midi(b, excerpt)
+        if state.done[b]:  # a take that ends in a held note or a rest still lasts the asked length
+            _mark_end(pm, prompt.start_seconds + seconds)
+        pm.musiclab_info = {
+            "model": getattr(model, "name", type(model).__name__),
+            "random_seed": int(random_seed) + b,
+            "seed_seconds": seed_seconds,
+            "seconds": seconds,
+            "settings": s.__dict__.copy(),
+            "tokens": n_tok,
+            "compute_seconds": elapsed,
+            "first_token_seconds": first_token_s,
+            "stopped_early": bool(not state.done[b]),
+        }
+        takes.append(pm)
+    return takes

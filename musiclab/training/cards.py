@@ -1,0 +1,72 @@
+"""Model cards: README.md next to each model's weights, written from its config.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Training corpora by folder name: a card names its data by source and licence, never by a path.
+CORPORA = {
+    "piano": "piano-midi.de (classical piano MIDI by Bernd Krueger, CC BY-SA 3.0 DE; weights trained on it: same terms)",
+    "jsb": "JSB Chorales (split of Boulanger-Lewandowski et al. 2012; chorales by J. S. Bach, public domain)",
+    "asap": "ASAP (Foscarin et al., ISMIR 2020; CC BY-NC-SA 4.0: weights trained on it are non-commercial)",
+    "pop909": "POP909 (Wang et al., ISMIR 2020; MIT)",
+}
+
+
+def describe_data(folder: str | Path) -> str:
+    """What a card says a training folder is: its source and licence when musiclab knows the
+    corpus (by folder name, see CORPORA), else the folder's name only."""
+    name = Path(folder).resolve().name
+    return CORPORA.get(name.lower(), f"{name} (source and licence not recorded)")
+
+
+def data_name(card: dict) -> str:
+    """The short name of a card's data ("piano-midi.de", "JSB Chorales"), e.g. for the README table."""
+    return str(card.get("data") or "?").split(" (")[0]
+
+
+def write_card_readme(out: Path, card: dict) -> None:
+    m = card.get("metrics", {})
+    cur = card.get("curves", {})
+    rows = "\n".join(
+        f"| {i + 1} | {t:.4f} | {v:.4f} | {a:.3f} |"
+        for i, (t, v, a) in enumerate(zip(cur.get("train", []), cur.get("valid", []), cur.get("valid_acc", [])))
+    )
+    ref = card.get("reference_shape")
+    frames = card.get("tokenizer", {}).get("kind") == "pianoroll"
+    unit, acc = ("nats/frame, 88 keys summed", "frame accuracy") if frames else ("nats/token", "top-1 accuracy")
+    text = f"""# {card.get("name")} — {card.get("arch")}
+
+Paper: {card.get("paper")}
+
+{card.get("description", "")}
+
+- Parameters: {card.get("params", 0):,}
+- Data: {card.get("data")}
+- Tokenizer: `{card.get("tokenizer")}`
+- Shipped shape: `{card.get("model")}`
+{f"- Paper's shape (build it with `--config`): `{ref}`" if ref else ""}
+- Epochs: {card.get("epochs")} ({card.get("train_minutes")} min on {card.get("trained_on", "a 2-core CPU")})
+
+## Held-out metrics (valid split)
+
+| | NLL ({unit}) | {acc} |
+|---|---:|---:|
+| this model | {m.get("valid_nll")} | {m.get("valid_accuracy")} |
+| {m.get("baseline")} | {m.get("baseline_nll")} | |
+
+NLL improvement over the baseline: {100 * (m.get("nll_vs_baseline") or 0):.1f}% (target: at least 10%).
+
+## Reproduce
+
+```
+{card.get("command") or "see training in config.json"}
+```
+
+## Training curve (per epoch)
+
+| epoch | train loss | valid NLL | valid acc |
+|---:|---:|---:|---:|
+{rows}
+"""
+    (Path(out) / "README.md").write_text(text)
