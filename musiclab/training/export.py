@@ -1,0 +1,149 @@
+"""Ship a flagship run: its checkpoint -> ``weights/<name>/`` (fp16 safetensors + config.json + README card).
+
+The card names its data by source and licence (ASAP's non-commercial terms included), gives the
+recipe, the hours it took, the curves, the held-out metrics, the command that reproduces it, and
+``greedy_check``: the ids a greedy decode of a bundled example's opening gives with the shipped
+weights, which a test decodes again after loading them strictly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ..codecs.barnote_state import BarNoteTokenizer
+from ..midi.examples import list_examples
+from ..midi.io import load_midi, seed_excerpt
+from ..models import build_model
+from ..serving.weights import save_weights
+from .cards import CORPORA
+
+GREEDY_SEED = "Joplin — Maple Leaf Rag (piano)"
+GREEDY_STEPS = 64
+COMMAND = (
+    "python -m musiclab train-flagship --data piano=PIANO_MIDI_DIR asap=ASAP_DIR pop909=POP909_DIR "
+    "--run RUN_DIR --out weights/flagship --config configs/flagship.json  # resumable; run again after a stop"
+)
+
+
+@torch.no_grad()
+def greedy_ids(model, tokenizer: BarNoteTokenizer, steps: int = GREEDY_STEPS) -> list[int]:
+    """Argmax ids after the first 8 s of the bundled Joplin rag (no grammar: the weights alone)."""
+    pm = load_midi(list_examples()[GREEDY_SEED])
+    prompt = tokenizer.prompt(seed_excerpt(pm, 8.0), 8.0)
+    logits, cache = model.prefill(tokenizer.prompt_tensor(prompt, 1))
+    out = []
+    for _ in range(steps):
+        nxt = logits.float().argmax(-1)
+        out.append(int(nxt[0]))
+        logits, cache = model.step(nxt, cache)
+    return out
+
+
+def curves(run: Path, points: int = 60) -> dict:
+    """Train loss (EMA) at ~``points`` steps and every held-out evaluation, from curves.jsonl."""
+    rows = [json.loads(r) for r in (run / "curves.jsonl").read_text().splitlines() if r]
+    every = max(1, len(rows) // points)
+    return {
+        "train": [[r["step"], r["ema"]] for r in rows[::every]],
+        "valid": [[r["step"], r["valid"]] for r in rows if "valid" in r],
+    }
+
+
+def export(run: Path, out: Path, metrics: dict | None = None) -> dict:
+    """Write ``out`` from the run's checkpoint; returns the card."""
+    run, out = Path(run), Path(out)
+    meta = json.loads((run / "checkpoint.json").read_text())
+    cfg = meta["config"]
+    tokenizer = BarNoteTokenizer()
+    model = build_model(cfg["arch"], {"vocab_size": tokenizer.vocab_size,
+                                      "block_size": cfg["examples"].get("block_size", 1024), **cfg["model"]})  # fmt: skip
+    t = load_file(run / "checkpoint.safetensors")
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+    model.eval()
+    corpus = json.loads((run / "corpus.json").read_text())["summary"]
+    cur = curves(run)
+    sources = sorted({r["source"] for r in corpus})
+    training = {k: v for k, v in cfg.items() if k not in ("run", "out", "data")} | {"data": sources}
+    card = {
+        "arch": cfg["arch"],
+        "name": out.name,
+        "paper": "musiclab's own (no paper): decoder-only Transformer over bar/note tokens",
+        "description": type(model).description,
+        "tokenizer": tokenizer.to_dict(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "data": "; ".join(CORPORA[s] for s in sources),
+        "data_splits": corpus,
+        "licence_note": "Trained partly on ASAP (CC BY-NC-SA 4.0): these weights are for non-commercial use.",
+        "training": training,
+        "steps": meta["step"],
+        "train_hours": round(meta["spent_seconds"] / 3600, 2),
+        "trained_on": "a 2-core CPU (AMD EPYC, bf16 autocast), shared with other work",
+        "curves": cur,
+        "metrics": {"valid_nll": cur["valid"][-1][1] if cur["valid"] else None, **(metrics or {})},
+        "command": COMMAND,
+    }
+    save_weights(model, out, card, half=True)
+    shipped = build_model(cfg["arch"], json.loads((out / "config.json").read_text())["model"])
+    from safetensors.torch import load_model as st_load_model
+
+    st_load_model(shipped, str(out / "model.safetensors"), strict=True)
+    card = json.loads((out / "config.json").read_text())
+    card["greedy_check"] = {
+        "seed": GREEDY_SEED,
+        "seed_seconds": 8.0,
+        "ids": greedy_ids(shipped.float().eval(), tokenizer),
+    }
+    (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
+    write_readme(out, card)
+    return card
+
+
+def write_readme(out: Path, card: dict) -> None:
+    m = card["metrics"]
+    rows = "\n".join(
+        f"| {r['source']} | {r['split']} | {r['files']} | {r['pieces']} | {r['hours']} | {r['notes']:,} | {r['tokens']:,} |"
+        for r in card["data_splits"]
+    )
+    valid = "\n".join(
+        f"| {s} | " + " | ".join(f"{v[k]:.3f}" for k in sorted(v)) + " |" for s, v in card["curves"]["valid"]
+    )
+    tasks = sorted(card["curves"]["valid"][-1][1]) if card["curves"]["valid"] else []
+    text = f"""# {card["name"]} — {card["arch"]}
+
+{card["description"]}
+
+- Parameters: {card["params"]:,} (fp16 file, fp32 at run time)
+- Tokens: bar/note (`musiclab/codecs/barnote.py`), {card["tokenizer"]}
+- Data: {card["data"]}
+- **Licence of the weights:** {card["licence_note"]}
+- Training: {card["steps"]} steps of {card["training"]["batch_size"]} x 1,024 tokens, {card["train_hours"]} h on {card["trained_on"]};
+  cosine schedule from {card["training"]["lr"]} to {card["training"]["min_lr"]} after {card["training"]["warmup_steps"]} warm-up steps; AdamW,
+  weight decay {card["training"]["weight_decay"]}; examples: {card["training"]["examples"]}
+
+## Data (split by piece; near-duplicates across collections kept on one side)
+
+| source | split | files | pieces | hours | notes | tokens |
+|---|---|---:|---:|---:|---:|---:|
+{rows}
+
+## Held-out metrics
+
+{json.dumps({k: v for k, v in m.items()}, indent=1)}
+
+## Held-out NLL per task (nats per token) during training
+
+| step | {" | ".join(tasks)} |
+|---:|{"---:|" * len(tasks)}
+{valid}
+
+## Reproduce
+
+```
+{card["command"]}
+```
+"""
+    (Path(out) / "README.md").write_text(text)
