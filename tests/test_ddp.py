@@ -181,7 +181,7 @@ def test_torchrun_cli_equals_one_process_and_resumes_on_another_world_size(tmp_p
         melody(i).write(str(data / f"m{i}.mid"))
     env = dict(os.environ, MUSICLAB_CACHE=str(tmp_path / "cache"), MUSICLAB_THREADS="1", OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
-    monkeypatch.setattr("musiclab.dataset.CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr("musiclab.training.dataset.CACHE_DIR", tmp_path / "cache")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

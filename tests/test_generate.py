@@ -172,7 +172,7 @@ def test_a_long_take_encodes_to_ogg_and_back(model, seed, tmp_path):
     assert len(audio) > 1 << 21  # past the old crash
     np.save(tmp_path / "audio.npy", audio)
     code = (
-        "import numpy as np, soundfile as sf, io, sys; from musiclab.synth import encode_audio; "
+        "import numpy as np, soundfile as sf, io, sys; from musiclab.midi.synth import encode_audio; "
         f"a = np.load({str(tmp_path / 'audio.npy')!r}); "
         "ogg = encode_audio(a, 44100, 'OGG'); b, sr = sf.read(io.BytesIO(ogg), dtype='float32'); "
         "print(len(a), len(b), len(ogg))"

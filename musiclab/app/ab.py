@@ -1,10 +1,10 @@
 """Streamlit building blocks of the A/B listening page (pages/ab.py stays thin).
 
-Session state: ``ab_round`` (the current :class:`~musiclab.ab.Round`), ``ab_revealed``
+Session state: ``ab_round`` (the current :class:`~musiclab.listening.ab.Round`), ``ab_revealed``
 (voted on), ``ab_seed_bytes`` (the round's seed file, kept in memory only, stored with the
 vote only if the listener opts in), ``ab_msg`` ((kind, text) shown once), ``ab_go`` (a
 "next round" button asked for a new round). The vote file comes from the server's
-environment (:func:`musiclab.votes.default_db_path`), never from the browser.
+environment (:func:`musiclab.listening.votes.default_db_path`), never from the browser.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Used by the Evaluate page and ``python -m musiclab evaluate``; no Streamlit here. One row
 per take: the continuation's metrics (``cont_*``), the seed's own (``seed_*``) and the
-histogram distances between the two (see :mod:`musiclab.metrics` for units and ranges).
+histogram distances between the two (see :mod:`musiclab.evaluation.metrics` for units and ranges).
 """
 
 from __future__ import annotations
