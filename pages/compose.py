@@ -17,7 +17,7 @@ from musiclab.app.common import (
     track_picker,
 )
 from musiclab.app.takes import take_card
-from musiclab.serving.jobs import Job
+from musiclab.serving.jobs import Busy, Job
 
 ensure_frame()
 
@@ -78,7 +78,10 @@ with left:
         if st.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
             st.session_state.pop("job_error", None)
             st.session_state.pop("job_note", None)  # the last run's note is not this run's
-            st.session_state["job"] = Job(cached_model(name), seed, tracks=tracks, **settings)
+            try:
+                st.session_state["job"] = Job(cached_model(name), seed, tracks=tracks, **settings)
+            except Busy as e:
+                st.session_state["job_error"] = str(e)
             st.rerun()  # draw the page as busy (Generate greyed out) while the job runs
     if "job" in st.session_state:
         job_panel(st.session_state["job"], collect)

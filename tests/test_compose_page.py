@@ -334,3 +334,20 @@ def test_new_takes_are_announced_where_the_page_is_scrolled():
     assert [t.value for t in at.toast] == ["Takes 1-2 ready: at the top of your takes"]
     at.run()
     assert not at.toast  # once
+
+
+def test_a_full_queue_says_busy_and_keeps_the_seed_and_takes(monkeypatch):
+    from musiclab.serving import jobs
+
+    at = _app()
+    at.slider(key="seconds").set_value(5)
+    generate(at)
+    monkeypatch.setattr(jobs, "MAX_WAITING", 0)  # no room: every new request is refused
+    at.button(key="generate").click().run()
+    assert not at.exception and "job" not in at.session_state
+    err = " ".join(e.value for e in at.error)
+    assert "the server is busy" in err and "Try again in a minute; your seed and settings are kept" in err
+    assert len(at.session_state["takes"]) == 1 and not at.button(key="generate").disabled
+    monkeypatch.setattr(jobs, "MAX_WAITING", 24)
+    generate(at)  # the same seed and settings, once there is room
+    assert len(at.session_state["takes"]) == 2 and not at.error

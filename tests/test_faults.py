@@ -403,3 +403,28 @@ def test_a_running_job_estimates_its_end(lstm, seed):
         job.stop()
         assert job.wait(60)
     assert job.eta_seconds is None
+
+
+def test_past_max_waiting_a_request_is_refused_at_once_and_the_queue_goes_on(lstm, held, seed, monkeypatch):
+    monkeypatch.setattr(jobs, "MAX_WAITING", 2)
+    busy = [Job(held, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
+    deadline = time.time() + 30
+    while any(j.state == "queued" for j in busy) and time.time() < deadline:
+        time.sleep(0.05)
+    line = [Job(lstm, seed, seed_seconds=4, seconds=2, random_seed=i) for i in range(2)]
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(jobs.Busy, match=r"the server is busy: 2 requests are already waiting .* \(the limit is 2\)"):
+            Job(lstm, seed, seed_seconds=4, seconds=2)
+        with pytest.raises(jobs.Busy):  # A/B and Evaluate queue through slot(): refused the same way
+            with jobs.slot():
+                pass
+        assert time.perf_counter() - t0 < 1.0  # refused at once, not after a wait
+        assert [j.queue_position for j in line] == [0, 1]  # those already waiting keep their places
+        _finish(*busy)
+        for j in line:
+            assert j.wait(120) and j.state == "done", j.error
+        late = Job(lstm, seed, seed_seconds=4, seconds=2)  # room again
+        assert late.wait(120) and late.state == "done"
+    finally:
+        _finish(*busy, *line)

@@ -154,7 +154,7 @@ def parse_seed(data: bytes, label: str, key: str | None = None):
     does not replace a good one."""
     new = st.session_state.pop(f"{key}_new_upload", None) if key else None
     try:
-        pm, notice = load_midi_with_notice(data)
+        pm, notice = _parsed_seed(data)
     except MidiError as e:
         accepted = "" if "Accepted" in str(e) else f". Accepted: {ACCEPTED}"
         st.error(f"{label}: {e}{accepted}.")
@@ -185,11 +185,11 @@ def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
     return chosen
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def _parsed_seed(data: bytes):
-    """The seed, parsed once for its previews (only read): a 50,000-note seed takes ~1 s to parse,
-    which every move of the seed-length slider paid before."""
-    return load_midi_with_notice(data)[0]
+    """(seed, notice), parsed once per file for every session and rerun; shared, so only read
+    (generation copies its excerpt). Page runs parsed it each time: 8% of a busy server's GIL."""
+    return load_midi_with_notice(data)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -197,7 +197,7 @@ def _seed_figure(data: bytes, seconds: float, tracks: tuple[int, ...] | None):
     from ..midi.figure import pianoroll_figure
     from ..midi.io import seed_excerpt
 
-    fig = pianoroll_figure(seed_excerpt(_parsed_seed(data), seconds, tracks), seed_end=seconds, height=200)
+    fig = pianoroll_figure(seed_excerpt(_parsed_seed(data)[0], seconds, tracks), seed_end=seconds, height=200)
     return fig.update_xaxes(range=[0, seconds * 1.02])  # from 0 s: a seed may open with a rest
 
 

@@ -3,7 +3,8 @@ partial piano roll, and a Stop button can end it cleanly (keeping what was made)
 
 At most ``MAX_RUNNING`` generations run at once in the process (env ``MUSICLAB_MAX_JOBS``,
 default 2 = the cores of a small box); later requests wait in a FIFO queue and the page
-shows their place. Nothing here touches Streamlit: the pages poll a :class:`Job`.
+shows their place. Past ``MAX_WAITING`` waiting requests (env ``MUSICLAB_MAX_WAITING``) a new
+one is refused at once with :class:`Busy`, so a crowd gets a clear answer instead of a long wait. Nothing here touches Streamlit: the pages poll a :class:`Job`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..generation.sampling import SettingsError, engine_threads, generate
 from ..midi.io import MidiError
 
 MAX_RUNNING = int(os.environ.get("MUSICLAB_MAX_JOBS", "2"))
+MAX_WAITING = int(os.environ.get("MUSICLAB_MAX_WAITING", "24"))  # past this many waiting requests, new ones are refused
 ABANDONED_S = 120.0  # a job its page stopped polling this long ago (tab closed) ends, freeing its slot;
 # above the 60 s that Chrome may space a hidden tab's timers (the page polls every 1-2 s)
 _cond = threading.Condition()  # guards _queue and _running; notified when a slot frees or the head leaves
@@ -37,6 +39,22 @@ class LeftQueue(Exception):
     """A request stopped (or was abandoned) while it waited for a slot."""
 
 
+class Busy(RuntimeError):
+    """The queue is full: the request was not taken (the message says so and what to do)."""
+
+
+def _enqueue(ticket: object) -> None:
+    """Put ``ticket`` at the back of the queue, or raise Busy past MAX_WAITING (caller holds _cond)."""
+    if ticket in _queue:
+        return
+    if len(_queue) >= MAX_WAITING:
+        raise Busy(
+            f"the server is busy: {len(_queue)} requests are already waiting for a generator (the limit is "
+            f"{MAX_WAITING}). Try again in a minute; your seed and settings are kept"
+        )
+    _queue.append(ticket)
+
+
 @contextmanager
 def slot(ticket: object | None = None, should_stop=lambda: False):
     """Hold one of the ``MAX_RUNNING`` generation slots for the ``with`` body. Requests take
@@ -46,8 +64,7 @@ def slot(ticket: object | None = None, should_stop=lambda: False):
     global _running
     ticket = object() if ticket is None else ticket
     with _cond:
-        if ticket not in _queue:
-            _queue.append(ticket)
+        _enqueue(ticket)
         try:
             while _queue[0] is not ticket or _running >= MAX_RUNNING:
                 if should_stop():
@@ -85,7 +102,7 @@ class Job:
         self._seen: float | None = None  # last touch() by a page; None: nobody polls (CLI, tests)
         self.finished = threading.Event()
         with _cond:
-            _queue.append(self)
+            _enqueue(self)  # may raise Busy: then no thread was started
         self._thread = threading.Thread(target=self._run, name="musiclab-generate", daemon=True)
         self._thread.start()
 
