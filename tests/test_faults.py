@@ -414,7 +414,9 @@ def test_past_max_waiting_a_request_is_refused_at_once_and_the_queue_goes_on(lst
     line = [Job(lstm, seed, seed_seconds=4, seconds=2, random_seed=i) for i in range(2)]
     try:
         t0 = time.perf_counter()
-        with pytest.raises(jobs.Busy, match=r"the server is busy: 2 requests are already waiting .* \(the limit is 2\)"):
+        with pytest.raises(
+            jobs.Busy, match=r"the server is busy: 2 requests are already waiting .* \(the limit is 2\)"
+        ):
             Job(lstm, seed, seed_seconds=4, seconds=2)
         with pytest.raises(jobs.Busy):  # A/B and Evaluate queue through slot(): refused the same way
             with jobs.slot():

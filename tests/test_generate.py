@@ -260,3 +260,31 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass(scale, top_p):
     got = filter_logits(logits, Sampling(top_p=top_p))
     assert torch.equal(got > 0, keep)
     assert torch.allclose(got, torch.where(keep, probs, 0) / torch.where(keep, probs, 0).sum(-1, keepdim=True))
+
+
+def test_edited_tracks_get_their_own_colour_and_a_span_is_shaded():
+    import pretty_midi as pm_
+    from conftest import make_midi
+
+    from musiclab.midi.figure import NEW_COLOUR, SPAN_COLOUR, TRACK_COLOURS
+
+    pm = make_midi(seconds=6)
+    inf = pm_.Instrument(0, name="musiclab infill")
+    inf.notes = [pm_.Note(80, 64, 2.0, 2.5), pm_.Note(80, 67, 2.5, 3.0)]
+    acc = pm_.Instrument(0, name="musiclab accompaniment")
+    acc.notes = [pm_.Note(60, 48, 0.0, 2.0)]
+    pm.instruments += [inf, acc]
+    fig = pianoroll_figure(pm, span=(2.0, 3.0), selectable=True)
+    by_name = {t.name: t for t in fig.data}
+    assert by_name["infill"].line.color == TRACK_COLOURS["musiclab infill"][1]
+    assert by_name["accompaniment"].line.color == TRACK_COLOURS["musiclab accompaniment"][1]
+    assert by_name["notes"].line.color == NEW_COLOUR
+    assert [x for x in by_name["infill"].x if x is not None] == [2.0, 2.5, 2.5, 3.0]
+    onsets = by_name["onsets"]
+    assert onsets.mode == "markers" and len(onsets.x) == sum(len(i.notes) for i in pm.instruments)
+    assert fig.layout.dragmode == "select"
+    (rect,) = fig.layout.shapes
+    assert (rect.x0, rect.x1, rect.fillcolor) == (2.0, 3.0, SPAN_COLOUR)
+    assert pianoroll_figure(pm).layout.dragmode == "zoom" and "onsets" not in {
+        t.name for t in pianoroll_figure(pm).data
+    }

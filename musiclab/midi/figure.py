@@ -15,6 +15,8 @@ import pretty_midi
 
 SEED_COLOUR = "#7f8c8d"
 NEW_COLOUR = "#e4572e"
+TRACK_COLOURS = {"musiclab infill": ("infill", "#2e86de"), "musiclab accompaniment": ("accompaniment", "#27ae60")}
+SPAN_COLOUR = "rgba(46, 134, 222, 0.12)"
 
 
 def _segments(notes) -> tuple[list, list, list]:
@@ -28,17 +30,27 @@ def _segments(notes) -> tuple[list, list, list]:
 
 
 def pianoroll_figure(
-    pm: pretty_midi.PrettyMIDI, seed_end: float | None = None, height: int = 320, title: str | None = None
+    pm: pretty_midi.PrettyMIDI,
+    seed_end: float | None = None,
+    height: int = 320,
+    title: str | None = None,
+    span: tuple[float, float] | None = None,
+    selectable: bool = False,
 ) -> go.Figure:
-    """Figure of every non-drum note; notes starting before ``seed_end`` (seconds) are seed."""
-    notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes]
+    """Figure of every non-drum note; notes starting before ``seed_end`` (seconds) are seed.
+
+    Notes on a track an edit made ("musiclab infill", "musiclab accompaniment") get their own
+    colour; ``span`` (start, end) seconds is shaded; ``selectable`` makes a drag select a time
+    span (box select over an invisible marker at every onset) instead of zooming."""
+    tracks = [inst for inst in pm.instruments if not inst.is_drum]
+    edits = [inst for inst in tracks if inst.name in TRACK_COLOURS]
+    notes = [n for inst in tracks if inst not in edits for n in inst.notes]
     seed = [n for n in notes if seed_end is not None and n.start < seed_end - 1e-6]
     new = [n for n in notes if seed_end is None or n.start >= seed_end - 1e-6]
+    groups = [(seed, "seed", SEED_COLOUR), (new, "continuation" if seed_end is not None else "notes", NEW_COLOUR)]
+    groups += [(inst.notes, *TRACK_COLOURS[inst.name]) for inst in edits]
     fig = go.Figure()
-    for group, label, colour in (
-        (seed, "seed", SEED_COLOUR),
-        (new, "continuation" if seed_end is not None else "notes", NEW_COLOUR),
-    ):
+    for group, label, colour in groups:
         if not group:
             continue
         xs, ys, text = _segments(group)
@@ -53,6 +65,21 @@ def pianoroll_figure(
                 hoverinfo="text+x",
             )
         )
+    notes = [n for inst in tracks for n in inst.notes]
+    if selectable and notes:  # box select needs points: one invisible marker per onset
+        fig.add_trace(
+            go.Scatter(
+                x=[n.start for n in notes],
+                y=[n.pitch for n in notes],
+                mode="markers",
+                marker={"size": 6, "opacity": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                name="onsets",
+            )  # fmt: skip
+        )
+    if span is not None:
+        fig.add_vrect(x0=span[0], x1=span[1], fillcolor=SPAN_COLOUR, line_width=0, layer="below")
     if seed_end is not None:
         fig.add_vline(x=seed_end, line_dash="dash", line_color="#34495e")
     pitches = np.array([n.pitch for n in notes]) if notes else np.array([60])
@@ -64,6 +91,6 @@ def pianoroll_figure(
         yaxis_title="pitch",
         legend={"orientation": "h", "y": 1.08},
         yaxis={"range": [pitches.min() - 2, pitches.max() + 2]},
-        dragmode="zoom",
+        dragmode="select" if selectable else "zoom",
     )
     return fig
