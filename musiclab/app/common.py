@@ -40,6 +40,7 @@ MAX_SEED_S = 600.0  # longest seed excerpt: a take continued again and again gro
 NEAR_END_S = 1.0  # a running job due to end within this long is awaited by the run that would draw it
 PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs ~50 ms of GIL)
 
+DEFAULT_MODELS = ("flagship", "lstm")  # the first one installed is picked first
 ACCEPTED = "Standard MIDI files (.mid/.midi), types 0/1/2, up to 4 MB, 60,000 notes and 60 minutes"
 
 
@@ -117,7 +118,7 @@ def model_picker(key: str, label: str = "Model") -> str | None:
     if not ok:
         st.error("No model is available: the weights/ folder has no loadable model.")
         return None
-    default = ok.index("lstm") if "lstm" in ok else 0
+    default = next((ok.index(n) for n in DEFAULT_MODELS if n in ok), 0)
     return st.selectbox(label, ok, index=default, key=key, persist_state=KEEP)
 
 
@@ -275,7 +276,13 @@ def sampling_controls(seed, key: str = "") -> dict:
         st.caption(f"{bars} bars ≈ {seconds:.1f} s at the seed's tempo and meter")
     else:
         seconds = float(st.slider("Continue for (s)", 5, 120, 20, 5, key=f"{key}seconds", persist_state=KEEP))
-    with st.expander("Sampling", expanded=True):
+    return dict(seed_seconds=seed_s, seconds=seconds, **sampling_knobs(key))
+
+
+def sampling_knobs(key: str = "", expanded: bool = True) -> dict:
+    """Temperature, top-k, top-p, min-p, repetition penalty, key lock, variations, random seed ->
+    the generate() / infill() / accompany() keyword arguments they name."""
+    with st.expander("Sampling", expanded=expanded):
         kw = dict(
             temperature=st.slider(
                 "Temperature", 0.0, 2.0, 1.0, 0.05, key=f"{key}temperature", help="0 = greedy", persist_state=KEEP
@@ -292,7 +299,7 @@ def sampling_controls(seed, key: str = "") -> dict:
         rseed = st.number_input(
             "Random seed (0 = new each time)", 0, 2**31 - 1, 0, key=f"{key}random_seed", persist_state=KEEP
         )
-    return dict(seed_seconds=seed_s, seconds=seconds, random_seed=int(rseed) or None, **kw)
+    return dict(random_seed=int(rseed) or None, **kw)
 
 
 def job_panel(job, on_done) -> None:

@@ -18,6 +18,16 @@ def continue_from(take: dict, key: str = "compose") -> None:
     st.session_state["seed_for"] = "keep"  # the whole take, not the default length of a new seed
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def without_track(midi: bytes, track: int) -> bytes:
+    """The take's MIDI without one track (to hear the rest alone)."""
+    from ..midi.io import midi_to_bytes
+
+    pm = load_midi(midi)
+    del pm.instruments[track]
+    return midi_to_bytes(pm)
+
+
 def made_seconds(pm, seed_end: float, info: dict) -> float | None:
     """Seconds of new music a take holds: the asked length, or for a take stopped early the
     span up to its last new note's end (rates such as notes/s are over this span)."""
@@ -36,9 +46,16 @@ def take_card(take: dict) -> None:
         stopped = " · stopped early" if info.get("stopped_early") else ""
         st.markdown(f"**{take['label']}** · {take['made']} · random seed {info.get('random_seed')}{stopped}")
         pm = load_midi(take["midi"])
-        st.plotly_chart(pianoroll_figure(pm, seed_end=take["seed_end"]), key=f"roll_{take['id']}")
-        metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
-        ogg, notice, _ = audio_for(take["midi"])
+        span = take.get("span")  # an edit: its span is shaded, no seed / continuation split
+        fig = pianoroll_figure(pm, seed_end=None if span else take["seed_end"], span=span)
+        st.plotly_chart(fig, key=f"roll_{take['id']}")
+        if take.get("kind") != "accompaniment":  # an accompaniment has no "before" to compare with
+            metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
+        midi = take["midi"]
+        added = [i for i, inst in enumerate(pm.instruments) if inst.name == "musiclab accompaniment"]
+        if added and st.toggle("Mute the accompaniment", key=f"mute_{take['id']}"):
+            midi = without_track(take["midi"], added[0])
+        ogg, notice, _ = audio_for(midi)
         if notice:
             st.warning(notice)
         st.audio(ogg, format="audio/ogg")

@@ -1,0 +1,124 @@
+"""The Edit page's pieces: what to edit, the span (dragged on the roll, or in seconds / bars), the runs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..midi.figure import pianoroll_figure
+from ..midi.io import non_drum_tracks, track_label
+from ..serving import jobs
+from .common import KEEP, Progress, cached_model, cached_models, new_take, prerender_audio
+
+JOBS = ("Infill a passage", "Accompany a melody")
+
+
+def editing_models() -> list[str]:
+    """Usable models whose codec has infill sentinels and melody/accompaniment sections."""
+    from ..serving.weights import read_card
+
+    out = []
+    for r in cached_models():
+        if r["status"] == "ok" and read_card(r["name"]).get("tokenizer", {}).get("kind") == "bar-note":
+            out.append(r["name"])
+    return out
+
+
+def source_picker() -> tuple[bytes | None, str | None]:
+    """A take made on Compose (newest first) or, through the seed picker, an example or upload."""
+    from .common import seed_picker
+
+    takes = st.session_state.get("takes", [])[::-1]
+    options = (["A take"] if takes else []) + ["Example or upload"]
+    src = st.radio("Edit", options, horizontal=True, key="edit_source", persist_state=KEEP)
+    if src == "A take":
+        labels = [t["label"] for t in takes]
+        pick = st.selectbox("Take", labels, key="edit_take", persist_state=KEEP)
+        take = takes[labels.index(pick)] if pick in labels else takes[0]
+        return take["midi"], take["label"]
+    return seed_picker("edit")
+
+
+def span_from_roll(pm, key: str) -> tuple[float, float] | None:
+    """The source's piano roll; a box dragged on it gives a time span (seconds), else None."""
+    event = st.plotly_chart(
+        pianoroll_figure(pm, span=st.session_state.get("edit_span"), selectable=True, height=300),
+        on_select="rerun",
+        selection_mode="box",
+        key=key,
+    )
+    boxes = (event or {}).get("selection", {}).get("box") or []
+    if boxes and boxes[0].get("x"):
+        x0, x1 = sorted(float(x) for x in boxes[0]["x"][:2])
+        return max(x0, 0.0), min(x1, pm.get_end_time())
+    return None
+
+
+def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
+    """From / to, in seconds or in the file's bars; a dragged box fills them in."""
+    end = round(pm.get_end_time(), 2)
+    if dragged is not None and dragged != st.session_state.get("edit_dragged"):
+        st.session_state["edit_dragged"] = dragged
+        st.session_state["edit_from"], st.session_state["edit_to"] = round(dragged[0], 2), round(dragged[1], 2)
+        st.session_state["edit_unit"] = "seconds"
+    st.session_state.setdefault("edit_from", round(end * 0.25, 2))
+    st.session_state.setdefault("edit_to", round(min(end, end * 0.25 + 8.0), 2))
+    unit = st.radio("Span in", ["seconds", "bars"], horizontal=True, key="edit_unit")
+    c1, c2 = st.columns(2)
+    if unit == "bars":
+        downs = [float(t) for t in pm.get_downbeats()] + [end]
+        n = max(len(downs) - 1, 1)
+        a = c1.number_input("From bar", 1, n, 1, key="edit_bar_from")
+        b = c2.number_input("To bar (included)", 1, n, min(n, 4), key="edit_bar_to")
+        start, stop = downs[a - 1], downs[min(b, n)]
+        st.caption(f"Bars {a}-{b} = {start:.2f}-{stop:.2f} s (bars from the file's meter and tempo)")
+        return start, stop
+    start = c1.number_input("From (s)", 0.0, end, step=0.5, key="edit_from")
+    stop = c2.number_input("To (s)", 0.0, end, step=0.5, key="edit_to")
+    st.caption("Drag a box on the piano roll to choose the span, or type it here.")
+    return float(start), float(stop)
+
+
+def melody_track(pm) -> int:
+    """Selectbox of the pitched tracks; the default is one named like a melody, else the first."""
+    tracks = non_drum_tracks(pm)
+    named = [
+        t for t in tracks if "melod" in pm.instruments[t].name.lower() or "vocal" in pm.instruments[t].name.lower()
+    ]
+    return st.selectbox(
+        "Melody track", tracks, index=tracks.index(named[0]) if named else 0,
+        format_func=lambda t: track_label(pm, t), key="edit_melody",
+    )  # fmt: skip
+
+
+def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
+    """Run the edit in this page's turn of the generation queue; new takes go to the session's
+    takes (shown here and on Compose). A refused or failed edit shows why; nothing is lost."""
+    from ..editing.accompany import accompany
+    from ..editing.infill import infill
+
+    model = cached_model(model_name)
+    bar = Progress("Infilling" if job == JOBS[0] else "Accompanying")
+    try:
+        with jobs.slot():
+            if job == JOBS[0]:
+                takes = infill(model, pm, progress=bar, threads=jobs.threads_for(model), **kw)
+            else:
+                takes = accompany(model, pm, progress=bar, threads=jobs.threads_for(model), **kw)
+    except (ValueError, RuntimeError) as e:  # bad span or settings, a busy server, a model that cannot
+        st.session_state["edit_error"] = str(e)
+        return
+    finally:
+        bar.bar.empty()
+    st.session_state.pop("edit_error", None)
+    n = len(st.session_state.setdefault("takes", []))
+    what = "infill" if job == JOBS[0] else "accompaniment"
+    made = []
+    for i, pm_new in enumerate(takes, 1):
+        start, end = pm_new.musiclab_info["span"]
+        take = new_take(pm_new, start, f"Take {n + i} · {what} of {label} · {model_name}")
+        take["span"], take["kind"] = (start, end), what
+        take["info"]["seconds"] = end - start  # metrics: the new span against the music before it
+        made.append(take)
+    st.session_state["takes"].extend(made)
+    st.session_state["edit_made"] = [t["id"] for t in made]
+    prerender_audio([t["midi"] for t in made[::-1]])

@@ -1,0 +1,41 @@
+"""Edit: regenerate a passage of a piece (infill) or write a piano accompaniment under its melody."""
+
+import streamlit as st
+
+from musiclab.app.common import KEEP, ensure_frame, parse_seed, sampling_knobs, track_picker
+from musiclab.app.edit import JOBS, editing_models, melody_track, run_edit, source_picker, span_from_roll, span_inputs
+from musiclab.app.takes import take_card
+
+ensure_frame()
+st.title("Edit")
+able = editing_models()
+left, right = st.columns([1, 2])
+with left:
+    if not able:
+        st.info("No installed model can infill or accompany: they need the flagship (bar/note tokens).")
+    name = st.selectbox("Model", able, key="edit_model", persist_state=KEEP) if able else None
+    data, label = source_picker()
+    pm = parse_seed(data, label, "edit") if data is not None else None
+with right:
+    dragged = span_from_roll(pm, "edit_roll") if pm is not None else None
+with left:
+    if pm is not None:
+        job = st.radio("Job", JOBS, key="edit_job", persist_state=KEEP)
+        if job == JOBS[0]:
+            start, end = span_inputs(pm, dragged)
+            st.session_state["edit_span"] = (start, end)
+            kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data))
+        else:
+            kw = dict(melody_track=melody_track(pm))
+            if st.toggle("Only a span", key="edit_accompany_span"):
+                kw["start"], kw["end"] = span_inputs(pm, dragged)
+        kw.update(sampling_knobs("edit_", expanded=False))
+        verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
+        if st.button(verb, type="primary", disabled=name is None, key="edit_go"):
+            run_edit(job, name, pm, label, **kw)
+    if err := st.session_state.get("edit_error"):
+        st.error(f"Could not edit: {err}")
+with right:
+    made = set(st.session_state.get("edit_made", []))
+    for take in [t for t in st.session_state.get("takes", [])[::-1] if t["id"] in made]:
+        take_card(take)
