@@ -41,7 +41,7 @@ NEAR_END_S = 1.0  # a running job due to end within this long is awaited by the 
 PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs ~50 ms of GIL)
 
 DEFAULT_MODELS = ("flagship", "lstm")  # the first one installed is picked first
-ACCEPTED = "Standard MIDI files (.mid/.midi), types 0/1/2, up to 4 MB, 60,000 notes and 60 minutes"
+ACCEPTED = "Standard MIDI files (.mid/.midi), types 0/1/2, up to 4 MB (a longer piece keeps its first 60,000 notes / 60 minutes)"
 
 
 def ensure_frame() -> None:
