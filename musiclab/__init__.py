@@ -2,14 +2,14 @@
 
 Stable API (pages, CLI, tests and outside tools use it): :func:`load_midi`,
 :class:`MidiError`, :func:`list_models`, :func:`load_model`, :func:`generate`,
-:func:`render_audio`, :func:`pianoroll_figure`.
+:func:`render_audio`, :func:`pianoroll_figure`; :class:`LoadedModel` (what load_model returns).
 """
 
 __version__ = "0.1.0"
 
 from .generation.sampling import SettingsError, generate  # noqa: E402
 from .midi.io import MidiError, load_midi  # noqa: E402
-from .serving.weights import list_models, load_model  # noqa: E402
+from .serving.weights import LoadedModel, list_models, load_model  # noqa: E402
 
 
 def render_audio(pm, soundfont=None):
@@ -27,6 +27,7 @@ def pianoroll_figure(pm, seed_end=None, **kw):
 
 
 __all__ = [
+    "LoadedModel",
     "MidiError",
     "SettingsError",
     "generate",

@@ -17,6 +17,7 @@ from musiclab.editing.accompany import accompany
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
 from musiclab.generation.sampling import SettingsError, generate
+from musiclab.serving.weights import LoadedModel
 from musiclab.training import corpus as corpus_mod
 from musiclab.training.examples import ExampleConfig, augment, make_example
 from musiclab.training.pretrain import PretrainConfig, train
@@ -178,13 +179,12 @@ def tiny_model(corpus_dirs, tmp_path_factory):
                                  "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1})  # fmt: skip
     m.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
     m.eval()
-    m.tokenizer, m.name, m.card = BarNoteTokenizer(), "tiny-flagship", {}
-    m.curves = [json.loads(r) for r in (run / "curves.jsonl").read_text().splitlines()]
-    return m
+    curves = [json.loads(r) for r in (run / "curves.jsonl").read_text().splitlines()]
+    return LoadedModel("tiny-flagship", {"curves": curves}, m, BarNoteTokenizer())
 
 
 def test_tiny_corpus_overfits_with_augmentation_on(tiny_model):
-    first, last = tiny_model.curves[0], tiny_model.curves[-1]
+    first, last = tiny_model.card["curves"][0], tiny_model.card["curves"][-1]
     assert last["ema"] < 0.5 * first["loss"], (first, last)
     assert last["valid"]["continue"] < 0.5 * first["loss"]
 

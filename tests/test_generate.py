@@ -65,7 +65,7 @@ def test_greedy_equals_top_k_1(model, seed):
 
 def test_key_lock_keeps_new_pitches_in_key(model, seed):
     take = generate(model, seed, seed_seconds=8.0, seconds=10.0, key_lock=True, temperature=1.5, random_seed=5)[0]
-    key = take.musiclab_info and model.tokenizer.prompt(seed, 8.0).key
+    key = take.musiclab_info and model.codec.prompt(seed, 8.0).key
     allowed = scale_pitch_classes(*key)
     assert {n.pitch % 12 for n in _new_notes(take)} <= allowed
 

@@ -92,7 +92,7 @@ SHIPPED = [n for n in ("pianoroll-lstm-jsb", "pianoroll-nade-jsb") if (WEIGHTS_D
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_jsb_weights_reproduce_their_card(jsb_dir, name):
     card = read_card(name)
-    row = model_result(load_model(name, device="cpu"), load_split(jsb_dir / "valid.json"), name)
+    row = model_result(load_model(name, device="cpu").net, load_split(jsb_dir / "valid.json"), name)
     assert row["nll"] == pytest.approx(card["jsb"]["valid_nll"], abs=2e-3)
     assert row["accuracy"] == pytest.approx(card["jsb"]["valid_accuracy"], abs=2e-3)
     assert row["nll"] < {"pianoroll-lstm-jsb": 8.45, "pianoroll-nade-jsb": 5.56}[name]  # LSTM, RNN-NADE (published)

@@ -136,7 +136,7 @@ def test_save_load_round_trip(arch, tmp_path):
             if t.is_floating_point():
                 t.copy_(t.half().float())
     save_weights(m, tmp_path / "tiny", {"arch": arch, "tokenizer": NoteTokenizer().to_dict()})
-    loaded = load_model("tiny", tmp_path, device="cpu")
+    loaded = load_model("tiny", tmp_path, device="cpu").net
     assert type(loaded) is type(m) and loaded.config == m.config and not loaded.training
     assert read_card("tiny", tmp_path)["model"] == dataclasses.asdict(m.config)
     x = ids(m, B, m.get_block_size(), seed=7)
@@ -196,8 +196,8 @@ SHIPPED = [n for n in model_names() if read_card(n).get("golden", {}).get("greed
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_weights_replay_their_golden_decode(name):
-    m = load_model(name, device="cpu")
-    golden = m.card["golden"]
+    loaded = load_model(name, device="cpu")
+    golden, m = loaded.card["golden"], loaded.net
     with torch.inference_mode():
         logits, state = m.prefill(torch.tensor([golden["prompt"]]))
         out = []

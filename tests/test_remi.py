@@ -220,8 +220,8 @@ def test_save_load_round_trip(tmp_path):
     loaded = load_model("rt", root=tmp_path, device="cpu")
     ref = copy.deepcopy(m).half().float()  # weights are stored in fp16
     x = torch.randint(1, TOK.vocab_size, (2, 32))
-    assert torch.allclose(loaded(x)[0], ref(x)[0], atol=1e-5)
-    assert loaded.card["model"]["n_layer"] == 2 and isinstance(loaded.tokenizer, RemiTokenizer)
+    assert torch.allclose(loaded.net(x)[0], ref(x)[0], atol=1e-5)
+    assert loaded.card["model"]["n_layer"] == 2 and isinstance(loaded.codec, RemiTokenizer)
 
 
 def test_reference_shape_builds_from_config():

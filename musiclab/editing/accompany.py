@@ -38,7 +38,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
         raise SettingsError(f"track {melody_track} ({mel.name or 'unnamed'}) has no pitched notes to accompany")
     first, last = min(n.start for n in mel.notes), max(n.end for n in mel.notes)
     start, end = constrained.check_span(pm, first if start is None else start, last if end is None else end)
-    codec = model.tokenizer
+    codec = model.codec
     ppb, S = codec.config.positions_per_beat, codec.steps_per_bar
     s0 = math.floor(constrained.seconds_to_step(pm, start, ppb) + 1e-6)
     s1 = math.ceil(constrained.seconds_to_step(pm, end, ppb) - 1e-6)
@@ -63,7 +63,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     takes = []
     for b in range(variations):
         take = _with_accompaniment(pm, state.events(b), codec, s0, s1)
-        take.musiclab_info = {"model": getattr(model, "name", "?"), "job": "accompany", "melody_track": int(melody_track),
+        take.musiclab_info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
                               "span": [start, end], "settings": s.__dict__.copy(), **facts,
                               "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(take)

@@ -29,13 +29,11 @@ class CannotError(ValueError):
 def check_model(model, job: str) -> None:
     """Raise CannotError unless ``model`` reads bar/note tokens (the only codec with infill
     sentinels and melody/accompaniment sections)."""
-    if getattr(getattr(model, "tokenizer", None), "config", None) is None or \
-            getattr(model.tokenizer.config, "kind", None) != "bar-note":  # fmt: skip
+    if getattr(getattr(model.codec, "config", None), "kind", None) != "bar-note":
         from ..serving.weights import list_models
 
         able = [m["name"] for m in list_models() if m["status"] == "ok" and _reads_bar_note(m["name"])]
-        name = getattr(model, "name", type(model).__name__)
-        raise CannotError(f"model {name!r} cannot {job}; models that can: {', '.join(able) or 'none installed'}")
+        raise CannotError(f"model {model.name!r} cannot {job}; models that can: {', '.join(able) or 'none installed'}")
 
 
 def _reads_bar_note(name: str) -> bool:
@@ -62,12 +60,11 @@ def run(model, prompt_ids: list[int], state, s: Sampling, variations: int, rando
     if random_seed is None:
         random_seed = secrets.randbelow(2**31)
     gens = [torch.Generator().manual_seed(int(random_seed) + i) for i in range(variations)]
-    dev = next(model.parameters()).device
-    tok = model.tokenizer
+    dev, tok = model.device, model.codec
     with _intra_op_threads(threads):
         t0 = time.perf_counter()
         x = torch.tensor(prompt_ids, dtype=torch.long, device=dev).unsqueeze(0)
-        logits, cache = model.prefill(x, rows=variations)
+        logits, cache = model.net.prefill(x, rows=variations)
         n = 0
         while not state.done.all() and n < max_tokens:
             if stop is not None and stop():
@@ -83,7 +80,7 @@ def run(model, prompt_ids: list[int], state, s: Sampling, variations: int, rando
                 progress(n, max(n, round(n / frac)) if frac > 0 else n * 10)
             if state.done.all():
                 break
-            logits, cache = model.step(torch.from_numpy(new).to(dev), cache)
+            logits, cache = model.net.step(torch.from_numpy(new).to(dev), cache)
     if progress is not None:
         progress(n, n)
     return {"random_seed": int(random_seed), "tokens": n, "compute_seconds": time.perf_counter() - t0}

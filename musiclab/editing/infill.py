@@ -42,7 +42,7 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
         raise SettingsError(
             f"track(s) {bad or tracks} cannot be infilled; the file has tracks 0..{len(pm.instruments) - 1}"
         )
-    codec = model.tokenizer
+    codec = model.codec
     ppb, S = codec.config.positions_per_beat, codec.steps_per_bar
     s0 = math.ceil(constrained.seconds_to_step(pm, start, ppb) - 1e-6)
     s1 = math.ceil(constrained.seconds_to_step(pm, end, ppb) - 1e-6)
@@ -55,7 +55,7 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
     chosen.instruments = [pm.instruments[t] for t in tracks]
     q = codec.quantize(notes_from_pm(chosen))
     suffix = codec.encode(q, b1, b1 + 64, step_lo=s1)[:SUFFIX_TOKENS].tolist()
-    room = model.get_block_size() - len(suffix) - MIDDLE_ROOM - 3
+    room = model.net.get_block_size() - len(suffix) - MIDDLE_ROOM - 3
     prefix = cut_to_bar(codec.encode(q, 0, b0 + 1, step_hi=s0).tolist(), room, codec.bar)
     ids = [codec.ids["INFILL"], *suffix, codec.fill_id(b1 - b0), *prefix, codec.ids["MID"]]
     pitch_ok = None
@@ -71,7 +71,7 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
     takes = []
     for b in range(variations):
         take = _with_middle(pm, tracks, start, end, state.events(b), codec, s0, s1)
-        take.musiclab_info = {"model": getattr(model, "name", "?"), "job": "infill", "span": [start, end],
+        take.musiclab_info = {"model": model.name, "job": "infill", "span": [start, end],
                               "tracks": tracks, "settings": s.__dict__.copy(), **facts,
                               "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(take)

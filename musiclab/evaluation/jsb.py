@@ -76,7 +76,7 @@ def unigram_result(train: list[np.ndarray], pieces: list[np.ndarray]) -> dict:
 
 @torch.no_grad()
 def model_result(model, pieces: list[np.ndarray], name: str | None = None) -> dict:
-    """NLL and frame accuracy of a piano-roll model on whole pieces (state carried from step 1)."""
+    """NLL and frame accuracy of a piano-roll network (a ``LoadedModel.net``) on whole pieces (state carried from step 1)."""
     if getattr(model, "output", None) != "multi-hot":
         raise ValueError(f"model {name!r}: expected a piano-roll (multi-hot) model, got output {model.output!r}")
     model.eval()
@@ -91,7 +91,7 @@ def model_result(model, pieces: list[np.ndarray], name: str | None = None) -> di
         h, _ = model.trunk(x)
         a, b, c = _frame_counts(model.predict_frames(h[0]).cpu().numpy(), piece)
         tp, fp, fn, steps = tp + a, fp + b, fn + c, steps + len(piece)
-    return _row(name or getattr(model, "name", type(model).__name__), nll, steps, tp, fp, fn)
+    return _row(name or type(model).__name__, nll, steps, tp, fp, fn)
 
 
 def jsb_models(root: Path | None = None) -> list[str]:
@@ -130,7 +130,7 @@ def evaluate_jsb(split_path: str | Path, model_names: list[str] | None = None, r
     train = _train_file(split)
     results = [unigram_result(load_split(train), pieces)]
     for name in jsb_models(root) if model_names is None else model_names:
-        results.append(model_result(load_model(name, root, device="cpu"), pieces, name))
+        results.append(model_result(load_model(name, root, device="cpu").net, pieces, name))
     return {"split": str(split), "train": str(train), "results": results}
 
 
@@ -142,7 +142,7 @@ def add_jsb_metrics(out: str | Path, split_path: str | Path) -> dict:
     out, split = Path(out), Path(split_path)
     clear_cache()
     pieces = load_split(split)
-    row = model_result(load_model(out.name, out.parent, device="cpu"), pieces, out.name)
+    row = model_result(load_model(out.name, out.parent, device="cpu").net, pieces, out.name)
     base = unigram_result(load_split(_train_file(split)), pieces)
     card = json.loads((out / "config.json").read_text())
     card["jsb"] = {

@@ -59,11 +59,11 @@ def total_nll_bits(model, ids: np.ndarray) -> float:
 
 
 def bits_per_note(model, pieces: list) -> dict:
-    """{bits_per_note, notes, pieces} of ``model`` over PrettyMIDI ``pieces``."""
-    model.eval()
+    """{bits_per_note, notes, pieces} of a LoadedModel over PrettyMIDI ``pieces``."""
+    model.net.eval()
     bits = notes = 0.0
     for pm in pieces:
-        ids = piece_ids(model.tokenizer, pm)
-        bits += total_nll_bits(model, ids)
-        notes += note_count(model.tokenizer, ids)
+        ids = piece_ids(model.codec, pm)
+        bits += total_nll_bits(model.net, ids)
+        notes += note_count(model.codec, ids)
     return {"bits_per_note": bits / max(notes, 1), "notes": int(notes), "pieces": len(pieces)}

@@ -135,8 +135,7 @@ def engine_threads(model, alone: bool = True) -> int:
     (models/bilstm.py), and more threads oversubscribe the cores (4-6x slower, measured)."""
     if os.environ.get("MUSICLAB_THREADS"):
         return max(1, int(os.environ["MUSICLAB_THREADS"]))
-    device = next(model.parameters()).device
-    if not alone or not model.causal or device.type != "cpu":
+    if not alone or not model.net.causal or model.device.type != "cpu":
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(4, cores))
@@ -222,13 +221,13 @@ def generate(
     if random_seed is None:
         random_seed = secrets.randbelow(2**31)
     excerpt = seed_excerpt(seed, seed_seconds, tracks)
-    tok = model.tokenizer
+    tok, net = model.codec, model.net
     prompt = tok.prompt(excerpt, seed_seconds)
     if not prompt.ids:
         raise MidiError("the seed excerpt has no notes the model can read; use a longer seed or other tracks")
     state = tok.new_state(variations, prompt, seconds, key_lock)
     gens = [torch.Generator().manual_seed(int(random_seed) + i) for i in range(variations)]
-    dev = next(model.parameters()).device
+    dev = model.device
 
     with _intra_op_threads(threads) as update_threads:
         t0 = time.perf_counter()
@@ -241,9 +240,9 @@ def generate(
         # (there oneDNN is ~6x slower, rebuilding its primitive per call): recurrent models step on
         # prepacked gate kernels (models/lstm.py: lstm_step).
         if naive:
-            logits = model.naive_step(history)
+            logits = net.naive_step(history)
         else:
-            logits, mstate = model.prefill(x, rows=variations)
+            logits, mstate = net.prefill(x, rows=variations)
         first_token_s = None
         n_tok = 0
         last_preview = t0
@@ -251,8 +250,8 @@ def generate(
             if stop is not None and stop():
                 break
             masked = logits.float().masked_fill(~state.mask().to(dev), -math.inf)
-            if hasattr(model, "sample_frame"):  # keys drawn one by one inside the model (pianoroll-nade)
-                new = model.sample_frame(masked, mstate, s, state, gens)  # (B, 88) frames
+            if hasattr(net, "sample_frame"):  # keys drawn one by one inside the model (pianoroll-nade)
+                new = net.sample_frame(masked, mstate, s, state, gens)  # (B, 88) frames
             else:
                 new = tok.sample(masked, s, state, gens)  # (B,) ids or (B, 88) frames
             state.advance(new.cpu().numpy())
@@ -270,10 +269,10 @@ def generate(
             if state.done.all():
                 break
             if naive:
-                history = torch.cat([history, new.unsqueeze(1).to(history.dtype)], dim=1)[:, -model.get_block_size() :]
-                logits = model.naive_step(history)
+                history = torch.cat([history, new.unsqueeze(1).to(history.dtype)], dim=1)[:, -net.get_block_size() :]
+                logits = net.naive_step(history)
             else:
-                logits, mstate = model.step(new.to(dev), mstate)
+                logits, mstate = net.step(new.to(dev), mstate)
     elapsed = time.perf_counter() - t0
     if progress is not None:
         progress(n_tok, n_tok)
@@ -283,7 +282,7 @@ def generate(
         if state.done[b]:  # a take that ends in a held note or a rest still lasts the asked length
             _mark_end(pm, prompt.start_seconds + seconds)
         pm.musiclab_info = {
-            "model": getattr(model, "name", type(model).__name__),
+            "model": model.name,
             "random_seed": int(random_seed) + b,
             "seed_seconds": seed_seconds,
             "seconds": seconds,

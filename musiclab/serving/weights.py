@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +19,26 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
+from ..codecs import Codec
 from ..models import MusicModel, build_model
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A shipped model ready to generate: what :func:`load_model` returns. Cached and shared by
+    every session, so read-only; compared by identity (one copy per folder and device)."""
+
+    name: str  # its folder in weights/ (a registry name, safe in file names)
+    card: dict  # the parsed config.json: arch, model and tokenizer config, data, metrics
+    net: MusicModel  # the network, in eval mode on its device (prefill/step, models/base.py)
+    codec: Codec  # music <-> ids for this net (codecs/__init__.py)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.name!r}, {type(self.net).__name__}, {type(self.codec).__name__}, {self.device})"
 
 
 def _weights_dir() -> Path:
@@ -94,7 +114,7 @@ def model_names(root: Path | None = None) -> list[str]:
 
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str], MusicModel] = {}
+_cache: dict[tuple[str, str], LoadedModel] = {}
 
 
 def clear_cache() -> None:
@@ -103,13 +123,13 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def load_model(name: str, root: Path | None = None, device: torch.device | str | None = None) -> MusicModel:
+def load_model(name: str, root: Path | None = None, device: torch.device | str | None = None) -> LoadedModel:
     """Build ``name`` from its config.json and load its safetensors weights strictly.
 
-    The model comes back in eval mode, on ``device`` (default: :func:`pick_device`), with
-    ``model.card`` (the parsed config.json) and ``model.tokenizer`` attached. Loaded models
-    are cached and shared: callers must not modify them. Raises ValueError (unknown name,
-    missing or corrupt files) with the reason.
+    Returns a :class:`LoadedModel`: its ``net`` in eval mode on ``device`` (default:
+    :func:`pick_device`), its ``codec`` and ``card``. Loaded models are cached and shared:
+    callers must not modify them. Raises ValueError (unknown name, missing or corrupt files)
+    with the reason.
     """
     root = Path(root or WEIGHTS_DIR)
     known = model_names(root)
@@ -149,11 +169,8 @@ def load_model(name: str, root: Path | None = None, device: torch.device | str |
         model.to(dev).eval()
         if dev.type == "cuda" and model.half_on_gpu:
             model.half()
-        model.card = card
-        model.name = name
-        model.tokenizer = tokenizer
-        _cache[key] = model
-        return model
+        _cache[key] = loaded = LoadedModel(name, card, model, tokenizer)
+        return loaded
 
 
 def list_models(root: Path | None = None) -> list[dict]:
@@ -167,7 +184,7 @@ def list_models(root: Path | None = None) -> list[dict]:
             row.update(architecture=card.get("arch"), paper=card.get("paper"), data=card.get("data"))
             row["metrics"] = card.get("metrics", {})
             model = load_model(name, root, device="cpu")
-            row["params"] = sum(p.numel() for p in model.parameters())
+            row["params"] = sum(p.numel() for p in model.net.parameters())
         except ValueError as e:
             row.update(status="unavailable", error=str(e))
         out.append(row)

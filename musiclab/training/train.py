@@ -298,8 +298,8 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
     from ..serving.weights import clear_cache, load_model
 
     clear_cache()
-    model = load_model(out.name, out.parent, device=pick_device())
-    tok = model.tokenizer
+    loaded = load_model(out.name, out.parent, device=pick_device())
+    model, tok = loaded.net, loaded.codec
     vx, vy = eval_windows(corpus.valid, model.get_block_size(), model.causal, cfg.eval_windows)
     val = evaluate_model(model, vx, vy)
     model.eval()
@@ -310,7 +310,7 @@ def finish_card(cfg: TrainConfig, out: Path, corpus, state: dict, n_params: int)
         base = ngram_nll(corpus.train, corpus.valid, tok.vocab_size, n=3)
         base_name = "interpolated 3-gram"
     golden = golden_decode(model, corpus.valid[0])
-    card = dict(model.card)
+    card = dict(loaded.card)
     card.update(
         name=out.name,
         paper=PAPERS.get(cfg.arch, ""),
