@@ -24,7 +24,7 @@ with left:
         if job == JOBS[0]:
             start, end = span_inputs(pm, dragged)
             st.session_state["edit_span"] = (start, end)
-            kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data))
+            kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data, "Tracks to infill"))
         else:
             kw = dict(melody_track=melody_track(pm))
             if st.toggle("Only a span", key="edit_accompany_span"):

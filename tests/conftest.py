@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 import pytest
 
@@ -77,10 +78,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(db_dir: Path):
-    """A real `streamlit run app.py` on a free loopback port; yields its URL."""
+def streamlit_server(db_dir: Path, **env_vars: str):
+    """A real `streamlit run app.py` on a free loopback port (``env_vars`` added to its
+    environment, e.g. MUSICLAB_WEIGHTS); yields its URL."""
     port = _free_port()
-    env = dict(os.environ, MUSICLAB_DB=str(db_dir / "votes.sqlite"))
+    env = dict(os.environ, MUSICLAB_DB=str(db_dir / "votes.sqlite"), **env_vars)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -204,3 +206,85 @@ def postgres():
     pg.start()
     yield pg
     pg.close()
+
+
+# ---- songs and a small trained flagship (bar/note model) for the tests of infill, accompany, Edit ----
+CHORDS = [[60, 64, 67], [57, 60, 64], [53, 57, 60], [55, 59, 62]]  # C Am F G
+
+
+def merged(pm: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """The same song on one track (a solo-piano file)."""
+    one = pretty_midi.Instrument(0)
+    one.notes = [n for i in pm.instruments for n in i.notes]
+    pm.instruments = [one]
+    return pm
+
+
+def song(seed: int = 0, bars: int = 16, tempo: float = 100.0, pedal: bool = False) -> pretty_midi.PrettyMIDI:
+    """A two-track song: MELODY (eighths over the chords) and PIANO (the chords on beats 1 and 3)."""
+    rng = np.random.default_rng(seed)
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    beat = 60.0 / tempo
+    mel, acc = pretty_midi.Instrument(0, name="MELODY"), pretty_midi.Instrument(0, name="PIANO")
+    for b in range(bars):
+        chord = CHORDS[b % 4]
+        for half in range(2):
+            t = (b * 4 + half * 2) * beat
+            for p in chord:
+                acc.notes.append(pretty_midi.Note(70, p - 12, t, t + 2 * beat))
+        for e in range(8):
+            p = int(rng.choice(chord)) + 12
+            t = (b * 4 + e * 0.5) * beat
+            mel.notes.append(pretty_midi.Note(90, p, t, t + 0.5 * beat))
+    if pedal:
+        acc.control_changes += [
+            pretty_midi.ControlChange(64, 127, 0.0),
+            pretty_midi.ControlChange(64, 0, bars * 4 * beat),
+        ]
+    pm.instruments += [mel, acc]
+    return pm
+
+
+def make_song_corpus(root: Path) -> dict[str, str]:
+    """Three little sources laid out like piano-midi.de, ASAP and POP909 (+ one broken file)."""
+    for i in range(6):
+        pm = merged(song(i))
+        (root / "piano" / "comp").mkdir(parents=True, exist_ok=True)
+        pm.write(str(root / "piano" / "comp" / f"p{i}.mid"))
+    for piece in range(4):
+        d = root / "asap" / "Comp" / "Work" / f"piece{piece}"
+        d.mkdir(parents=True)
+        for perf in range(3):  # three "performances" of one piece: near-duplicates, one split
+            pm = merged(song(100 + piece, tempo=100 + 5 * perf))
+            del pm.instruments[0].notes[10 * perf : 10 * perf + 3]  # each player misses other notes
+            pm.write(str(d / f"Player{perf:02d}.mid"))
+    for s in range(6):
+        d = root / "pop909" / f"{s:03d}"
+        d.mkdir(parents=True)
+        song(200 + s).write(str(d / f"{s:03d}.mid"))
+        (d / "beat_midi.txt").write_text("0.0 1.0 1.0\n0.6 1.0 0.0\n")
+    (root / "piano" / "comp" / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    return {"piano": str(root / "piano"), "asap": str(root / "asap"), "pop909": str(root / "pop909")}
+
+
+@pytest.fixture(scope="session")
+def flagship_weights(tmp_path_factory) -> Path:
+    """A weights folder with a small flagship-shaped model trained here on ``make_song_corpus``
+    (a real bar/note model, 2 layers, 128-token context), exported as a shipped model is, beside
+    links to the real shipped models."""
+    from musiclab.training.export import export
+    from musiclab.training.pretrain import PretrainConfig, train
+
+    root = tmp_path_factory.mktemp("flagship")
+    cfg = PretrainConfig(run=str(root / "run"), out="", data=make_song_corpus(root / "corpus"), total_steps=120,
+                         batch_size=4, warmup_steps=2, lr=3e-3, eval_every=120, seed=3,
+                         model={"n_layer": 2, "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1},
+                         examples={"block_size": 128, "suffix_tokens": 32})  # fmt: skip
+    train(cfg, log=lambda *a: None)
+    weights = root / "weights"
+    weights.mkdir()
+    for real in (ROOT / "weights").iterdir():
+        if real.is_dir() and real.name != "flagship":
+            (weights / real.name).symlink_to(real)
+    export(root / "run", weights / "flagship")
+    return weights

@@ -3,7 +3,9 @@ and find a playable <audio> (duration > 0) and a plotly piano roll. Prints click
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +124,23 @@ def test_a_new_upload_keeps_the_settings_and_the_upload_is_remembered(app_server
     page.get_by_text("Upload", exact=True).click()
     page.get_by_text("Using b.mid, uploaded before").wait_for(timeout=30_000)
     assert page.get_by_role("button", name="Generate").is_enabled()
+
+
+ALBUM = Path(__file__).resolve().parent / "data" / "album.mid"  # tests/data/make_album.py: 21 tracks, 37 min
+
+
+def test_a_long_real_album_loads_its_beginning_with_a_notice(app_server, page):
+    page.goto(app_server, wait_until="domcontentloaded")
+    page.get_by_text("Upload", exact=True).wait_for(timeout=120_000)
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(ALBUM))
+    note = page.locator("[data-testid=stAlertContentInfo]").filter(has_text="kept its first")
+    note.first.wait_for(timeout=120_000)
+    text = note.first.inner_text()
+    assert "album.mid: the file is over the limit (60,000 notes, 60 min)" in text
+    assert re.search(r"kept its first \d+\.\d min \((59,\d{3}|60,000) of 6\d,\d{3} notes\)", text), text
+    gen = page.get_by_role("button", name="Generate")
+    gen.wait_for(timeout=60_000)
+    assert gen.is_enabled() and page.locator(".js-plotly-plot").count() == 1  # its seed preview
+    assert page.get_by_role("checkbox").count() >= 20  # one per track
+    assert page.locator("[data-testid=stException]").count() == 0

@@ -6,80 +6,25 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pretty_midi
 import pytest
 import torch
+from conftest import ROOT, make_song_corpus, song
 from safetensors.torch import load_file
 
 from musiclab.codecs.barnote import HIGH, LOW, MELODY, BarNoteCodec, Notes
-from musiclab.codecs.barnote_state import BarNoteTokenizer, notes_from_pm
+from musiclab.codecs.barnote_state import notes_from_pm
 from musiclab.editing.accompany import accompany
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
 from musiclab.generation.sampling import SettingsError, generate
-from musiclab.serving.weights import LoadedModel
 from musiclab.training import corpus as corpus_mod
 from musiclab.training.examples import ExampleConfig, augment, make_example
 from musiclab.training.pretrain import PretrainConfig, train
 
-CHORDS = [[60, 64, 67], [57, 60, 64], [53, 57, 60], [55, 59, 62]]  # C Am F G
-
-
-def merged(pm: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
-    """The same song on one track (a solo-piano file)."""
-    one = pretty_midi.Instrument(0)
-    one.notes = [n for i in pm.instruments for n in i.notes]
-    pm.instruments = [one]
-    return pm
-
-
-def song(seed: int = 0, bars: int = 16, tempo: float = 100.0, pedal: bool = False) -> pretty_midi.PrettyMIDI:
-    """A two-track song: MELODY (eighths over the chords) and PIANO (the chords on beats 1 and 3)."""
-    rng = np.random.default_rng(seed)
-    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
-    beat = 60.0 / tempo
-    mel, acc = pretty_midi.Instrument(0, name="MELODY"), pretty_midi.Instrument(0, name="PIANO")
-    for b in range(bars):
-        chord = CHORDS[b % 4]
-        for half in range(2):
-            t = (b * 4 + half * 2) * beat
-            for p in chord:
-                acc.notes.append(pretty_midi.Note(70, p - 12, t, t + 2 * beat))
-        for e in range(8):
-            p = int(rng.choice(chord)) + 12
-            t = (b * 4 + e * 0.5) * beat
-            mel.notes.append(pretty_midi.Note(90, p, t, t + 0.5 * beat))
-    if pedal:
-        acc.control_changes += [
-            pretty_midi.ControlChange(64, 127, 0.0),
-            pretty_midi.ControlChange(64, 0, bars * 4 * beat),
-        ]
-    pm.instruments += [mel, acc]
-    return pm
-
 
 @pytest.fixture(scope="module")
 def corpus_dirs(tmp_path_factory):
-    """Three little sources laid out like piano-midi.de, ASAP and POP909 (+ one broken file)."""
-    root = tmp_path_factory.mktemp("corpus")
-    for i in range(6):
-        pm = merged(song(i))
-        (root / "piano" / "comp").mkdir(parents=True, exist_ok=True)
-        pm.write(str(root / "piano" / "comp" / f"p{i}.mid"))
-    for piece in range(4):
-        d = root / "asap" / "Comp" / "Work" / f"piece{piece}"
-        d.mkdir(parents=True)
-        for perf in range(3):  # three "performances" of one piece: near-duplicates, one split
-            pm = merged(song(100 + piece, tempo=100 + 5 * perf))
-            del pm.instruments[0].notes[10 * perf : 10 * perf + 3]  # each player misses other notes
-            pm.write(str(d / f"Player{perf:02d}.mid"))
-    for s in range(6):
-        d = root / "pop909" / f"{s:03d}"
-        d.mkdir(parents=True)
-        song(200 + s).write(str(d / f"{s:03d}.mid"))
-        (d / "beat_midi.txt").write_text("0.0 1.0 1.0\n0.6 1.0 0.0\n")
-    (root / "piano" / "comp" / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
-    return {"piano": str(root / "piano"), "asap": str(root / "asap"), "pop909": str(root / "pop909")}
+    return make_song_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def test_round_trip_keeps_pitches_and_onsets():
@@ -153,7 +98,7 @@ def _tiny(corpus_dirs, run, steps, **kw):
     return PretrainConfig(run=str(run), out=str(run.parent / "out"), data=corpus_dirs, total_steps=steps,
                           batch_size=4, warmup_steps=2, lr=3e-3, eval_every=steps, seed=3,
                           model={"n_layer": 2, "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1},
-                          examples={"block_size": 128}, **kw)  # fmt: skip
+                          examples={"block_size": 128, "suffix_tokens": 32}, **kw)  # fmt: skip
 
 
 def test_resume_continues_the_same_run(corpus_dirs, tmp_path):
@@ -168,23 +113,20 @@ def test_resume_continues_the_same_run(corpus_dirs, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(corpus_dirs, tmp_path_factory):
-    """A small flagship-shaped model trained here (augmentation on) until it fits the tiny corpus."""
-    run = tmp_path_factory.mktemp("tiny") / "run"
-    train(_tiny(corpus_dirs, run, 120), log=lambda *a: None)
-    from musiclab.models import build_model
+def tiny_model(flagship_weights):
+    """The small flagship trained (augmentation on) and shipped by conftest's ``flagship_weights``."""
+    from musiclab.serving.weights import load_model
 
-    t = load_file(run / "checkpoint.safetensors")
-    m = build_model("flagship", {"vocab_size": BarNoteCodec().vocab_size, "block_size": 128, "n_layer": 2,
-                                 "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1})  # fmt: skip
-    m.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
-    m.eval()
-    curves = [json.loads(r) for r in (run / "curves.jsonl").read_text().splitlines()]
-    return LoadedModel("tiny-flagship", {"curves": curves}, m, BarNoteTokenizer())
+    return load_model("flagship", root=flagship_weights, device="cpu")
 
 
-def test_tiny_corpus_overfits_with_augmentation_on(tiny_model):
-    first, last = tiny_model.card["curves"][0], tiny_model.card["curves"][-1]
+@pytest.fixture(scope="module")
+def tiny_curves(flagship_weights) -> list[dict]:
+    return [json.loads(r) for r in (flagship_weights.parent / "run" / "curves.jsonl").read_text().splitlines()]
+
+
+def test_tiny_corpus_overfits_with_augmentation_on(tiny_curves):
+    first, last = tiny_curves[0], tiny_curves[-1]
     assert last["ema"] < 0.5 * first["loss"], (first, last)
     assert last["valid"]["continue"] < 0.5 * first["loss"]
 
@@ -244,3 +186,14 @@ def test_a_model_without_infill_says_which_can():
 
     with pytest.raises(CannotError, match="cannot infill; models that can"):
         infill(load_model("lstm", device="cpu"), song(1), 2.0, 4.0)
+
+
+def test_shipped_weights_load_strictly_and_greedy_decode_the_cards_ids(flagship_weights):
+    from musiclab.serving.weights import load_model
+    from musiclab.training.export import greedy_ids
+
+    roots = [flagship_weights] + ([ROOT / "weights"] if (ROOT / "weights" / "flagship").is_dir() else [])
+    for root in roots:
+        model = load_model("flagship", root=root, device="cpu")
+        check = model.card["greedy_check"]
+        assert len(check["ids"]) == 64 and greedy_ids(model.net, model.codec) == check["ids"], root

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
+from pathlib import Path
 
 import mido
 import pytest
 
 from musiclab import MidiError, load_midi
-from musiclab.midi.io import Limits, load_midi_with_notice, midi_to_bytes, seed_excerpt
+from musiclab.midi.io import LIMITS, Limits, load_midi_with_notice, midi_to_bytes, seed_excerpt
 from tests.conftest import make_midi
 
 
@@ -155,3 +157,17 @@ def test_seed_excerpt_keeps_the_tempo_map():
     # beat 6 is at 2 s + 2 x 1 s = 4 s in the source and must stay there in the excerpt
     assert ex.time_to_tick(4.0) == pm.time_to_tick(4.0) == 6 * 480
     assert len(ex.get_tempo_changes()[0]) == 2
+
+
+def test_a_long_real_album_keeps_its_first_60000_notes():
+    album = Path(__file__).resolve().parent / "data" / "album.mid"  # 21 tracks, 37 min, 66,000+ notes
+    raw = album.read_bytes()
+    assert len(raw) <= LIMITS.max_bytes
+    with pytest.warns(RuntimeWarning, match="kept its first"):
+        pm = load_midi(raw)
+    kept = sum(len(i.notes) for i in pm.instruments)
+    assert 59_000 < kept <= LIMITS.max_notes and len(pm.instruments) >= 20
+    _, notice = load_midi_with_notice(raw)
+    total = int(re.search(r"of ([\d,]+) notes", notice).group(1).replace(",", ""))
+    assert total > 66_000 and f"({kept:,} of {total:,} notes)" in notice
+    assert pm.get_end_time() < 37 * 60  # the beginning, not all of it

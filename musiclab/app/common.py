@@ -167,7 +167,7 @@ def parse_seed(data: bytes, label: str, key: str | None = None):
     return pm
 
 
-def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
+def track_picker(pm, key: str, seed_bytes: bytes, heading: str = "Tracks to continue") -> list[int] | None:
     """Tracks of a multi-track seed to continue (default: every non-drum track), one checkbox
     each: a multiselect's chips (and st.pills) run off the narrow column, hiding tracks (tester).
     Keyed by the seed's content, so a new seed (another example, an upload, a take to continue)
@@ -175,7 +175,7 @@ def track_picker(pm, key: str, seed_bytes: bytes) -> list[int] | None:
     if len(pm.instruments) <= 1:
         return None
     tag, default = hashlib.sha256(seed_bytes).hexdigest()[:16], set(non_drum_tracks(pm))
-    st.markdown("Tracks to continue")
+    st.markdown(heading)
     cols = st.columns(2) if len(pm.instruments) > 4 else [st.container()]
     chosen = []
     for i in range(len(pm.instruments)):

@@ -38,10 +38,25 @@ def source_picker() -> tuple[bytes | None, str | None]:
     return seed_picker("edit")
 
 
+def default_span(pm) -> tuple[float, float]:
+    """A quarter of the way in, 8 s long (seconds)."""
+    end = round(pm.get_end_time(), 2)
+    return round(end * 0.25, 2), round(min(end, end * 0.25 + 8.0), 2)
+
+
 def span_from_roll(pm, key: str) -> tuple[float, float] | None:
-    """The source's piano roll; a box dragged on it gives a time span (seconds), else None."""
+    """The source's piano roll, the current span shaded; a box dragged on it gives a time span
+    (seconds), else None. The figure must be the same from run to run until the span changes:
+    Streamlit keys a chart's selection to its figure, and a changed figure drops it."""
+    ss = st.session_state
+    piece = f"{pm.get_end_time():.3f}/{sum(len(i.notes) for i in pm.instruments)}"
+    if ss.get("edit_for") != piece:  # another piece: its own default span
+        for k in ("edit_span", "edit_from", "edit_to", "edit_dragged"):
+            ss.pop(k, None)
+        ss["edit_for"] = piece
+    span = ss.setdefault("edit_span", default_span(pm))
     event = st.plotly_chart(
-        pianoroll_figure(pm, span=st.session_state.get("edit_span"), selectable=True, height=300),
+        pianoroll_figure(pm, span=span, selectable=True, height=300),
         on_select="rerun",
         selection_mode="box",
         key=key,
@@ -60,8 +75,11 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
         st.session_state["edit_dragged"] = dragged
         st.session_state["edit_from"], st.session_state["edit_to"] = round(dragged[0], 2), round(dragged[1], 2)
         st.session_state["edit_unit"] = "seconds"
-    st.session_state.setdefault("edit_from", round(end * 0.25, 2))
-    st.session_state.setdefault("edit_to", round(min(end, end * 0.25 + 8.0), 2))
+        st.session_state["edit_span"] = (round(dragged[0], 2), round(dragged[1], 2))
+        st.rerun()  # redraw the roll with the new span shaded
+    first, last = default_span(pm)
+    st.session_state.setdefault("edit_from", first)
+    st.session_state.setdefault("edit_to", last)
     unit = st.radio("Span in", ["seconds", "bars"], horizontal=True, key="edit_unit")
     c1, c2 = st.columns(2)
     if unit == "bars":

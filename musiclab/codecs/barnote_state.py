@@ -57,6 +57,8 @@ def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: i
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
     """The last ``n`` ids at most, starting at a BAR."""
+    if n <= 0:
+        return []
     if len(ids) <= n:
         return ids
     tail = ids[-n:]

@@ -21,8 +21,10 @@ from ..generation.sampling import Sampling, SettingsError
 from ..midi.io import non_drum_tracks
 from . import constrained
 
-SUFFIX_TOKENS = 256  # the suffix the model reads (as in training)
-MIDDLE_ROOM = 384  # tokens kept free for the middle in the 1,024-token window
+SUFFIX_SHARE, MIDDLE_SHARE = (
+    1 / 4,
+    3 / 8,
+)  # of the context: the suffix read (256 of 1,024, as in training), room for the middle
 
 
 def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, tracks: list[int] | None = None,
@@ -54,8 +56,9 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
     chosen = copy.copy(pm)
     chosen.instruments = [pm.instruments[t] for t in tracks]
     q = codec.quantize(notes_from_pm(chosen))
-    suffix = codec.encode(q, b1, b1 + 64, step_lo=s1)[:SUFFIX_TOKENS].tolist()
-    room = model.net.get_block_size() - len(suffix) - MIDDLE_ROOM - 3
+    block = model.net.get_block_size()
+    suffix = codec.encode(q, b1, b1 + 64, step_lo=s1)[: int(block * SUFFIX_SHARE)].tolist()
+    room = max(block - len(suffix) - int(block * MIDDLE_SHARE) - 3, 0)  # the window never drops the suffix
     prefix = cut_to_bar(codec.encode(q, 0, b0 + 1, step_hi=s0).tolist(), room, codec.bar)
     ids = [codec.ids["INFILL"], *suffix, codec.fill_id(b1 - b0), *prefix, codec.ids["MID"]]
     pitch_ok = None

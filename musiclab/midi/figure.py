@@ -73,7 +73,7 @@ def pianoroll_figure(
                 y=[n.pitch for n in notes],
                 mode="markers",
                 marker={"size": 6, "opacity": 0},
-                hoverinfo="skip",
+                hoverinfo="none",  # "skip" would make the points unselectable
                 showlegend=False,
                 name="onsets",
             )  # fmt: skip

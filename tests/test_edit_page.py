@@ -1,0 +1,104 @@
+"""The Edit page (AppTest): infill a span, accompany a melody, and what it says when it cannot."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+from streamlit.testing.v1 import AppTest
+
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi
+
+PAGE = str(ROOT / "pages" / "edit.py")
+JOPLIN, MOZART = "Joplin — Maple Leaf Rag (piano)", "Mozart — Quartet K. 155, I (4 strings)"
+
+
+def _use_weights(monkeypatch, root) -> None:
+    import streamlit as st
+
+    from musiclab.serving import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", root)
+    weights.clear_cache()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def flagship(flagship_weights, monkeypatch):
+    _use_weights(monkeypatch, flagship_weights)
+    yield
+    _use_weights(monkeypatch, ROOT / "weights")
+
+
+def _app(example: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    assert not at.exception
+    at.selectbox(key="edit_example").set_value(example).run()
+    return at
+
+
+def notes(pm, skip: str | None = None) -> list[tuple]:
+    return sorted((n.start, n.end, n.pitch, n.velocity) for i in pm.instruments if i.name != skip for n in i.notes)
+
+
+def test_infill_a_typed_span_makes_new_takes_and_keeps_the_rest(flagship):
+    at = _app(JOPLIN)
+    assert at.selectbox(key="edit_model").value == "flagship"
+    at.number_input(key="edit_from").set_value(4.0)
+    at.number_input(key="edit_to").set_value(10.0)
+    at.slider(key="edit_variations").set_value(2)
+    at.button(key="edit_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    takes = at.session_state["takes"]
+    assert len(takes) == 2 and all(t["span"] == (4.0, 10.0) for t in takes)
+    source = load_midi(list_examples()[JOPLIN])
+    outside = [n for n in notes(source) if not 4.0 <= n[0] < 10.0]
+    for t in takes:
+        pm = load_midi(t["midi"])
+        assert notes(pm, skip="musiclab infill") == outside  # every note outside the span, exactly
+        assert all(4.0 <= n.start < 10.0 for n in pm.instruments[-1].notes)
+    assert len(at.get("audio")) == 2
+    assert {t["info"]["random_seed"] for t in takes} == {
+        takes[0]["info"]["random_seed"],
+        takes[0]["info"]["random_seed"] + 1,
+    }
+
+
+def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
+    at = _app(MOZART)
+    at.radio(key="edit_job").set_value("Accompany a melody").run()
+    at.selectbox(key="edit_melody").set_value(0).run()
+    at.button(key="edit_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (take,) = at.session_state["takes"]
+    pm, source = load_midi(take["midi"]), load_midi(list_examples()[MOZART])
+    assert notes(pm, skip="musiclab accompaniment") == notes(source)  # the melody (and the rest) kept
+    assert pm.instruments[-1].name == "musiclab accompaniment" and pm.instruments[-1].notes
+    before = at.get("audio")[0].proto.url
+    at.toggle(key=f"mute_{take['id']}").set_value(True).run()
+    assert at.get("audio")[0].proto.url != before  # the mix without the accompaniment
+
+
+@pytest.mark.parametrize("start,end,words", [(10.0, 5.0, "is empty"), (6.0, 6.0, "is empty")])
+def test_a_bad_span_is_refused_with_a_reason_and_nothing_is_lost(flagship, start, end, words):
+    at = _app(JOPLIN)
+    at.number_input(key="edit_from").set_value(start)
+    at.number_input(key="edit_to").set_value(end)
+    at.button(key="edit_go").click().run()
+    assert not at.exception
+    assert any(words in e.value and e.value.startswith("Could not edit:") for e in at.error)
+    assert "takes" not in at.session_state or at.session_state["takes"] == []
+    assert at.number_input(key="edit_from").value == start  # the settings stay as typed
+
+
+def test_without_a_model_that_can_edit_the_page_says_so(tmp_path, monkeypatch):
+    (tmp_path / "lstm").symlink_to(ROOT / "weights" / "lstm")
+    _use_weights(monkeypatch, tmp_path)
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=180).run()
+        assert not at.exception
+        assert any("No installed model can infill or accompany" in i.value for i in at.info)
+        assert at.button(key="edit_go").disabled
+    finally:
+        _use_weights(monkeypatch, ROOT / "weights")
