@@ -139,16 +139,16 @@ def _write_takes(takes, out: str, wav: str | None) -> None:
             return [Path(p)]
         return [Path(p).with_name(f"{Path(p).stem}-{i + 1}{ext}") for i in range(len(takes))]
 
-    for pm, path in zip(takes, paths(out, ".mid")):
-        path.write_bytes(midi_to_bytes(pm))
-        print(f"wrote {path} ({pm.get_end_time():.1f} s, random seed {pm.musiclab_info['random_seed']})")
+    for take, path in zip(takes, paths(out, ".mid")):
+        path.write_bytes(midi_to_bytes(take.midi))
+        print(f"wrote {path} ({take.midi.get_end_time():.1f} s, random seed {take.info['random_seed']})")
     if wav:
         import soundfile as sf
 
         from . import render_audio
 
-        for pm, path in zip(takes, paths(wav, ".wav")):
-            audio, sr = render_audio(pm)
+        for take, path in zip(takes, paths(wav, ".wav")):
+            audio, sr = render_audio(take)
             sf.write(str(path), audio, sr)
             print(f"wrote {path}")
 

@@ -180,7 +180,7 @@ def test_the_other_models_keep_generating_next_to_a_corrupt_one(tmp_path):
     (root / "lstm" / "model.safetensors").write_bytes(b"")
     assert [r["status"] for r in list_models(root)] == ["unavailable", "ok"]
     take = generate(load_model("pianoroll-lstm", root, device="cpu"), make_midi(seconds=6), seed_seconds=4, seconds=3)
-    assert len(take[0].instruments[-1].notes) > 0
+    assert len(take[0].midi.instruments[-1].notes) > 0
 
 
 # ---- generation jobs ----
@@ -250,7 +250,7 @@ def test_exception_inside_generate_fails_the_job_with_a_message_and_frees_its_sl
             assert j.error == "generation failed unexpectedly (RuntimeError: simulated: out of memory)"
         good = Job(lstm, seed, seed_seconds=4, seconds=3, random_seed=1)  # every slot came back
         assert good.wait(120) and good.state == "done", good.error
-        assert len(good.result[0].instruments[-1].notes) > 0
+        assert len(good.result[0].midi.instruments[-1].notes) > 0
     finally:
         _finish(*bad)
 
@@ -268,8 +268,8 @@ def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, held, seed):
         running[0].stop()
         assert running[0].wait(30) and running[0].state == "done"
         take = running[0].result[0]
-        assert take.musiclab_info["stopped_early"] and len(take.instruments[-1].notes) > 0
-        assert take.get_end_time() < 4 + 240  # partial, but kept
+        assert take.info["stopped_early"] and len(take.midi.instruments[-1].notes) > 0
+        assert take.midi.get_end_time() < 4 + 240  # partial, but kept
     finally:
         _finish(*running, waiting)
 
@@ -327,8 +327,8 @@ def test_a_job_nobody_watches_any_more_stops(monkeypatch, lstm, held, seed):
     try:
         watched_once.touch()  # the page polled it once, then the tab closed
         assert watched_once.wait(60), "an abandoned job kept its slot"
-        assert watched_once.result[0].musiclab_info["stopped_early"]
-        assert never_watched.wait(120) and not never_watched.result[0].musiclab_info["stopped_early"]
+        assert watched_once.result[0].info["stopped_early"]
+        assert never_watched.wait(120) and not never_watched.result[0].info["stopped_early"]
     finally:
         _finish(watched_once, never_watched)
 

@@ -219,14 +219,15 @@ def seed_preview(data: bytes, seconds: float, tracks: list[int] | None) -> str |
     return None
 
 
-def new_take(pm, seed_end: float, label: str) -> dict:
-    midi = midi_to_bytes(pm)
+def new_take(take, seed_end: float, label: str) -> dict:
+    """A generation's :class:`~musiclab.generation.take.Take` as the page keeps it (MIDI bytes, info)."""
+    midi = midi_to_bytes(take.midi)
     return {
         "id": uuid.uuid4().hex[:8],
         "label": label,
         "midi": midi,
         "seed_end": seed_end,
-        "info": getattr(pm, "musiclab_info", {}),
+        "info": take.info,
         "sha": hashlib.sha256(midi).hexdigest()[:12],
         "made": time.strftime("%H:%M:%S"),
     }

@@ -45,7 +45,7 @@ def _timed(model, seed, seconds, variations, naive=False, random_seed=0, threads
         threads=threads,
     )
     wall = time.perf_counter() - t0
-    return wall, takes[0].musiclab_info  # its "tokens": steps until every take of the batch was done
+    return wall, takes[0].info  # its "tokens": steps until every take of the batch was done
 
 
 def bench_model(name: str, seconds: float = 30.0, repeats: int = 3, threads: int | None = None) -> dict:

@@ -29,6 +29,7 @@ import pretty_midi
 import torch
 
 from ..midi.io import MidiError, seed_excerpt
+from .take import Take
 
 REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
 MAX_SECONDS = 300.0  # longest continuation one request may ask for
@@ -201,7 +202,7 @@ def generate(
     preview: Callable[[pretty_midi.PrettyMIDI], None] | None = None,
     naive: bool = False,
     threads: int | Callable[[], int] | None = None,
-) -> list[pretty_midi.PrettyMIDI]:
+) -> list[Take]:
     """Continue ``seed``: each take = the first ``seed_seconds`` of the seed (chosen
     ``tracks``, default all non-drum) + ``seconds`` of new music starting at the seed end.
 
@@ -212,8 +213,8 @@ def generate(
     re-runs the full window every step (the papers' way; for benchmarks). ``threads``: intra-op
     threads for this call (see :func:`engine_threads`), or a function asked again every 16
     tokens (the app: all cores while alone, one once another generation starts); None keeps
-    the caller's. Each returned PrettyMIDI has ``musiclab_info`` (model, settings, seeds,
-    tokens, seconds of compute).
+    the caller's. Returns one :class:`Take` per variation: its ``midi`` and ``info`` (model,
+    settings, seeds, tokens, seconds of compute).
     """
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     s.validate()
@@ -281,7 +282,7 @@ def generate(
         pm = state.to_midi(b, excerpt)
         if state.done[b]:  # a take that ends in a held note or a rest still lasts the asked length
             _mark_end(pm, prompt.start_seconds + seconds)
-        pm.musiclab_info = {
+        info = {
             "model": model.name,
             "random_seed": int(random_seed) + b,
             "seed_seconds": seed_seconds,
@@ -292,5 +293,5 @@ def generate(
             "first_token_seconds": first_token_s,
             "stopped_early": bool(not state.done[b]),
         }
-        takes.append(pm)
+        takes.append(Take(pm, info))
     return takes
