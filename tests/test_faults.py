@@ -186,21 +186,35 @@ def test_the_other_models_keep_generating_next_to_a_corrupt_one(tmp_path):
 # ---- generation jobs ----
 
 
+class _SteppedNet:
+    """A shipped network whose every ``step`` first calls ``before()``."""
+
+    def __init__(self, net, before):
+        self._net, self._before = net, before
+
+    def __getattr__(self, name):
+        return getattr(self._net, name)
+
+    def step(self, x, state):
+        self._before()
+        return self._net.step(x, state)
+
+
 class FaultyModel:
     """The real shipped model, except that its ``fail_at``-th step raises ``error`` (a fault
     inside generate(): out of memory, a torch bug, ...)."""
 
     def __init__(self, model, fail_at: int, error: BaseException):
         self._model, self._fail_at, self._error, self._steps = model, fail_at, error, 0
+        self.net = _SteppedNet(model.net, self._count)
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def step(self, x, state):
+    def _count(self):
         self._steps += 1
         if self._steps >= self._fail_at:
             raise self._error
-        return self._model.step(x, state)
 
 
 class HeldModel:
@@ -209,13 +223,10 @@ class HeldModel:
 
     def __init__(self, model):
         self._model, self.release = model, threading.Event()
+        self.net = _SteppedNet(model.net, lambda: self.release.wait(0.02))
 
     def __getattr__(self, name):
         return getattr(self._model, name)
-
-    def step(self, x, state):
-        self.release.wait(0.02)
-        return self._model.step(x, state)
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +324,7 @@ def test_in_session_generations_wait_their_turn_in_the_same_queue(lstm, held, se
         assert not entered.is_set() and later.queue_position == 1  # the in-session request is ahead
         _finish(*busy)
         t.join(120)
-        assert got and len(got[0][0].instruments[-1].notes) > 0
+        assert got and len(got[0][0].midi.instruments[-1].notes) > 0
         assert later.wait(120) and later.state == "done", later.error
     finally:
         _finish(*busy, later)

@@ -12,6 +12,7 @@ import torch
 from musiclab.codecs import make_tokenizer
 from musiclab.codecs.common import scale_pitch_classes
 from musiclab.codecs.remi import BAR, DURATION, PITCH, POSITION, VELOCITY, RemiTokenizer
+from musiclab.evaluation.bench import generate_naive
 from musiclab.generation.sampling import generate
 from musiclab.midi.io import seed_excerpt
 from musiclab.models import build_model
@@ -208,7 +209,7 @@ def test_naive_window_rerun_gives_the_same_takes(tmp_path):
     save_weights(tiny_model(n_layer=1), tmp_path / "one", {"arch": "transformer-remi", "tokenizer": TOK.to_dict()})
     model = load_model("one", root=tmp_path, device="cpu")
     kw = dict(seed_seconds=6.0, seconds=4.0, variations=2, random_seed=1)
-    fast, slow = generate(model, make_midi(), **kw), generate(model, make_midi(), naive=True, **kw)
+    fast, slow = generate(model, make_midi(), **kw), generate_naive(model, make_midi(), **kw)
     assert fast[0].info["tokens"] > 32  # the take outgrew the window
     assert [new_notes(a) for a in fast] == [new_notes(b) for b in slow]
 
