@@ -17,11 +17,9 @@ Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +29,7 @@ import torch
 
 from ..midi.io import MidiError, seed_excerpt
 from .take import Take
+from .threads import engine_threads, intra_op_threads  # noqa: F401 (engine_threads: callers' one import)
 
 REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
 MAX_SECONDS = 300.0  # longest continuation one request may ask for
@@ -125,42 +124,6 @@ def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
     cdf = probs.float().cumsum(-1)
     ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1)
     return ids.clamp_(max=probs.size(-1) - 1)
-
-
-def engine_threads(model, alone: bool = True) -> int:
-    """Intra-op threads for one generation. ``MUSICLAB_THREADS`` (if set) wins. Otherwise, on a
-    CPU, a model whose step is a few large kernels (recurrent and Transformer, ``causal``) uses
-    every core (at most 4) while it is the only generation running, and one core when others
-    share the box. Measured on 2 cores, 30 s from the bench seed, 2 threads vs 1: lstm 1.48x,
-    transformer-remi 1.33x, pianoroll-lstm 1.14x faster, the very same takes. Window models
-    (``causal`` False) keep one: their step already runs its two directions on two cores
-    (models/bilstm.py), and more threads oversubscribe the cores (4-6x slower, measured)."""
-    if os.environ.get("MUSICLAB_THREADS"):
-        return max(1, int(os.environ["MUSICLAB_THREADS"]))
-    if not alone or not model.net.causal or model.device.type != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cores))
-
-
-@contextmanager
-def intra_op_threads(threads: int | Callable[[], int] | None):
-    """Set this OS thread's intra-op thread count (torch keeps it per thread) for a ``with``
-    body, restore it after; yields ``update()``, which asks a callable ``threads`` again."""
-    prev = torch.get_num_threads()
-
-    def update() -> None:
-        if threads is not None:
-            n = max(1, int(threads() if callable(threads) else threads))
-            if n != torch.get_num_threads():
-                torch.set_num_threads(n)
-
-    update()
-    try:
-        yield update
-    finally:
-        if torch.get_num_threads() != prev:
-            torch.set_num_threads(prev)
 
 
 def _mark_end(pm: pretty_midi.PrettyMIDI, end: float) -> None:
