@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -110,9 +109,9 @@ def cmd_generate(a):
     _out_path(a.out, "--out", (".mid", ".midi"))
     if a.wav:
         _out_path(a.wav, "--wav", (".wav",))
-    import torch
+    from .generation.threads import serving_threads
 
-    torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))  # see app/common.py; generate() may raise it
+    serving_threads()  # generate() raises it for its own call
     seed = load_midi(a.seed)
     model = load_model(a.model)
     if a.tracks and max(a.tracks) > len(seed.instruments):
@@ -139,16 +138,16 @@ def _write_takes(takes, out: str, wav: str | None) -> None:
             return [Path(p)]
         return [Path(p).with_name(f"{Path(p).stem}-{i + 1}{ext}") for i in range(len(takes))]
 
-    for pm, path in zip(takes, paths(out, ".mid")):
-        path.write_bytes(midi_to_bytes(pm))
-        print(f"wrote {path} ({pm.get_end_time():.1f} s, random seed {pm.musiclab_info['random_seed']})")
+    for take, path in zip(takes, paths(out, ".mid")):
+        path.write_bytes(midi_to_bytes(take.midi))
+        print(f"wrote {path} ({take.midi.get_end_time():.1f} s, random seed {take.info['random_seed']})")
     if wav:
         import soundfile as sf
 
         from . import render_audio
 
-        for pm, path in zip(takes, paths(wav, ".wav")):
-            audio, sr = render_audio(pm)
+        for take, path in zip(takes, paths(wav, ".wav")):
+            audio, sr = render_audio(take)
             sf.write(str(path), audio, sr)
             print(f"wrote {path}")
 
@@ -266,7 +265,9 @@ def _data_roots(pairs: list[str] | None) -> dict[str, str]:
             return dict(kv.split("=", 1) for kv in pairs)
         except ValueError:
             raise UserError(f"--data takes SOURCE=FOLDER pairs (piano, asap, pop909), got {pairs}") from None
-    root = os.environ.get("MUSICLAB_DATA")
+    from .settings import current
+
+    root = current().data
     roots = {s: f"{root}/{s}" for s in ("piano", "asap", "pop909") if root and Path(root, s).is_dir()}
     if not roots:
         raise UserError("no data: pass --data piano=DIR asap=DIR pop909=DIR (or set MUSICLAB_DATA to their parent)")

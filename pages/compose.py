@@ -36,14 +36,14 @@ def collect(job: Job) -> None:
         return
     n = len(st.session_state["takes"])
     made = [
-        new_take(pm, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}")
-        for i, pm in enumerate(job.result, 1)
+        new_take(take, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}")
+        for i, take in enumerate(job.result, 1)
     ]
     st.session_state["takes"].extend(made)
     names = f"Take {n + 1}" if len(made) == 1 else f"Takes {n + 1}-{n + len(made)}"
     st.session_state["job_toast"] = f"{names} ready: at the top of your takes"  # seen wherever the page is scrolled
     prerender_audio([t["midi"] for t in made[::-1]])  # newest first, as the cards are drawn
-    info = job.result[0].musiclab_info
+    info = job.result[0].info
     rate = info["tokens"] / max(info["compute_seconds"], 1e-6)
     stopped = " · stopped early, partial takes kept" if info["stopped_early"] else ""
     st.session_state["job_note"] = (

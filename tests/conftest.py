@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # and small models in this process. Integration: pages through AppTest, the CLI and torchrun as
 # subprocesses, shipped models end to end. Browser: a real Streamlit server and Chromium.
 INTEGRATION = {
-    "test_ab_page.py", "test_cli.py", "test_compose_page.py", "test_ddp.py", "test_evaluate_page.py",
+    "test_ab_page.py", "test_cli.py", "test_compose_page.py", "test_ddp.py", "test_evaluate_page.py", "test_fast.py",
     "test_faults.py", "test_generate.py", "test_jsb.py", "test_packaging.py",
 }  # fmt: skip
 CHROMIUM = os.environ.get("MUSICLAB_CHROMIUM", "/usr/bin/chromium")

@@ -180,10 +180,24 @@ def test_the_other_models_keep_generating_next_to_a_corrupt_one(tmp_path):
     (root / "lstm" / "model.safetensors").write_bytes(b"")
     assert [r["status"] for r in list_models(root)] == ["unavailable", "ok"]
     take = generate(load_model("pianoroll-lstm", root, device="cpu"), make_midi(seconds=6), seed_seconds=4, seconds=3)
-    assert len(take[0].instruments[-1].notes) > 0
+    assert len(take[0].midi.instruments[-1].notes) > 0
 
 
 # ---- generation jobs ----
+
+
+class _SteppedNet:
+    """A shipped network whose every ``step`` first calls ``before()``."""
+
+    def __init__(self, net, before):
+        self._net, self._before = net, before
+
+    def __getattr__(self, name):
+        return getattr(self._net, name)
+
+    def step(self, x, state):
+        self._before()
+        return self._net.step(x, state)
 
 
 class FaultyModel:
@@ -192,15 +206,15 @@ class FaultyModel:
 
     def __init__(self, model, fail_at: int, error: BaseException):
         self._model, self._fail_at, self._error, self._steps = model, fail_at, error, 0
+        self.net = _SteppedNet(model.net, self._count)
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def step(self, x, state):
+    def _count(self):
         self._steps += 1
         if self._steps >= self._fail_at:
             raise self._error
-        return self._model.step(x, state)
 
 
 class HeldModel:
@@ -209,13 +223,10 @@ class HeldModel:
 
     def __init__(self, model):
         self._model, self.release = model, threading.Event()
+        self.net = _SteppedNet(model.net, lambda: self.release.wait(0.02))
 
     def __getattr__(self, name):
         return getattr(self._model, name)
-
-    def step(self, x, state):
-        self.release.wait(0.02)
-        return self._model.step(x, state)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +261,7 @@ def test_exception_inside_generate_fails_the_job_with_a_message_and_frees_its_sl
             assert j.error == "generation failed unexpectedly (RuntimeError: simulated: out of memory)"
         good = Job(lstm, seed, seed_seconds=4, seconds=3, random_seed=1)  # every slot came back
         assert good.wait(120) and good.state == "done", good.error
-        assert len(good.result[0].instruments[-1].notes) > 0
+        assert len(good.result[0].midi.instruments[-1].notes) > 0
     finally:
         _finish(*bad)
 
@@ -268,8 +279,8 @@ def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, held, seed):
         running[0].stop()
         assert running[0].wait(30) and running[0].state == "done"
         take = running[0].result[0]
-        assert take.musiclab_info["stopped_early"] and len(take.instruments[-1].notes) > 0
-        assert take.get_end_time() < 4 + 240  # partial, but kept
+        assert take.info["stopped_early"] and len(take.midi.instruments[-1].notes) > 0
+        assert take.midi.get_end_time() < 4 + 240  # partial, but kept
     finally:
         _finish(*running, waiting)
 
@@ -313,7 +324,7 @@ def test_in_session_generations_wait_their_turn_in_the_same_queue(lstm, held, se
         assert not entered.is_set() and later.queue_position == 1  # the in-session request is ahead
         _finish(*busy)
         t.join(120)
-        assert got and len(got[0][0].instruments[-1].notes) > 0
+        assert got and len(got[0][0].midi.instruments[-1].notes) > 0
         assert later.wait(120) and later.state == "done", later.error
     finally:
         _finish(*busy, later)
@@ -327,8 +338,8 @@ def test_a_job_nobody_watches_any_more_stops(monkeypatch, lstm, held, seed):
     try:
         watched_once.touch()  # the page polled it once, then the tab closed
         assert watched_once.wait(60), "an abandoned job kept its slot"
-        assert watched_once.result[0].musiclab_info["stopped_early"]
-        assert never_watched.wait(120) and not never_watched.result[0].musiclab_info["stopped_early"]
+        assert watched_once.result[0].info["stopped_early"]
+        assert never_watched.wait(120) and not never_watched.result[0].info["stopped_early"]
     finally:
         _finish(watched_once, never_watched)
 

@@ -135,12 +135,12 @@ def test_continuation_starts_at_the_seed_end_and_fills_the_length(tiny_model):
     pm = song(7)
     takes = generate(tiny_model, pm, seed_seconds=6, seconds=8, variations=2, random_seed=5, top_p=0.95)
     for t in takes:
-        new = t.instruments[-1].notes
+        new = t.midi.instruments[-1].notes
         assert new and min(n.start for n in new) >= 6 - 1e-6 and max(n.start for n in new) < 14
-        assert t.get_end_time() >= 14 - 1e-6
+        assert t.midi.get_end_time() >= 14 - 1e-6
     alone = generate(tiny_model, pm, seed_seconds=6, seconds=8, variations=1, random_seed=6, top_p=0.95)[0]
-    assert [(n.start, n.pitch) for n in alone.instruments[-1].notes] == [
-        (n.start, n.pitch) for n in takes[1].instruments[-1].notes
+    assert [(n.start, n.pitch) for n in alone.midi.instruments[-1].notes] == [
+        (n.start, n.pitch) for n in takes[1].midi.instruments[-1].notes
     ]
 
 
@@ -151,12 +151,12 @@ def test_infill_keeps_everything_outside_the_span(tiny_model):
         (n.start, n.end, n.pitch, n.velocity) for i in pm.instruments for n in i.notes if not 9.6 <= n.start < 19.2
     )
     for t in takes:
-        kept = sorted((n.start, n.end, n.pitch, n.velocity) for i in t.instruments[:-1] for n in i.notes)
+        kept = sorted((n.start, n.end, n.pitch, n.velocity) for i in t.midi.instruments[:-1] for n in i.notes)
         assert kept == before  # bit for bit
-        new = t.instruments[-1]
+        new = t.midi.instruments[-1]
         assert new.name == "musiclab infill" and new.notes
         assert all(9.6 <= n.start < 19.2 for n in new.notes)
-        assert not t.musiclab_info["stopped_early"]
+        assert not t.info["stopped_early"]
 
 
 def test_accompany_keeps_the_melody(tiny_model):
@@ -164,10 +164,10 @@ def test_accompany_keeps_the_melody(tiny_model):
     pm.instruments = pm.instruments[:1]  # melody only
     takes = accompany(tiny_model, pm, 0, variations=2, random_seed=4)
     for t in takes:
-        assert [(n.start, n.end, n.pitch, n.velocity) for n in t.instruments[0].notes] == [
+        assert [(n.start, n.end, n.pitch, n.velocity) for n in t.midi.instruments[0].notes] == [
             (n.start, n.end, n.pitch, n.velocity) for n in pm.instruments[0].notes
         ]
-        acc = t.instruments[-1]
+        acc = t.midi.instruments[-1]
         assert acc.name == "musiclab accompaniment" and len(acc.notes) > 8
         assert all(0 <= n.start < pm.get_end_time() for n in acc.notes)
 

@@ -25,13 +25,13 @@ def seed():
     return load_midi(list_examples()["Chopin — Mazurka op. 6 no. 2 (piano)"])
 
 
-def _new_notes(pm):
-    return pm.instruments[-1].notes
+def _new_notes(take):
+    return take.midi.instruments[-1].notes
 
 
 def test_take_is_seed_then_new_music_of_the_asked_length(model, seed):
     (take,) = generate(model, seed, seed_seconds=6.0, seconds=10.0, random_seed=3)
-    seed_notes = [n for i in take.instruments[:-1] for n in i.notes]
+    seed_notes = [n for i in take.midi.instruments[:-1] for n in i.notes]
     want = [n for i in seed.instruments for n in i.notes if n.start < 6.0]
     assert len(seed_notes) == len(want)
     new = _new_notes(take)
@@ -49,8 +49,8 @@ def test_same_random_seed_same_takes_batched_or_not(model, seed):
     b = generate(model, seed, variations=3, random_seed=42, **kw)
     alone = generate(model, seed, variations=1, random_seed=43, **kw)[0]
 
-    def notes(pm):
-        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(pm)]
+    def notes(take):
+        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(take)]
 
     assert [notes(t) for t in a] == [notes(t) for t in b]
     assert notes(a[1]) == notes(alone)  # take i uses random_seed + i
@@ -65,7 +65,7 @@ def test_greedy_equals_top_k_1(model, seed):
 
 def test_key_lock_keeps_new_pitches_in_key(model, seed):
     take = generate(model, seed, seed_seconds=8.0, seconds=10.0, key_lock=True, temperature=1.5, random_seed=5)[0]
-    key = take.musiclab_info and model.codec.prompt(seed, 8.0).key
+    key = take.info and model.codec.prompt(seed, 8.0).key
     allowed = scale_pitch_classes(*key)
     assert {n.pitch % 12 for n in _new_notes(take)} <= allowed
 
@@ -82,8 +82,8 @@ def test_progress_and_stop(model, seed):
         return n[0] > 20
 
     take = generate(model, seed, seed_seconds=4.0, seconds=60.0, random_seed=1, stop=stop)[0]
-    assert take.musiclab_info["stopped_early"] and take.musiclab_info["tokens"] == 20
-    assert take.get_end_time() < 64.0
+    assert take.info["stopped_early"] and take.info["tokens"] == 20
+    assert take.midi.get_end_time() < 64.0
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_audio_is_real_fluidsynth_and_not_silent(model, seed):
     take = generate(model, seed, seed_seconds=4.0, seconds=5.0, random_seed=2)[0]
     audio, sr = render_audio(take)
     assert sr == 44100 and audio.dtype == np.float32
-    assert len(audio) / sr >= take.get_end_time() - 0.1
+    assert len(audio) / sr >= take.midi.get_end_time() - 0.1
     rms = np.sqrt(np.mean(audio[: int(sr * 8)] ** 2))
     assert rms > 0.01  # real sound, not silence
     spectrum = np.abs(np.fft.rfft(audio[: sr * 2]))
@@ -136,9 +136,9 @@ def test_pianoroll_figure_colours_seed_and_continuation(model, seed):
     assert min(xs) >= 4.0 - 1e-6
 
 
-def _repeat_rate(pm, window: int = 4) -> float:
+def _repeat_rate(take, window: int = 4) -> float:
     """Share of new notes whose pitch is among the previous ``window`` new notes' pitches."""
-    pitches = [n.pitch for n in sorted(_new_notes(pm), key=lambda n: (n.start, n.pitch))]
+    pitches = [n.pitch for n in sorted(_new_notes(take), key=lambda n: (n.start, n.pitch))]
     hits = sum(p in pitches[max(0, i - window) : i] for i, p in enumerate(pitches) if i)
     return hits / max(len(pitches) - 1, 1)
 
@@ -189,8 +189,8 @@ def test_a_take_lasts_the_asked_length_even_if_it_ends_held_or_silent(seed):
     from musiclab.midi.io import midi_to_bytes
 
     take = generate(load_model("pianoroll-lstm"), seed, seed_seconds=4.0, seconds=12.0, temperature=0)[0]
-    assert take.get_end_time() == pytest.approx(16.0, abs=0.01)
-    assert load_midi(midi_to_bytes(take)).get_end_time() == pytest.approx(16.0, abs=0.01)
+    assert take.midi.get_end_time() == pytest.approx(16.0, abs=0.01)
+    assert load_midi(midi_to_bytes(take.midi)).get_end_time() == pytest.approx(16.0, abs=0.01)
 
 
 @pytest.mark.parametrize("name", [m["name"] for m in list_models() if m["status"] == "ok"])
@@ -202,8 +202,8 @@ def test_every_model_gives_take_i_the_same_alone_or_in_a_batch(name, seed):
     batch = generate(m, seed, variations=3, random_seed=7, **kw)
     alone = generate(m, seed, variations=1, random_seed=9, **kw)[0]
 
-    def notes(pm):
-        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(pm)]
+    def notes(take):
+        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(take)]
 
     assert notes(batch[2]) == notes(alone) and notes(alone)
     assert notes(batch[0]) != notes(batch[2])
@@ -230,8 +230,8 @@ def test_intra_op_threads_give_the_same_takes_and_are_restored(model, seed):
     finally:
         torch.set_num_threads(before)
 
-    def notes(pm):
-        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(pm)]
+    def notes(take):
+        return [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in _new_notes(take)]
 
     assert [notes(t) for t in one] == [notes(t) for t in two] and notes(one[0])
     assert len(asked) >= 3

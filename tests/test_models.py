@@ -213,7 +213,7 @@ def test_packed_linear_equals_f_linear(batch):
     """The generation steps' linear (oneDNN-prepacked on CPU for big weights) is the same maths."""
     import torch.nn.functional as F
 
-    from musiclab.models.base import packed_linear
+    from musiclab.models.fast import packed_linear
 
     g = torch.Generator().manual_seed(0)
     for out_f, in_f in ((2048, 1024), (64, 32)):  # one prepacked, one left to F.linear
@@ -227,7 +227,7 @@ def test_packed_linear_equals_f_linear(batch):
 def test_concurrent_directions_equal_the_module(kind, batch):
     """Window re-reads run a bidirectional layer's two directions at once (one on the inter-op
     pool): same outputs as the nn module, in every position, for both directions."""
-    from musiclab.models.bilstm import bidirectional
+    from musiclab.models.fast import bidirectional
 
     torch.manual_seed(0)
     rnn = kind(16, 24, batch_first=True, bidirectional=True).eval()

@@ -236,14 +236,14 @@ def test_generate_takes_of_asked_length(saved, arch):
     kw = dict(seed_seconds=3.0, seconds=4.0, random_seed=11, temperature=1.0)
     takes = generate(m, SEED, variations=3, **kw)
     assert len(takes) == 3
-    for pm in takes:
-        new = pm.instruments[-1].notes
+    for take in takes:
+        new = take.midi.instruments[-1].notes
         assert new and all(3.0 - 1e-6 <= n.start < n.end <= 7.0 + 1e-6 for n in new)
         assert max(n.end for n in new) == pytest.approx(7.0)  # 32 frames of 0.125 s
-        assert pm.musiclab_info["tokens"] == 32
+        assert take.info["tokens"] == 32
     # take i is the same alone as in a batch
     alone = generate(m, SEED, variations=1, **{**kw, "random_seed": 12})
-    notes = lambda pm: [(n.pitch, n.start, n.end) for n in pm.instruments[-1].notes]
+    notes = lambda take: [(n.pitch, n.start, n.end) for n in take.midi.instruments[-1].notes]
     assert notes(alone[0]) == notes(takes[1])
     assert notes(takes[0]) != notes(takes[1])
 
@@ -251,8 +251,8 @@ def test_generate_takes_of_asked_length(saved, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_generate_key_lock_and_top_k(saved, arch):
     m = load_model(arch, root=saved, device="cpu")
-    pm = generate(m, SEED, seed_seconds=3.0, seconds=4.0, random_seed=3, key_lock=True, top_k=3)[0]
-    new = pm.instruments[-1].notes
+    take = generate(m, SEED, seed_seconds=3.0, seconds=4.0, random_seed=3, key_lock=True, top_k=3)[0]
+    new = take.midi.instruments[-1].notes
     assert new and {n.pitch % 12 for n in new} <= scale_pitch_classes(0, "major")  # the seed is in C major
     for t in np.arange(3.0, 7.0, 0.125) + 0.06:  # at most 3 keys sound in any frame
         assert sum(n.start <= t < n.end for n in new) <= 3

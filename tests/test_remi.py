@@ -12,6 +12,7 @@ import torch
 from musiclab.codecs import make_tokenizer
 from musiclab.codecs.common import scale_pitch_classes
 from musiclab.codecs.remi import BAR, DURATION, PITCH, POSITION, VELOCITY, RemiTokenizer
+from musiclab.evaluation.bench import generate_naive
 from musiclab.generation.sampling import generate
 from musiclab.midi.io import seed_excerpt
 from musiclab.models import build_model
@@ -137,9 +138,9 @@ def test_grammar_random_logits_always_decode_to_the_asked_length(key_lock):
                 assert {n.pitch % 12 for n in new} <= scale_pitch_classes(*st.prompt.key)
 
 
-def new_notes(pm: pretty_midi.PrettyMIDI) -> list[tuple]:
-    """The continuation track's notes as (pitch, start, end, velocity)."""
-    return [(n.pitch, n.start, n.end, n.velocity) for n in pm.instruments[-1].notes]
+def new_notes(take) -> list[tuple]:
+    """A take's continuation track's notes as (pitch, start, end, velocity)."""
+    return [(n.pitch, n.start, n.end, n.velocity) for n in take.midi.instruments[-1].notes]
 
 
 def tiny_model(**over):
@@ -193,10 +194,10 @@ def test_generate_with_a_saved_tiny_model(tmp_path):
     kw = dict(seed_seconds=6.0, seconds=5.0, variations=3, random_seed=7, temperature=1.2, repetition_penalty=1.3)
     takes = generate(model, seed, **kw)
     assert len(takes) == 3
-    for pm in takes:
-        new = pm.instruments[-1].notes
+    for take in takes:
+        new = take.midi.instruments[-1].notes
         assert min(n.start for n in new) >= 6.0 - 1e-9 and max(n.end for n in new) <= 11.0 + 1e-9
-        assert max(n.start for n in new) >= 11.0 - 2.0 and not pm.musiclab_info["stopped_early"]
+        assert max(n.start for n in new) >= 11.0 - 2.0 and not take.info["stopped_early"]
     again = generate(model, seed, **kw)
     assert [new_notes(a) for a in takes] == [new_notes(b) for b in again]
     other = generate(model, seed, **{**kw, "random_seed": 8})
@@ -208,8 +209,8 @@ def test_naive_window_rerun_gives_the_same_takes(tmp_path):
     save_weights(tiny_model(n_layer=1), tmp_path / "one", {"arch": "transformer-remi", "tokenizer": TOK.to_dict()})
     model = load_model("one", root=tmp_path, device="cpu")
     kw = dict(seed_seconds=6.0, seconds=4.0, variations=2, random_seed=1)
-    fast, slow = generate(model, make_midi(), **kw), generate(model, make_midi(), naive=True, **kw)
-    assert fast[0].musiclab_info["tokens"] > 32  # the take outgrew the window
+    fast, slow = generate(model, make_midi(), **kw), generate_naive(model, make_midi(), **kw)
+    assert fast[0].info["tokens"] > 32  # the take outgrew the window
     assert [new_notes(a) for a in fast] == [new_notes(b) for b in slow]
 
 

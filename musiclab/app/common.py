@@ -7,7 +7,6 @@ sessions; everything a user makes (seed, takes) lives in ``st.session_state``.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import threading
 import time
@@ -17,21 +16,16 @@ import uuid
 # sees it half-initialised ("partially initialized module 'pandas' has no attribute 'Series'").
 import pandas  # noqa: F401
 import streamlit as st
-import torch
 
+from ..generation.threads import serving_threads
 from ..midi.examples import list_examples
 from ..midi.io import LIMITS, MidiError, load_midi, load_midi_with_notice, midi_to_bytes, non_drum_tracks, track_label
 from ..midi.synth import encode_audio, render_audio_with_notice
 from ..serving.weights import list_models, load_model
 
-# One intra-op thread by default: with several sessions (or a training job) on a small box,
-# OpenMP threads spinning against each other are slower by orders of magnitude. A generation
-# raises its own count only while it runs alone (sampling.engine_threads, jobs.threads_for);
-# concurrency comes from jobs.MAX_RUNNING generations.
-torch.set_num_threads(int(os.environ.get("MUSICLAB_THREADS", "1")))
-# Generation threads drop the GIL for every torch op and must win it back; while other sessions'
-# script runs hold it, each win waits out the switch interval (5 ms by default). Measured with 3
-# busy threads: one 10 s generation took 59 s at 5 ms, 11 s at 1 ms (alone: 0.5 s).
+serving_threads()  # one intra-op thread per session; a generation alone raises its own (generation/threads.py)
+# Generation threads drop the GIL for every torch op and win it back only after other sessions'
+# script runs yield it: a short switch interval keeps them fed (docs/performance.md).
 sys.setswitchinterval(0.001)
 POLL_S, POLL_QUEUED_S = 1.0, 2.0  # how often a page polls its running / queued job (see job_panel)
 KEEP = "session"  # widgets' persist_state: a setting keeps its value when the user visits another page and comes back
@@ -220,14 +214,15 @@ def seed_preview(data: bytes, seconds: float, tracks: list[int] | None) -> str |
     return None
 
 
-def new_take(pm, seed_end: float, label: str) -> dict:
-    midi = midi_to_bytes(pm)
+def new_take(take, seed_end: float, label: str) -> dict:
+    """A generation's :class:`~musiclab.generation.take.Take` as the page keeps it (MIDI bytes, info)."""
+    midi = midi_to_bytes(take.midi)
     return {
         "id": uuid.uuid4().hex[:8],
         "label": label,
         "midi": midi,
         "seed_end": seed_end,
-        "info": getattr(pm, "musiclab_info", {}),
+        "info": take.info,
         "sha": hashlib.sha256(midi).hexdigest()[:12],
         "made": time.strftime("%H:%M:%S"),
     }

@@ -131,8 +131,8 @@ def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
     n = len(st.session_state.setdefault("takes", []))
     what = "infill" if job == JOBS[0] else "accompaniment"
     made = []
-    for i, pm_new in enumerate(takes, 1):
-        start, end = pm_new.musiclab_info["span"]
+    for i, pm_new in enumerate(takes, 1):  # Takes
+        start, end = pm_new.info["span"]
         take = new_take(pm_new, start, f"Take {n + i} · {what} of {label} · {model_name}")
         take["span"], take["kind"] = (start, end), what
         take["info"]["seconds"] = end - start  # metrics: the new span against the music before it

@@ -18,13 +18,14 @@ import pretty_midi
 from ..codecs.barnote import ACCOMP, MELODY
 from ..codecs.barnote_state import BarNoteState, notes_from_pm
 from ..generation.sampling import Sampling, SettingsError
+from ..generation.take import Take
 from . import constrained
 
 
 def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: float | None = None,
               end: float | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
               min_p: float = 0.0, repetition_penalty: float = 1.0, key_lock: bool = False, variations: int = 1,
-              random_seed: int | None = None, progress=None, stop=None, threads=None) -> list[pretty_midi.PrettyMIDI]:  # fmt: skip
+              random_seed: int | None = None, progress=None, stop=None, threads=None) -> list[Take]:  # fmt: skip
     """``variations`` copies of ``pm`` with an accompaniment under track ``melody_track`` from
     ``start`` to ``end`` seconds (default: the melody's first to last note)."""
     constrained.check_model(model, "accompany")
@@ -62,11 +63,11 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
-        take = _with_accompaniment(pm, state.events(b), codec, s0, s1)
-        take.musiclab_info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
-                              "span": [start, end], "settings": s.__dict__.copy(), **facts,
-                              "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
-        takes.append(take)
+        midi = _with_accompaniment(pm, state.events(b), codec, s0, s1)
+        info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
+                "span": [start, end], "settings": s.__dict__.copy(), **facts,
+                "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
+        takes.append(Take(midi, info))
     return takes
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pretty_midi
 import torch
 
-from ..generation.sampling import Sampling, SettingsError, _intra_op_threads
+from ..generation.sampling import Sampling, SettingsError, intra_op_threads
 
 MAX_VARIATIONS = 4
 
@@ -61,7 +61,7 @@ def run(model, prompt_ids: list[int], state, s: Sampling, variations: int, rando
         random_seed = secrets.randbelow(2**31)
     gens = [torch.Generator().manual_seed(int(random_seed) + i) for i in range(variations)]
     dev, tok = model.device, model.codec
-    with _intra_op_threads(threads):
+    with intra_op_threads(threads):
         t0 = time.perf_counter()
         x = torch.tensor(prompt_ids, dtype=torch.long, device=dev).unsqueeze(0)
         logits, cache = model.net.prefill(x, rows=variations)

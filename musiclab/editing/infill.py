@@ -18,6 +18,7 @@ import pretty_midi
 from ..codecs.barnote import MAX_FILL_BARS
 from ..codecs.barnote_state import BarNoteState, cut_to_bar, notes_from_pm
 from ..generation.sampling import Sampling, SettingsError
+from ..generation.take import Take
 from ..midi.io import non_drum_tracks
 from . import constrained
 
@@ -30,10 +31,10 @@ SUFFIX_SHARE, MIDDLE_SHARE = (
 def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, tracks: list[int] | None = None,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
            repetition_penalty: float = 1.0, key_lock: bool = False, variations: int = 1,
-           random_seed: int | None = None, progress=None, stop=None, threads=None) -> list[pretty_midi.PrettyMIDI]:  # fmt: skip
+           random_seed: int | None = None, progress=None, stop=None, threads=None) -> list[Take]:  # fmt: skip
     """``variations`` new versions of ``pm`` with the span [start, end) seconds regenerated.
 
-    Each take has ``musiclab_info`` (model, span, settings, random seed, tokens, compute seconds)."""
+    Each :class:`Take`'s ``info`` has the model, span, settings, random seed, tokens, compute seconds."""
     constrained.check_model(model, "infill")
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     constrained.check_settings(s, variations)
@@ -73,11 +74,11 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
     facts = constrained.run(model, ids, state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
-        take = _with_middle(pm, tracks, start, end, state.events(b), codec, s0, s1)
-        take.musiclab_info = {"model": model.name, "job": "infill", "span": [start, end],
-                              "tracks": tracks, "settings": s.__dict__.copy(), **facts,
-                              "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
-        takes.append(take)
+        midi = _with_middle(pm, tracks, start, end, state.events(b), codec, s0, s1)
+        info = {"model": model.name, "job": "infill", "span": [start, end],
+                "tracks": tracks, "settings": s.__dict__.copy(), **facts,
+                "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
+        takes.append(Take(midi, info))
     return takes
 
 

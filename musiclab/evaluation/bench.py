@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from ..generation.sampling import engine_threads, generate
+from ..generation.sampling import Sampling, engine_threads, finish, generate, intra_op_threads, loop, prepare
+from ..generation.take import Take
 from ..midi.examples import list_examples
 from ..midi.io import load_midi
 from ..serving.weights import clear_cache, list_models, load_model, pick_device
@@ -31,21 +32,48 @@ from ..serving.weights import clear_cache, list_models, load_model, pick_device
 SEED_TITLE = "Joplin — Maple Leaf Rag (piano)"
 
 
+class Rerun:
+    """The papers' way, for comparison: re-run the whole last window for every new token (what
+    the carried state of :class:`~musiclab.generation.sampling.Carried` saves)."""
+
+    state = None  # nothing carried (pianoroll-nade, which needs its state to draw a frame, raises)
+
+    def __init__(self, net, x: torch.Tensor, rows: int):
+        self.net, self.history = net, x.expand(rows, *x.shape[1:])  # (B, T) ids or (B, T, 88) frames
+        self.logits = net.naive_step(self.history)
+
+    def advance(self, new: torch.Tensor) -> None:
+        grown = torch.cat([self.history, new.unsqueeze(1).to(self.history.dtype)], dim=1)
+        self.history = grown[:, -self.net.get_block_size() :]
+        self.logits = self.net.naive_step(self.history)
+
+
+@torch.inference_mode()
+def generate_naive(model, seed, *, seed_seconds: float, seconds: float, variations: int = 1,
+                   random_seed: int = 0, threads: int | None = 1, **sampling) -> list[Take]:  # fmt: skip
+    """:func:`~musiclab.generation.sampling.generate` with the window re-run instead of the
+    carried state: the same takes (same maths), slower; raises ValueError for a model that has no
+    window re-run (pianoroll-nade)."""
+    run = prepare(model, seed, Sampling(**sampling), seed_seconds, seconds, variations, random_seed, None)
+    with intra_op_threads(threads):
+        loop(run, Rerun)
+    return finish(run)
+
+
 def _timed(model, seed, seconds, variations, naive=False, random_seed=0, threads=1):
     t0 = time.perf_counter()
-    takes = generate(
+    takes = (generate_naive if naive else generate)(
         model,
         seed,
         seed_seconds=10.0,
         seconds=seconds,
         variations=variations,
         random_seed=random_seed,
-        naive=naive,
         top_p=0.95,
         threads=threads,
     )
     wall = time.perf_counter() - t0
-    return wall, takes[0].musiclab_info  # its "tokens": steps until every take of the batch was done
+    return wall, takes[0].info  # its "tokens": steps until every take of the batch was done
 
 
 def bench_model(name: str, seconds: float = 30.0, repeats: int = 3, threads: int | None = None) -> dict:

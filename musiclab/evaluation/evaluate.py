@@ -105,9 +105,9 @@ def run_eval(
             errors.append(f"{name} × {label}: {e}")
             continue
         for t, take in enumerate(takes):
-            info = take.musiclab_info
+            info = take.info
             row = {"model": name, "seed": label, "take": t + 1, "random_seed": info["random_seed"]}
-            row.update(take_row(take, seed_end, settings.seconds))
+            row.update(take_row(take.midi, seed_end, settings.seconds))
             row["tokens_per_s"] = info["tokens"] / max(info["compute_seconds"], 1e-9)
             rows.append(row)
     if progress is not None:

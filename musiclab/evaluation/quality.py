@@ -119,7 +119,7 @@ def run(models: list, seeds: list[Seed], seconds: float = 30.0, takes: int = 2, 
         for model in models:
             out = generate(model, sd.pm, seed_seconds=sd.seed_end, seconds=seconds, variations=takes,
                            random_seed=random_seed + 1000 * i, **SAMPLING)  # fmt: skip
-            for t, pm in enumerate(out):
+            for t, pm in enumerate(take.midi for take in out):
                 rows.append({**base, "system": model.name, "take": t, **measure(pm, sd.pm, sd.seed_end, seconds, key)})
         log(f"  {sd.path} @ {sd.seed_end:g} s: {len(models)} models")
     return rows

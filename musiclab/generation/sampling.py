@@ -17,18 +17,19 @@ Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pretty_midi
 import torch
 
 from ..midi.io import MidiError, seed_excerpt
+from .take import Take
+from .threads import engine_threads, intra_op_threads  # noqa: F401 (engine_threads: callers' one import)
 
 REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
 MAX_SECONDS = 300.0  # longest continuation one request may ask for
@@ -125,42 +126,6 @@ def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
     return ids.clamp_(max=probs.size(-1) - 1)
 
 
-def engine_threads(model, alone: bool = True) -> int:
-    """Intra-op threads for one generation. ``MUSICLAB_THREADS`` (if set) wins. Otherwise, on a
-    CPU, a model whose step is a few large kernels (recurrent and Transformer, ``causal``) uses
-    every core (at most 4) while it is the only generation running, and one core when others
-    share the box. Measured on 2 cores, 30 s from the bench seed, 2 threads vs 1: lstm 1.48x,
-    transformer-remi 1.33x, pianoroll-lstm 1.14x faster, the very same takes. Window models
-    (``causal`` False) keep one: their step already runs its two directions on two cores
-    (models/bilstm.py), and more threads oversubscribe the cores (4-6x slower, measured)."""
-    if os.environ.get("MUSICLAB_THREADS"):
-        return max(1, int(os.environ["MUSICLAB_THREADS"]))
-    if not alone or not model.net.causal or model.device.type != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cores))
-
-
-@contextmanager
-def _intra_op_threads(threads: int | Callable[[], int] | None):
-    """Set this OS thread's intra-op thread count (torch keeps it per thread) for a ``with``
-    body, restore it after; yields ``update()``, which asks a callable ``threads`` again."""
-    prev = torch.get_num_threads()
-
-    def update() -> None:
-        if threads is not None:
-            n = max(1, int(threads() if callable(threads) else threads))
-            if n != torch.get_num_threads():
-                torch.set_num_threads(n)
-
-    update()
-    try:
-        yield update
-    finally:
-        if torch.get_num_threads() != prev:
-            torch.set_num_threads(prev)
-
-
 def _mark_end(pm: pretty_midi.PrettyMIDI, end: float) -> None:
     """Make ``pm.get_end_time()`` reach ``end`` (seconds) with a sustain-pedal-off (CC 64 = 0):
     silent, and MIDI files, players and the synth keep it. It goes on the last track with notes
@@ -199,98 +164,133 @@ def generate(
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
     preview: Callable[[pretty_midi.PrettyMIDI], None] | None = None,
-    naive: bool = False,
     threads: int | Callable[[], int] | None = None,
-) -> list[pretty_midi.PrettyMIDI]:
-    """Continue ``seed``: each take = the first ``seed_seconds`` of the seed (chosen
-    ``tracks``, default all non-drum) + ``seconds`` of new music starting at the seed end.
+) -> list[Take]:
+    """Continue ``seed`` with ``model`` (a :class:`~musiclab.serving.weights.LoadedModel`): each
+    take = the first ``seed_seconds`` of the seed (chosen ``tracks``, default all non-drum) +
+    ``seconds`` of new music starting at the seed end.
 
     The same ``random_seed`` gives the same takes; take i uses seed ``random_seed + i``.
     ``progress(done, total)`` is called with tokens produced so far and the estimated total.
     ``stop()`` returning True ends early and keeps what was made. ``preview(pm)`` gets take 0
-    so far, at most every 0.3 s (for a piano roll that fills in as notes arrive). ``naive``
-    re-runs the full window every step (the papers' way; for benchmarks). ``threads``: intra-op
-    threads for this call (see :func:`engine_threads`), or a function asked again every 16
-    tokens (the app: all cores while alone, one once another generation starts); None keeps
-    the caller's. Each returned PrettyMIDI has ``musiclab_info`` (model, settings, seeds,
-    tokens, seconds of compute).
+    so far (a PrettyMIDI), at most every 0.3 s (for a piano roll that fills in as notes arrive).
+    ``threads``: intra-op threads for this call (see :func:`engine_threads`), or a function asked
+    again every 16 tokens (the app: all cores while alone, one once another generation starts);
+    None keeps the caller's. Returns one :class:`Take` per variation: its ``midi`` and ``info``
+    (model, settings, seeds, tokens, seconds of compute).
     """
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
+    run = prepare(model, seed, s, seed_seconds, seconds, variations, random_seed, tracks)
+    with intra_op_threads(threads) as update_threads:
+        loop(run, Carried, progress, stop, preview, update_threads)
+    return finish(run)
+
+
+@dataclass
+class Run:
+    """One generation between :func:`prepare` and :func:`finish`: what the loop reads and counts."""
+
+    model: Any  # the LoadedModel: its net predicts, its codec reads and writes music
+    s: Sampling
+    excerpt: pretty_midi.PrettyMIDI  # the seed as the model reads it (chosen tracks, first seed_seconds)
+    prompt: Any  # the codec's prompt: ids or frames, the clock, the seed's traits
+    state: Any  # the codec's per-take grammar and clock (mask, advance, done, to_midi)
+    gens: list[torch.Generator]  # one random stream per take
+    random_seed: int
+    seed_seconds: float
+    seconds: float
+    tokens: int = 0  # steps taken (every take advances together)
+    first_token_s: float | None = None
+    compute_s: float = 0.0
+
+
+def prepare(model, seed, s: Sampling, seed_seconds, seconds, variations, random_seed, tracks) -> Run:
+    """Check the request, cut the seed excerpt, encode it, and give each take its random stream."""
+    if not hasattr(model, "net") or not hasattr(model, "codec"):
+        raise TypeError(
+            f"expected a LoadedModel (musiclab.load_model(name), or LoadedModel(name, card, net, codec) "
+            f"for a network of your own), got {type(model).__name__}"
+        )
     s.validate()
     _check_request(seed_seconds, seconds, variations)
     if random_seed is None:
         random_seed = secrets.randbelow(2**31)
     excerpt = seed_excerpt(seed, seed_seconds, tracks)
-    tok, net = model.codec, model.net
-    prompt = tok.prompt(excerpt, seed_seconds)
+    prompt = model.codec.prompt(excerpt, seed_seconds)
     if not prompt.ids:
         raise MidiError("the seed excerpt has no notes the model can read; use a longer seed or other tracks")
-    state = tok.new_state(variations, prompt, seconds, key_lock)
+    state = model.codec.new_state(variations, prompt, seconds, s.key_lock)
     gens = [torch.Generator().manual_seed(int(random_seed) + i) for i in range(variations)]
-    dev = model.device
+    return Run(model, s, excerpt, prompt, state, gens, int(random_seed), seed_seconds, seconds)
 
-    with _intra_op_threads(threads) as update_threads:
-        t0 = time.perf_counter()
-        x = tok.prompt_tensor(prompt, 1).to(dev)  # (1, T) ids or (1, T, 88) frames: one prompt for every take
-        history = x.expand(variations, *x.shape[1:])
-        mstate = None
-        # torch.backends.mkldnn stays on (torch's default, process-wide): nn.LSTM then runs oneDNN's
-        # kernels, which win for every sequence we give it — a prompt (lstm, 300 tokens: 60 vs 90 ms)
-        # and a window re-read (bilstm, 64 tokens: 1.8 vs 3.5 ms). No step feeds nn.LSTM one token
-        # (there oneDNN is ~6x slower, rebuilding its primitive per call): recurrent models step on
-        # prepacked gate kernels (models/lstm.py: lstm_step).
-        if naive:
-            logits = net.naive_step(history)
+
+class Carried:
+    """The model's own state carried from token to token: the prompt is read once for every take
+    (prefill), then each step feeds one new token (no window re-run)."""
+
+    def __init__(self, net, x: torch.Tensor, rows: int):
+        self.net = net
+        self.logits, self.state = net.prefill(x, rows=rows)  # (B, V), whatever step needs
+
+    def advance(self, new: torch.Tensor) -> None:
+        self.logits, self.state = self.net.step(new, self.state)
+
+
+def loop(run: Run, stepper=Carried, progress=None, stop=None, preview=None, update_threads=lambda: None) -> None:
+    """Sample until every take has its length (or ``stop()``); ``stepper(net, prompt, rows)``
+    gives the logits and advances the model (:class:`Carried`, or the bench's window re-run)."""
+    net, codec, state, dev = run.model.net, run.model.codec, run.state, run.model.device
+    t0 = last_preview = time.perf_counter()
+    x = codec.prompt_tensor(run.prompt, 1).to(dev)  # (1, T) ids or (1, T, 88) frames: one prompt for every take
+    model = stepper(net, x, len(run.gens))
+    while not state.done.all():
+        if stop is not None and stop():
+            break
+        masked = model.logits.float().masked_fill(~state.mask().to(dev), -math.inf)
+        if hasattr(net, "sample_frame"):  # keys drawn one by one inside the model (pianoroll-nade)
+            new = net.sample_frame(masked, model.state, run.s, state, run.gens)  # (B, 88) frames
         else:
-            logits, mstate = net.prefill(x, rows=variations)
-        first_token_s = None
-        n_tok = 0
-        last_preview = t0
-        while not state.done.all():
-            if stop is not None and stop():
-                break
-            masked = logits.float().masked_fill(~state.mask().to(dev), -math.inf)
-            if hasattr(net, "sample_frame"):  # keys drawn one by one inside the model (pianoroll-nade)
-                new = net.sample_frame(masked, mstate, s, state, gens)  # (B, 88) frames
-            else:
-                new = tok.sample(masked, s, state, gens)  # (B,) ids or (B, 88) frames
-            state.advance(new.cpu().numpy())
-            n_tok += 1
-            if first_token_s is None:
-                first_token_s = time.perf_counter() - t0
-            if n_tok % 16 == 0:
-                update_threads()
-            if progress is not None and n_tok % 8 == 0:
-                frac = state.progress
-                progress(n_tok, max(n_tok, round(n_tok / frac)) if frac > 0 else n_tok * 10)
-            if preview is not None and time.perf_counter() - last_preview > 0.3:
-                preview(state.to_midi(0, excerpt))
-                last_preview = time.perf_counter()
-            if state.done.all():
-                break
-            if naive:
-                history = torch.cat([history, new.unsqueeze(1).to(history.dtype)], dim=1)[:, -net.get_block_size() :]
-                logits = net.naive_step(history)
-            else:
-                logits, mstate = net.step(new.to(dev), mstate)
-    elapsed = time.perf_counter() - t0
+            new = codec.sample(masked, run.s, state, run.gens)  # (B,) ids or (B, 88) frames
+        state.advance(new.cpu().numpy())
+        run.tokens += 1
+        if run.first_token_s is None:
+            run.first_token_s = time.perf_counter() - t0
+        if run.tokens % 16 == 0:
+            update_threads()
+        if progress is not None and run.tokens % 8 == 0:
+            progress(run.tokens, _estimated_total(run.tokens, state.progress))
+        if preview is not None and time.perf_counter() - last_preview > 0.3:
+            preview(state.to_midi(0, run.excerpt))
+            last_preview = time.perf_counter()
+        if not state.done.all():  # no prediction after the last token
+            model.advance(new.to(dev))
+    run.compute_s = time.perf_counter() - t0
     if progress is not None:
-        progress(n_tok, n_tok)
+        progress(run.tokens, run.tokens)
+
+
+def _estimated_total(done: int, frac: float) -> int:
+    """Tokens a generation will take, from ``done`` so far and the share of the music made."""
+    return max(done, round(done / frac)) if frac > 0 else done * 10
+
+
+def finish(run: Run) -> list[Take]:
+    """Each take's MIDI (seed excerpt + new notes) and the facts of how it was made."""
     takes = []
-    for b in range(variations):
-        pm = state.to_midi(b, excerpt)
-        if state.done[b]:  # a take that ends in a held note or a rest still lasts the asked length
-            _mark_end(pm, prompt.start_seconds + seconds)
-        pm.musiclab_info = {
-            "model": model.name,
-            "random_seed": int(random_seed) + b,
-            "seed_seconds": seed_seconds,
-            "seconds": seconds,
-            "settings": s.__dict__.copy(),
-            "tokens": n_tok,
-            "compute_seconds": elapsed,
-            "first_token_seconds": first_token_s,
-            "stopped_early": bool(not state.done[b]),
+    for b in range(len(run.gens)):
+        pm = run.state.to_midi(b, run.excerpt)
+        if run.state.done[b]:  # a take that ends in a held note or a rest still lasts the asked length
+            _mark_end(pm, run.prompt.start_seconds + run.seconds)
+        info = {
+            "model": run.model.name,
+            "random_seed": run.random_seed + b,
+            "seed_seconds": run.seed_seconds,
+            "seconds": run.seconds,
+            "settings": run.s.__dict__.copy(),
+            "tokens": run.tokens,
+            "compute_seconds": run.compute_s,
+            "first_token_seconds": run.first_token_s,
+            "stopped_early": bool(not run.state.done[b]),
         }
-        takes.append(pm)
+        takes.append(Take(pm, info))
     return takes

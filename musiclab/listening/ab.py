@@ -164,8 +164,8 @@ def make_round(
         except (ValueError, RuntimeError, TypeError) as e:  # MidiError/SettingsError are ValueErrors
             c.error = str(e) or type(e).__name__
             continue
-        c.midi = midi_to_bytes(take)
-        c.info = dict(take.musiclab_info)
+        c.midi = midi_to_bytes(take.midi)
+        c.info = dict(take.info)
     rnd = Round(sides[0], sides[1], seed_hash(seed_bytes), seed_label, seed_seconds, seconds, blind)
     if not rnd.failed:
         waves, sr, rnd.notice = matched_audio([load_midi(rnd.a.midi), load_midi(rnd.b.midi)], seed_seconds)

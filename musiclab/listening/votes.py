@@ -121,7 +121,10 @@ class VoteStore:
     :func:`default_db_path`), with the schema made or migrated on first use."""
 
     def __init__(self, target: str | os.PathLike | None = None):
-        target = target if target is not None else os.environ.get("MUSICLAB_DB") or default_db_path()
+        if target is None:
+            from ..settings import current  # here: this module also runs alone, without the package (tests)
+
+            target = current().db or default_db_path()
         self.dialect = POSTGRES if is_postgres(str(target)) else SQLITE
         self.target = str(target) if self.dialect is POSTGRES else Path(target).expanduser()
         self._ready = False

@@ -18,6 +18,8 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
+from ..settings import current
+
 SAMPLE_RATE = 44100
 ENCODE_BLOCK = 1 << 16  # samples per write when encoding (see encode_audio)
 # load only the samples a file plays, not the whole SoundFont (FluidR3_GM: 141 MB): 0.1 s less per
@@ -36,7 +38,7 @@ def find_soundfont(soundfont: str | os.PathLike | None = None) -> str | None:
     """The SoundFont to use: the argument, $MUSICLAB_SOUNDFONT, Debian's GM fonts, pretty_midi's."""
     if soundfont:
         return str(soundfont)
-    env = os.environ.get("MUSICLAB_SOUNDFONT")
+    env = current().soundfont
     if env:
         return env
     return next((c for c in _CANDIDATES if os.path.isfile(c)), None)

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .base import PAD, MusicModel
-from .bilstm import bidirectional, fit_window
+from .bilstm import fit_window
+from .fast import bidirectional
 
 
 class WindowSelfAttention(nn.Module):

@@ -21,8 +21,6 @@ size (or 88 keys for piano-roll models).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,53 +72,6 @@ def repeat_rows(t: torch.Tensor, rows: int | None, dim: int = 0) -> torch.Tensor
     if t.size(dim) != 1:
         raise ValueError(f"expected one prompt (size 1 on dim {dim}) to repeat, got shape {tuple(t.shape)}")
     return t.repeat_interleave(rows, dim)
-
-
-def _onednn_linear_ok() -> bool:
-    """Whether oneDNN's prepacked fp32 linear is usable here (and agrees with F.linear)."""
-    global _ONEDNN_OK
-    if _ONEDNN_OK is None:
-        try:
-            w, b, x = torch.randn(8, 16), torch.randn(8), torch.randn(3, 16)
-            wp = torch.ops.mkldnn._reorder_linear_weight(w, 3)
-            y = torch.ops.mkldnn._linear_pointwise(x, wp, b, "none", [], "")
-            _ONEDNN_OK = bool(torch.backends.mkldnn.is_available() and torch.allclose(y, F.linear(x, w, b), atol=1e-5))
-        except (AttributeError, RuntimeError):
-            _ONEDNN_OK = False
-    return _ONEDNN_OK
-
-
-_ONEDNN_OK: bool | None = None
-
-
-def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int):
-    """``x (batch, in) -> x @ weight.T + bias`` for generation steps. On CPU in fp32, a weight is
-    prepacked for oneDNN once, and a step then costs about the same for 1 or 4 rows (measured, one
-    thread, 2048 x 1024: 0.10 / 0.14 ms at 1 / 4 rows vs MKL's 0.12 / 0.50 ms). A oneDNN call has
-    ~15 us of fixed cost, so at one row only large products (>= 1 M multiply-adds) are packed: MKL's
-    matrix-vector product wins below that. At 2+ rows MKL's small-matrix product costs ~linearly in
-    the rows, so every weight of 16 K+ entries is packed: transformer-remi, 4 takes, 1.77 against
-    2.52 ms a step (median of 4 rounds, interleaved; lstm and the piano-roll models unchanged).
-    Everything off the CPU or not in fp32 stays with F.linear."""
-    rows = min(batch, 4)
-    big = weight.numel() * rows >= 1 << 20 or (rows >= 2 and weight.numel() >= 1 << 14)
-    if big and weight.device.type == "cpu" and weight.dtype == torch.float32 and _onednn_linear_ok():
-        wp = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
-        b = None if bias is None else bias.detach()
-        return lambda x: torch.ops.mkldnn._linear_pointwise(x, wp, b, "none", [], "")
-    return lambda x: F.linear(x, weight, bias)
-
-
-def script(fn):
-    """``torch.jit.script(fn)``, quietly: window re-reads use TorchScript for its ``fork`` (eager
-    ``torch.jit.fork`` runs inline); torch 2.13 flags TorchScript as deprecated, which is not news
-    a user can act on. If scripting fails, ``fn`` itself (then the fork runs inline: same maths)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return torch.jit.script(fn)
-        except Exception:  # a torch without TorchScript: the same maths in Python (fork then runs inline)
-            return fn
 
 
 def mlp_head(n_in: int, sizes: list[int], n_out: int, dropout: float, act: nn.Module | None = None) -> nn.Sequential:

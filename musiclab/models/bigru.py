@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from .base import PAD, MusicModel
-from .bilstm import bidirectional, fit_window, last_states
+from .bilstm import fit_window, last_states
+from .fast import bidirectional
 
 
 @dataclass

@@ -7,19 +7,18 @@ there is no look-ahead. Generation re-reads the window each step (base.py's defa
 prefill/step), so the window and the layers are kept small for speed.
 
 This module also holds the helpers the other window models share (``fit_window``,
-``SeqBatchNorm``, ``last_states``, ``bidirectional``).
+``SeqBatchNorm``, ``last_states``); their two directions at once live in fast.py.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from typing import List  # noqa: UP035 (TorchScript reads typing.List)
 
 import torch
 from torch import nn
 
-from .base import PAD, MusicModel, script
+from .base import PAD, MusicModel
+from .fast import bidirectional
 
 
 def fit_window(x: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -43,81 +42,6 @@ def last_states(out: torch.Tensor, hidden: int) -> torch.Tensor:
     """Keras ``return_sequences=False`` for a bidirectional layer: (B, T, 2H) -> (B, 2H) =
     the forward direction after the newest id + the backward direction after the oldest."""
     return torch.cat([out[:, -1, :hidden], out[:, 0, hidden:]], dim=-1)
-
-
-def _direction(kind: str, x: torch.Tensor, h0: torch.Tensor, params: List[torch.Tensor]) -> torch.Tensor:  # noqa: UP006
-    """One direction of one RNN layer over (B, T, in) -> (B, T, H); ``params`` = w_ih, w_hh, b_ih, b_hh."""
-    if kind == "gru":
-        return torch.gru(x, h0, params, True, 1, 0.0, False, False, True)[0]
-    return torch.lstm(x, [h0, h0], params, True, 1, 0.0, False, False, True)[0]
-
-
-def _both_directions(
-    kind: str,
-    x: torch.Tensor,
-    h0: torch.Tensor,
-    forward: List[torch.Tensor],  # noqa: UP006
-    backward: List[torch.Tensor],  # noqa: UP006
-) -> torch.Tensor:
-    later = torch.jit.fork(_direction, kind, x.flip(1), h0, backward)  # on the inter-op thread pool
-    y = _direction(kind, x, h0, forward)
-    return torch.cat([y, torch.jit.wait(later).flip(1)], 2)
-
-
-def _busy(x: torch.Tensor) -> torch.Tensor:
-    for _ in range(20):
-        x = x @ x
-    return x
-
-
-def _fork_all(x: torch.Tensor, n: int) -> torch.Tensor:
-    tasks = [torch.jit.fork(_busy, x) for _ in range(n)]
-    return torch.stack([torch.jit.wait(t) for t in tasks])
-
-
-_direction = script(_direction)
-_both_directions = script(_both_directions)
-_fork_all = script(_fork_all)
-_pool_lock = threading.Lock()
-_pool_ready = False
-
-
-def _ready_pool() -> None:
-    """Start torch's inter-op pool with one intra-op thread per pool thread. A pool thread takes
-    the process-wide count of the moment it starts (and keeps it), and generate() may raise that
-    count for a recurrent model running alone (generation.sampling.engine_threads): a pool started then runs
-    every later window re-read 2.5x slower (measured, bigru, 2 vs 1). Once per process."""
-    global _pool_ready
-    if _pool_ready:
-        return
-    with _pool_lock:
-        if _pool_ready:
-            return
-        prev = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            _fork_all(torch.eye(8), 4 * torch.get_num_interop_threads())  # each pool thread takes a task
-        finally:
-            torch.set_num_threads(prev)
-        _pool_ready = True
-
-
-def bidirectional(rnn: nn.LSTM | nn.GRU, x: torch.Tensor) -> torch.Tensor:
-    """``rnn(x)[0]`` for a one-layer bidirectional ``nn.LSTM``/``nn.GRU``: (B, T, in) -> (B, T, 2H).
-
-    Without autograd on a CPU, the two directions run at the same time, the backward one on
-    the inter-op thread pool: a window re-read is a chain of tiny steps that one core runs no
-    faster than two, so two cores nearly halve it (measured, bigru 2 x 128, 40-token window,
-    one intra-op thread: 2.5 -> 1.5 ms). Same maths, same weights as ``rnn``."""
-    plain = rnn.num_layers != 1 or not rnn.bidirectional or not rnn.batch_first or not rnn.bias
-    plain = plain or getattr(rnn, "proj_size", 0)
-    if plain or torch.is_grad_enabled() or x.device.type != "cpu" or torch.get_num_interop_threads() < 2:
-        return rnn(x)[0]
-    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-    params = [[getattr(rnn, n + sfx) for n in names] for sfx in ("", "_reverse")]
-    _ready_pool()
-    h0 = x.new_zeros(1, x.size(0), rnn.hidden_size)
-    return _both_directions("gru" if isinstance(rnn, nn.GRU) else "lstm", x, h0, *params)
 
 
 @dataclass

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MusicModel, mlp_head, packed_linear, repeat_rows
+from .base import MusicModel, mlp_head, repeat_rows
+from .fast import packed_linear
 
 
 @dataclass

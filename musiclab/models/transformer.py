@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MusicModel, packed_linear, repeat_rows
+from .base import MusicModel, repeat_rows
+from .fast import packed_linear
 
 
 @dataclass

@@ -10,7 +10,6 @@ one is refused at once with :class:`Busy`, so a crowd gets a clear answer instea
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -18,9 +17,10 @@ from contextlib import contextmanager
 
 from ..generation.sampling import SettingsError, engine_threads, generate
 from ..midi.io import MidiError
+from ..settings import current
 
-MAX_RUNNING = int(os.environ.get("MUSICLAB_MAX_JOBS", "2"))
-MAX_WAITING = int(os.environ.get("MUSICLAB_MAX_WAITING", "24"))  # past this many waiting requests, new ones are refused
+MAX_RUNNING = current().max_jobs
+MAX_WAITING = current().max_waiting  # past this many waiting requests, new ones are refused
 ABANDONED_S = 120.0  # a job its page stopped polling this long ago (tab closed) ends, freeing its slot;
 # above the 60 s that Chrome may space a hidden tab's timers (the page polls every 1-2 s)
 _cond = threading.Condition()  # guards _queue and _running; notified when a slot frees or the head leaves

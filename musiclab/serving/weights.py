@@ -21,6 +21,7 @@ from safetensors.torch import save_model as st_save_model
 
 from ..codecs import Codec
 from ..models import MusicModel, build_model
+from ..settings import current
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,8 +44,8 @@ class LoadedModel:
 
 def _weights_dir() -> Path:
     """``MUSICLAB_WEIGHTS``, else the checkout's ``weights/``, else where ``pip install .`` put them."""
-    if os.environ.get("MUSICLAB_WEIGHTS"):
-        return Path(os.environ["MUSICLAB_WEIGHTS"])
+    if current().weights:
+        return current().weights
     checkout = Path(__file__).resolve().parents[2] / "weights"
     return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "musiclab" / "weights"
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ..midi.io import MidiError, load_midi
+from ..settings import current
 
-CACHE_DIR = Path(os.environ.get("MUSICLAB_CACHE", Path.home() / ".cache" / "musiclab"))
+CACHE_DIR = current().cache
 
 
 def split_of(rel_path: str) -> str:
@@ -136,7 +137,7 @@ def write_shards(dest: Path, jobs: list[tuple], rel: list[str], workers: int | N
     ``MUSICLAB_SHARD_MB``, default 256 MB) is held in RAM; the folder is renamed into place
     when complete, so concurrent builders (several ranks or nodes) never see half a cache.
     Returns the skipped (relative path, reason) pairs."""
-    limit = float(os.environ.get("MUSICLAB_SHARD_MB", 256)) * 2**20
+    limit = current().shard_mb * 2**20
     tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     shards, skipped, buf, names, size = [], [], [], [], [0]  # size: bytes in buf

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..settings import current
 from .dataset import window_positions
 
 
@@ -65,9 +66,9 @@ def init_distributed(default_device: torch.device | None = None) -> DistInfo:
         torch.cuda.set_device(device)
     else:
         device, backend = torch.device("cpu"), "gloo"
-    backend = os.environ.get("MUSICLAB_DIST_BACKEND", backend)
+    backend = current().dist_backend or backend
     if not dist.is_initialized():
-        minutes = float(os.environ.get("MUSICLAB_DIST_TIMEOUT", "120"))
+        minutes = current().dist_timeout
         dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(minutes=minutes))
     return DistInfo(rank, world, local, device)
 

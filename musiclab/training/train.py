@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..codecs import make_tokenizer
+from ..generation.threads import training_threads
 from ..models import arch_classes, build_model
 from ..serving.weights import pick_device, save_weights
 from .baselines import bernoulli_nll, ngram_nll
@@ -199,8 +200,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
 def _train(cfg: TrainConfig, resume: bool, log, info: DistInfo) -> dict:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    if os.environ.get("MUSICLAB_THREADS"):  # e.g. 1 when two trainings share a 2-core box
-        torch.set_num_threads(int(os.environ["MUSICLAB_THREADS"]))
+    training_threads()  # MUSICLAB_THREADS=1 when two trainings share a 2-core box
     out = Path(cfg.out)
     if arch_classes(cfg.arch)[0].output == "multi-hot" and cfg.tokenizer.get("kind") != "pianoroll":
         # piano-roll models read frames: 4 per beat for MIDI folders, 1 per beat for JSB Chorales

@@ -1,0 +1,44 @@
+"""models/fast.py's off switch: the fast paths are the same maths, so MUSICLAB_FAST=0 gives the
+very same takes, for one shipped model of each family (recurrent, window, Transformer, piano roll)."""
+
+from __future__ import annotations
+
+import pytest
+
+from musiclab import generate, load_model
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi
+from musiclab.models import fast
+
+FAMILIES = ["lstm", "bigru", "transformer-remi", "pianoroll-lstm"]
+
+
+def _notes(takes):
+    return [[(n.pitch, round(n.start, 4), round(n.end, 4)) for n in t.midi.instruments[-1].notes] for t in takes]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_takes_are_the_same_with_the_fast_paths_off(name, monkeypatch):
+    model = load_model(name, device="cpu")
+    seed = load_midi(list_examples()["Joplin — Maple Leaf Rag (piano)"])
+    kw = dict(seed_seconds=6.0, seconds=4.0, variations=2, random_seed=21, top_p=0.95, threads=1)
+    monkeypatch.setenv("MUSICLAB_FAST", "1")
+    on = generate(model, seed, **kw)
+    monkeypatch.setenv("MUSICLAB_FAST", "0")
+    assert not fast.enabled()
+    off = generate(model, seed, **kw)
+    assert _notes(on) == _notes(off) and all(_notes(on))
+
+
+def test_the_switch_turns_each_path_off(monkeypatch):
+    import torch
+
+    w = torch.randn(2048, 1024)
+    on_onednn = lambda: "mkldnn" in fast.packed_linear(w, None, 4).__code__.co_names  # noqa: E731
+    assert on_onednn() == fast._onednn_linear_ok()  # on: prepacked wherever oneDNN works
+    monkeypatch.setenv("MUSICLAB_FAST", "0")
+    assert not on_onednn()  # off: F.linear
+    rnn = torch.nn.GRU(8, 8, batch_first=True, bidirectional=True).eval()
+    with torch.inference_mode():
+        x = torch.randn(2, 5, 8)
+        assert torch.equal(fast.bidirectional(rnn, x), rnn(x)[0])  # the module's own call, bit for bit
