@@ -44,7 +44,15 @@ class Settings:
 
 
 NAMES = tuple(f"MUSICLAB_{f.name.upper()}" for f in fields(Settings))
-_KINDS = {"weights": Path, "cache": Path, "threads": int, "max_jobs": int, "max_waiting": int, "shard_mb": float, "dist_timeout": float}
+_KINDS = {
+    "weights": Path,
+    "cache": Path,
+    "threads": int,
+    "max_jobs": int,
+    "max_waiting": int,
+    "shard_mb": float,
+    "dist_timeout": float,
+}
 
 
 def _parse(field: str, raw: str):

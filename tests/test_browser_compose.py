@@ -126,7 +126,9 @@ def test_a_new_upload_keeps_the_settings_and_the_upload_is_remembered(app_server
     assert page.get_by_role("button", name="Generate").is_enabled()
 
 
-ALBUM = Path(__file__).resolve().parent / "data" / "album.mid"  # tests/data/make_album.py: 21 tracks, 37 min, 71,271 notes
+ALBUM = (
+    Path(__file__).resolve().parent / "data" / "album.mid"
+)  # tests/data/make_album.py: 21 tracks, 37 min, 71,271 notes
 
 
 def test_a_long_real_album_loads_its_beginning_with_a_notice(app_server, page):

@@ -251,6 +251,15 @@ def _finish(*all_jobs: Job) -> None:
         assert j.wait(120), "a job did not end after stop()"
 
 
+def _hold_every_slot(held, seed) -> list[Job]:
+    """MAX_RUNNING jobs on the held model, once they all run (each holds a slot until stopped)."""
+    busy = [Job(held, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
+    deadline = time.time() + 30
+    while any(j.state == "queued" for j in busy) and time.time() < deadline:
+        time.sleep(0.05)
+    return busy
+
+
 def test_exception_inside_generate_fails_the_job_with_a_message_and_frees_its_slot(lstm, seed):
     bad = [Job(FaultyModel(lstm, 20, RuntimeError("simulated: out of memory")), seed, seed_seconds=4, seconds=30)
            for _ in range(jobs.MAX_RUNNING + 1)]  # fmt: skip
@@ -286,10 +295,7 @@ def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, held, seed):
 
 
 def test_the_queue_is_first_in_first_out(lstm, held, seed):
-    busy = [Job(held, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
-    deadline = time.time() + 30
-    while any(j.state == "queued" for j in busy) and time.time() < deadline:
-        time.sleep(0.05)
+    busy = _hold_every_slot(held, seed)
     line = [Job(lstm, seed, seed_seconds=4, seconds=2, random_seed=i) for i in range(4)]
     try:
         assert [j.queue_position for j in line] == [0, 1, 2, 3]
@@ -305,10 +311,7 @@ def test_the_queue_is_first_in_first_out(lstm, held, seed):
 def test_in_session_generations_wait_their_turn_in_the_same_queue(lstm, held, seed):
     """A/B rounds and Evaluate generate in the page's own thread through jobs.slot(): with every
     slot busy they wait behind the jobs queued before them, and a Job queued later waits behind them."""
-    busy = [Job(held, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
-    deadline = time.time() + 30
-    while any(j.state == "queued" for j in busy) and time.time() < deadline:
-        time.sleep(0.05)
+    busy = _hold_every_slot(held, seed)
     got, entered = [], threading.Event()
 
     def in_session():
@@ -418,10 +421,7 @@ def test_a_running_job_estimates_its_end(lstm, seed):
 
 def test_past_max_waiting_a_request_is_refused_at_once_and_the_queue_goes_on(lstm, held, seed, monkeypatch):
     monkeypatch.setattr(jobs, "MAX_WAITING", 2)
-    busy = [Job(held, seed, seed_seconds=4, seconds=240) for _ in range(jobs.MAX_RUNNING)]
-    deadline = time.time() + 30
-    while any(j.state == "queued" for j in busy) and time.time() < deadline:
-        time.sleep(0.05)
+    busy = _hold_every_slot(held, seed)
     line = [Job(lstm, seed, seed_seconds=4, seconds=2, random_seed=i) for i in range(2)]
     try:
         t0 = time.perf_counter()

@@ -216,22 +216,12 @@ class ContinueState(BarNoteState):
 
     def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
         """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
-        from .common import copy_instrument as _copy_inst
+        from .common import with_continuation
 
         p = self.prompt
         bpm = 60.0 / p.seconds_per_step / self.codec.config.positions_per_beat
-        out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
-        out.instruments = [_copy_inst(i) for i in excerpt.instruments]
-        out.time_signature_changes = list(excerpt.time_signature_changes)
-        new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
-        for step, pitch, vel, dur, _ in self.events(b):
-            t0 = p.origin_seconds + step * p.seconds_per_step
-            if step < p.end_step or t0 >= self.end_seconds:
-                continue
-            t1 = min(t0 + dur * p.seconds_per_step, self.end_seconds)
-            new.notes.append(pretty_midi.Note(int(vel), int(pitch), t0, t1))
-        out.instruments.append(new)
-        return out
+        return with_continuation(excerpt, bpm, p.program, self.events(b)[:, :4], p.end_step, p.origin_seconds,
+                                 p.seconds_per_step, self.end_seconds)  # fmt: skip
 
 
 class BarNoteTokenizer(BarNoteCodec):

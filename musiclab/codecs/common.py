@@ -68,3 +68,21 @@ def seed_traits(excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> SeedTra
     key = estimate_key(np.array([n.pitch for n in notes]), np.array([n.end - n.start for n in notes]))
     program = excerpt.instruments[0].program if excerpt.instruments else 0
     return SeedTraits(bpm, velocity, program, key)
+
+
+def with_continuation(excerpt: pretty_midi.PrettyMIDI, bpm: float, program: int, events, end_step: int,
+                      origin_seconds: float, seconds_per_step: float, end_seconds: float) -> pretty_midi.PrettyMIDI:  # fmt: skip
+    """The seed excerpt's notes plus a "musiclab continuation" track of ``events`` (onset step,
+    pitch, velocity, duration steps): only onsets from ``end_step`` on and before ``end_seconds``,
+    step s playing at ``origin_seconds + s * seconds_per_step``, ends clipped to ``end_seconds``."""
+    out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
+    out.instruments = [copy_instrument(i) for i in excerpt.instruments]
+    out.time_signature_changes = list(excerpt.time_signature_changes)
+    new = pretty_midi.Instrument(program=program, name="musiclab continuation")
+    for step, pitch, vel, dur in events:
+        t0 = origin_seconds + step * seconds_per_step
+        if step < end_step or t0 >= end_seconds:
+            continue
+        new.notes.append(pretty_midi.Note(int(vel), int(pitch), t0, min(t0 + dur * seconds_per_step, end_seconds)))
+    out.instruments.append(new)
+    return out

@@ -38,7 +38,7 @@ import symusic
 import torch
 
 from ..midi.io import midi_to_bytes
-from .common import HIGH, LOW, copy_instrument, scale_pitch_classes, seed_traits
+from .common import HIGH, LOW, scale_pitch_classes, seed_traits, with_continuation
 
 BAR, POSITION, PITCH, VELOCITY, DURATION = 1, 2, 3, 4, 5  # token kinds (0: PAD / special)
 _KINDS = {"Bar": BAR, "Position": POSITION, "Pitch": PITCH, "Velocity": VELOCITY, "Duration": DURATION}
@@ -312,17 +312,8 @@ class RemiDecodeState:
         """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
         p, tok = self.prompt, self.tok
         bpm = 60.0 / p.seconds_per_step / tok.config.positions_per_beat
-        out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
-        out.instruments = [copy_instrument(i) for i in excerpt.instruments]
-        out.time_signature_changes = list(excerpt.time_signature_changes)
-        new = pretty_midi.Instrument(program=p.program, name="musiclab continuation")
         # the generated ids continue the prompt's bar count: prefix Bars so events() counts from bar 0
         n_bars = int(np.sum(tok.kind_of[p.ids] == BAR))
-        for step, pitch, vel, dur in tok.events([tok.bar_id] * n_bars + self.ids[b]):
-            t0 = p.origin_seconds + step * p.seconds_per_step
-            if step < p.end_step or t0 >= self.end_seconds:
-                continue
-            t1 = min(t0 + dur * p.seconds_per_step, self.end_seconds)
-            new.notes.append(pretty_midi.Note(int(vel), int(pitch), t0, t1))
-        out.instruments.append(new)
-        return out
+        events = tok.events([tok.bar_id] * n_bars + self.ids[b])
+        return with_continuation(excerpt, bpm, p.program, events, p.end_step, p.origin_seconds,
+                                 p.seconds_per_step, self.end_seconds)  # fmt: skip

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codecs.barnote import ACCOMP, MAIN, MELODY, BarNoteCodec, Notes, notes_from_score
+from .dataset import TimeLimit, time_limit
 
 LICENCES = {
     "piano": "piano-midi.de (Bernd Krueger), CC BY-SA 3.0 DE",
@@ -59,37 +59,26 @@ def list_files(source: str, root: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise _Timeout()
-
-
 def _parse(args):
     """Worker: (path, source, max seconds) -> (Notes or None, seconds of music, reason)."""
     path, source, limit = args
     import symusic
 
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
-        score = symusic.Score(path)
-        tracks = None
-        if source == "pop909":
-            tracks = {i: POP909_TRACKS.get(t.name.upper(), MAIN) for i, t in enumerate(score.tracks)}
-        notes = notes_from_score(score, tracks)
-        if source == "pop909":
-            notes.onset = notes.onset + pop909_bar_shift(Path(path).with_name("beat_midi.txt"), score)
-        seconds = float(score.to("second").end()) if len(notes) else 0.0
+        with time_limit(limit):
+            score = symusic.Score(path)
+            tracks = None
+            if source == "pop909":
+                tracks = {i: POP909_TRACKS.get(t.name.upper(), MAIN) for i, t in enumerate(score.tracks)}
+            notes = notes_from_score(score, tracks)
+            if source == "pop909":
+                notes.onset = notes.onset + pop909_bar_shift(Path(path).with_name("beat_midi.txt"), score)
+            seconds = float(score.to("second").end()) if len(notes) else 0.0
         return notes, seconds, None if len(notes) >= 16 else "fewer than 16 notes"
-    except _Timeout:
+    except TimeLimit:
         return None, 0.0, f"parsing took over {limit:g} s"
     except Exception as e:  # a corrupt file is skipped and counted, whatever symusic raised
         return None, 0.0, f"unreadable: {type(e).__name__}: {e}"[:200]
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def pop909_bar_shift(beat_file: Path, score) -> float:

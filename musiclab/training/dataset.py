@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,30 +34,37 @@ def split_of(rel_path: str) -> str:
     return "valid" if int(sha[:8], 16) % 10 == 0 else "train"
 
 
-class _Timeout(Exception):
-    pass
+class TimeLimit(Exception):
+    """A file took longer than its parse budget."""
 
 
-def _alarm(signum, frame):
-    raise _Timeout()
+@contextmanager
+def time_limit(seconds: float):
+    """Raise TimeLimit in the main thread after ``seconds`` (SIGALRM: for worker processes)."""
+
+    def alarm(signum, frame):
+        raise TimeLimit()
+
+    signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _encode_one(args):
     path, tok_dict, max_seconds = args
     from ..codecs import make_tokenizer
 
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, max_seconds)
     try:
-        tok = make_tokenizer(tok_dict)
-        arr = np.asarray(tok.encode(load_midi(path)))
+        with time_limit(max_seconds):
+            arr = np.asarray(make_tokenizer(tok_dict).encode(load_midi(path)))
         return path, arr, None
-    except _Timeout:
+    except TimeLimit:
         return path, None, f"skipped: parsing took over {max_seconds:g} s"
     except (MidiError, ValueError, KeyError, IndexError) as e:
         return path, None, f"skipped: {e}"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 @dataclass
