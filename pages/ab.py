@@ -2,22 +2,22 @@
 
 import streamlit as st
 
+from musiclab.app import keys as K
 from musiclab.app.ab import (
     contestants_picker,
     leaderboard_view,
     length_sliders,
     listener_id,
-    sampling_controls,
     show_round,
     start_round,
 )
-from musiclab.app.common import KEEP, ensure_frame, parse_seed, seed_picker, seed_preview
+from musiclab.app.common import KEEP, ensure_frame, parse_seed, sampling_knobs, seed_picker, seed_preview
 
 ensure_frame()
 
 st.title("A/B listening")
 listener_id()
-pending = st.session_state.pop("ab_go", False)  # a "next round" button was pressed
+pending = st.session_state.pop(K.AB_GO, False)  # a "next round" button was pressed
 
 listen, board = st.tabs(["Listen", "Leaderboard"])
 with board:  # filled first is fine: a vote is stored by its button callback before this run
@@ -31,7 +31,7 @@ with listen:
         if seed is not None:
             seed_s, new_s = length_sliders(seed)
             unusable = seed_preview(data, seed_s, None)
-            settings = sampling_controls()
+            settings = sampling_knobs("ab_", expanded=False, variations=False, random_seed=False)
             draw = contestants_picker(settings)
             blind = st.checkbox("Blind: hide the names until I vote", True, key="ab_blind", persist_state=KEEP)
             st.checkbox(

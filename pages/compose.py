@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from musiclab.app import keys as K
 from musiclab.app.common import (
     KEEP,
     cached_model,
@@ -22,31 +23,31 @@ from musiclab.serving.jobs import Busy, Job
 ensure_frame()
 
 SHOWN = 8  # newest takes drawn as cards; a page of 30 cards took 10-12 s per rerun (tester)
-st.session_state.setdefault("takes", [])
+st.session_state.setdefault(K.TAKES, [])
 st.title("Compose")
-if toast := st.session_state.pop("job_toast", None):
+if toast := st.session_state.pop(K.JOB_TOAST, None):
     st.toast(toast, icon=":material/music_note:")
 
 
 def collect(job: Job) -> None:
     """Job finished: keep its takes (also a stopped job's partial ones), or show why not."""
-    st.session_state.pop("job", None)
+    st.session_state.pop(K.JOB, None)
     if job.error:
-        st.session_state["job_error"] = job.error
+        st.session_state[K.JOB_ERROR] = job.error
         return
-    n = len(st.session_state["takes"])
+    n = len(st.session_state[K.TAKES])
     made = [
         new_take(take, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}")
         for i, take in enumerate(job.result, 1)
     ]
-    st.session_state["takes"].extend(made)
+    st.session_state[K.TAKES].extend(made)
     names = f"Take {n + 1}" if len(made) == 1 else f"Takes {n + 1}-{n + len(made)}"
-    st.session_state["job_toast"] = f"{names} ready: at the top of your takes"  # seen wherever the page is scrolled
+    st.session_state[K.JOB_TOAST] = f"{names} ready: at the top of your takes"  # seen wherever the page is scrolled
     prerender_audio([t["midi"] for t in made[::-1]])  # newest first, as the cards are drawn
     info = job.result[0].info
     rate = info["tokens"] / max(info["compute_seconds"], 1e-6)
     stopped = " · stopped early, partial takes kept" if info["stopped_early"] else ""
-    st.session_state["job_note"] = (
+    st.session_state[K.JOB_NOTE] = (
         f"{len(job.result)} take(s): {info['tokens']} tokens in {info['compute_seconds']:.2f} s "
         f"({rate:,.0f} tokens/s){stopped}"
     )
@@ -72,27 +73,27 @@ with left:
         settings = sampling_controls(seed)
         with preview.container():
             unusable = seed_preview(data, settings["seed_seconds"], tracks)
-        busy = "job" in st.session_state
+        busy = K.JOB in st.session_state
         if tracks == []:
             st.caption("Choose at least one track to continue.")
         if st.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
-            st.session_state.pop("job_error", None)
-            st.session_state.pop("job_note", None)  # the last run's note is not this run's
+            st.session_state.pop(K.JOB_ERROR, None)
+            st.session_state.pop(K.JOB_NOTE, None)  # the last run's note is not this run's
             try:
-                st.session_state["job"] = Job(cached_model(name), seed, tracks=tracks, **settings)
+                st.session_state[K.JOB] = Job(cached_model(name), seed, tracks=tracks, **settings)
             except Busy as e:
-                st.session_state["job_error"] = str(e)
+                st.session_state[K.JOB_ERROR] = str(e)
             st.rerun()  # draw the page as busy (Generate greyed out) while the job runs
-    if "job" in st.session_state:
-        job_panel(st.session_state["job"], collect)
-    if st.session_state.get("job_error"):
+    if K.JOB in st.session_state:
+        job_panel(st.session_state[K.JOB], collect)
+    if st.session_state.get(K.JOB_ERROR):
         st.error(f"Could not generate: {st.session_state['job_error']}")
-    elif st.session_state.get("job_note"):
-        st.success(st.session_state["job_note"])
+    elif st.session_state.get(K.JOB_NOTE):
+        st.success(st.session_state[K.JOB_NOTE])
 
 with right:
-    takes = st.session_state["takes"][::-1]  # newest first
-    if not takes and "job" not in st.session_state:
+    takes = st.session_state[K.TAKES][::-1]  # newest first
+    if not takes and K.JOB not in st.session_state:
         st.info("Your takes appear here. Pick a seed and press **Generate**.")
     for take in takes[:SHOWN]:
         take_card(take)

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from musiclab.app import keys as K
 from musiclab.app.common import KEEP, ensure_frame, parse_seed, sampling_knobs, track_picker
 from musiclab.app.edit import JOBS, editing_models, melody_track, run_edit, source_picker, span_from_roll, span_inputs
 from musiclab.app.takes import take_card
@@ -23,7 +24,7 @@ with left:
         job = st.radio("Job", JOBS, key="edit_job", persist_state=KEEP)
         if job == JOBS[0]:
             start, end = span_inputs(pm, dragged)
-            st.session_state["edit_span"] = (start, end)
+            st.session_state[K.EDIT_SPAN] = (start, end)
             kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data, "Tracks to infill"))
         else:
             kw = dict(melody_track=melody_track(pm))
@@ -33,9 +34,9 @@ with left:
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
         if st.button(verb, type="primary", disabled=name is None, key="edit_go"):
             run_edit(job, name, pm, label, **kw)
-    if err := st.session_state.get("edit_error"):
+    if err := st.session_state.get(K.EDIT_ERROR):
         st.error(f"Could not edit: {err}")
 with right:
-    made = set(st.session_state.get("edit_made", []))
-    for take in [t for t in st.session_state.get("takes", [])[::-1] if t["id"] in made]:
+    made = set(st.session_state.get(K.EDIT_MADE, []))
+    for take in [t for t in st.session_state.get(K.TAKES, [])[::-1] if t["id"] in made]:
         take_card(take)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from musiclab.app.common import ACCEPTED, KEEP, cached_models, ensure_frame
+from musiclab.app.common import ACCEPTED, KEEP, cached_models, ensure_frame, sampling_knobs
 from musiclab.app.evaluate import gather_seeds, run_with_progress
 from musiclab.evaluation.evaluate import (
     LABELS,
@@ -36,13 +36,12 @@ chosen = right.multiselect("Example seeds", titles, default=titles[:1], key="eva
 uploads = right.file_uploader(
     "Your seeds (optional)", type=["mid", "midi"], accept_multiple_files=True, key="eval_uploads", help=ACCEPTED
 )
-c = st.columns(6)
+c = st.columns(4)
 takes = c[0].slider("Takes each", 1, 8, 3, key="eval_takes", persist_state=KEEP)
 seed_s = c[1].slider("Seed length (s)", 2.0, 30.0, 8.0, 0.5, key="eval_seed_seconds", persist_state=KEEP)
 new_s = c[2].slider("Continue for (s)", 2, 60, 15, key="eval_seconds", persist_state=KEEP)
-temp = c[3].slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="eval_temperature", persist_state=KEEP)
-top_p = c[4].slider("Top-p", 0.05, 1.0, 0.95, 0.01, key="eval_top_p", persist_state=KEEP)
-rseed = c[5].number_input("Random seed", 0, 2**31 - 1, 1, key="eval_random_seed", persist_state=KEEP)
+rseed = c[3].number_input("Random seed", 0, 2**31 - 1, 1, key="eval_random_seed", persist_state=KEEP)
+knobs = sampling_knobs("eval_", expanded=False, variations=False, random_seed=False)
 
 if st.button("Run", type="primary", disabled=not models, key="eval_run"):
     seeds = gather_seeds(chosen, uploads)
@@ -53,9 +52,8 @@ if st.button("Run", type="primary", disabled=not models, key="eval_run"):
             takes=takes,
             seed_seconds=seed_s,
             seconds=float(new_s),
-            temperature=temp,
-            top_p=top_p,
             random_seed=int(rseed),
+            **knobs,
         )
         res = run_with_progress(models, seeds, settings)
         if res is not None:

@@ -23,6 +23,7 @@ from ..listening.votes import StoreError, VoteError, VoteStore
 from ..midi.examples import list_examples
 from ..midi.figure import pianoroll_figure
 from ..midi.io import load_midi
+from . import keys as K
 from .common import KEEP, Progress, cached_model, cached_models, model_picker, seed_length
 
 LISTENER_PARAM = "listener"  # query parameter that keeps the anonymous listener id in the browser's URL
@@ -38,8 +39,8 @@ def listener_id() -> str:
     """The anonymous per-browser id: from ``?listener=`` if well-formed, else a new random one
     (16 hex digits) written to the URL so a bookmark or reload keeps it."""
     qp = st.query_params.get(LISTENER_PARAM)
-    lid = qp if qp and LISTENER_RE.fullmatch(qp) else st.session_state.get("ab_listener") or secrets.token_hex(8)
-    st.session_state["ab_listener"] = lid
+    lid = qp if qp and LISTENER_RE.fullmatch(qp) else st.session_state.get(K.AB_LISTENER) or secrets.token_hex(8)
+    st.session_state[K.AB_LISTENER] = lid
     if qp != lid:
         st.query_params[LISTENER_PARAM] = lid
     return lid
@@ -54,23 +55,6 @@ def length_sliders(seed) -> tuple[float, float]:
     seed_s = seed_length(seed, "ab_", 8.0)
     new_s = st.slider("Continue for (s)", 5, 60, 10, 5, key="ab_seconds", persist_state=KEEP)
     return seed_s, float(new_s)
-
-
-def sampling_controls() -> dict:
-    """Settings of both sides (but a second temperature, see contestants_picker): generate() kwargs."""
-    with st.expander("Sampling"):
-        return dict(
-            temperature=st.slider(
-                "Temperature", 0.0, 2.0, 1.0, 0.05, key="ab_temperature", help="0 = greedy", persist_state=KEEP
-            ),
-            top_k=st.slider("Top-k (0 = off)", 0, 200, 0, key="ab_top_k", persist_state=KEEP),
-            top_p=st.slider("Top-p", 0.05, 1.0, 0.95, 0.01, key="ab_top_p", persist_state=KEEP),
-            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, 0.0, 0.01, key="ab_min_p", persist_state=KEEP),
-            repetition_penalty=st.slider(
-                "Repetition penalty", 1.0, 3.0, 1.1, 0.05, key="ab_repetition_penalty", persist_state=KEEP
-            ),
-            key_lock=st.checkbox("Key lock", key="ab_key_lock", persist_state=KEEP),
-        )
 
 
 def contestants_picker(settings: dict) -> Draw | None:
@@ -108,25 +92,25 @@ def start_round(seed, seed_bytes: bytes, label: str, draw: Draw, seed_s: float, 
         )  # fmt: skip
     finally:
         bar.bar.empty()  # the round (or its error) replaces the bar
-    st.session_state.update(ab_round=rnd, ab_revealed=False, ab_seed_bytes=seed_bytes)
-    st.session_state.pop("ab_msg", None)
+    st.session_state.update({K.AB_ROUND: rnd, K.AB_REVEALED: False, "ab_seed_bytes": seed_bytes})
+    st.session_state.pop(K.AB_MSG, None)
 
 
 def cast_vote(vote: str) -> None:
     """Button callback: store the vote; reveal on success, keep the round on any error."""
-    rnd = st.session_state.get("ab_round")
+    rnd = st.session_state.get(K.AB_ROUND)
     if rnd is None:
         return
     share = st.session_state.get("ab_share_seed") and st.session_state.get("ab_seed_bytes")
     try:
-        VoteStore().record(rnd, vote, st.session_state["ab_listener"], seed_midi=share or None)
+        VoteStore().record(rnd, vote, st.session_state[K.AB_LISTENER], seed_midi=share or None)
     except VoteError as e:
-        st.session_state["ab_msg"] = ("error", f"Vote not stored: {e}")
+        st.session_state[K.AB_MSG] = ("error", f"Vote not stored: {e}")
     except StoreError as e:
-        st.session_state["ab_msg"] = ("error", f"Vote not stored: {e}. This round is kept: vote again once fixed.")
+        st.session_state[K.AB_MSG] = ("error", f"Vote not stored: {e}. This round is kept: vote again once fixed.")
     else:
-        st.session_state["ab_revealed"] = True
-        st.session_state["ab_msg"] = ("success", f"Vote stored: {VOTE_LABELS[vote]}.")
+        st.session_state[K.AB_REVEALED] = True
+        st.session_state[K.AB_MSG] = ("success", f"Vote stored: {VOTE_LABELS[vote]}.")
 
 
 def next_round(new_example: bool) -> None:
@@ -136,16 +120,16 @@ def next_round(new_example: bool) -> None:
         current = st.session_state.get("ab_example") if st.session_state.get("ab_src") == "Example" else None
         title = random.choice([t for t in examples if t != current] or list(examples))
         st.session_state.update(ab_src="Example", ab_example=title)
-    st.session_state["ab_go"] = True
+    st.session_state[K.AB_GO] = True
 
 
 def show_round() -> None:
     """The current round: A and B side by side, vote buttons, then the reveal."""
-    rnd = st.session_state.get("ab_round")
+    rnd = st.session_state.get(K.AB_ROUND)
     if rnd is None:
         st.info("Pick a seed and what to compare, then press **New round**.")
         return
-    revealed = st.session_state.get("ab_revealed", False)
+    revealed = st.session_state.get(K.AB_REVEALED, False)
     if rnd.failed:
         st.error(f"Generation failed: {rnd.error}. This round cannot be voted on: start a new round.")
     if rnd.notice:
@@ -169,7 +153,7 @@ def show_round() -> None:
                 st.audio(rnd.audio[i], format="audio/ogg", start_time=int(max(0, rnd.seed_seconds - 1)) if skip else 0)
             if c.error:
                 st.caption(f"No take: {c.error}")
-    kind, text = st.session_state.pop("ab_msg", (None, None))
+    kind, text = st.session_state.pop(K.AB_MSG, (None, None))
     if kind:
         getattr(st, kind)(text)
     if revealed:

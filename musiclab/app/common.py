@@ -22,6 +22,7 @@ from ..midi.examples import list_examples
 from ..midi.io import LIMITS, MidiError, load_midi, load_midi_with_notice, midi_to_bytes, non_drum_tracks, track_label
 from ..midi.synth import encode_audio, render_audio_with_notice
 from ..serving.weights import list_models, load_model
+from . import keys as K
 
 serving_threads()  # one intra-op thread per session; a generation alone raises its own (generation/threads.py)
 # Generation threads drop the GIL for every torch op and win it back only after other sessions'
@@ -119,7 +120,7 @@ def model_picker(key: str, label: str = "Model") -> str | None:
 def seed_picker(key: str) -> tuple[bytes | None, str | None]:
     """Example / upload / current seed chooser. Returns (MIDI bytes, label) or (None, None)."""
     examples = list_examples()
-    options = ["Example", "Upload"] + (["Current seed"] if st.session_state.get("seed_bytes") else [])
+    options = ["Example", "Upload"] + (["Current seed"] if st.session_state.get(K.SEED_BYTES) else [])
     src = st.radio("Seed", options, horizontal=True, key=f"{key}_src", persist_state=KEEP)
     if src == "Example":
         title = st.selectbox("Example seed", list(examples), key=f"{key}_example", persist_state=KEEP)
@@ -140,7 +141,7 @@ def seed_picker(key: str) -> tuple[bytes | None, str | None]:
             return None, None
         st.session_state[f"{key}_new_upload"] = (data, up.name)  # remembered once it parses (parse_seed)
         return data, up.name
-    return st.session_state["seed_bytes"], st.session_state.get("seed_label", "current seed")
+    return st.session_state[K.SEED_BYTES], st.session_state.get(K.SEED_LABEL, "current seed")
 
 
 def parse_seed(data: bytes, label: str, key: str | None = None):
@@ -274,9 +275,10 @@ def sampling_controls(seed, key: str = "") -> dict:
     return dict(seed_seconds=seed_s, seconds=seconds, **sampling_knobs(key))
 
 
-def sampling_knobs(key: str = "", expanded: bool = True) -> dict:
-    """Temperature, top-k, top-p, min-p, repetition penalty, key lock, variations, random seed ->
-    the generate() / infill() / accompany() keyword arguments they name."""
+def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True, random_seed: bool = True) -> dict:
+    """The sampling controls every page shares (widget keys ``{key}temperature`` ...): temperature,
+    top-k, top-p, min-p, repetition penalty, key lock, and (when asked) variations and a random seed
+    -> the generate() / infill() / accompany() keyword arguments they name."""
     with st.expander("Sampling", expanded=expanded):
         kw = dict(
             temperature=st.slider(
@@ -289,12 +291,15 @@ def sampling_knobs(key: str = "", expanded: bool = True) -> dict:
                 "Repetition penalty", 1.0, 3.0, 1.1, 0.05, key=f"{key}repetition_penalty", persist_state=KEEP
             ),
             key_lock=st.checkbox("Key lock (stay in the seed's key)", key=f"{key}key_lock", persist_state=KEEP),
-            variations=st.slider("Variations", 1, 4, 1, key=f"{key}variations", persist_state=KEEP),
         )
-        rseed = st.number_input(
-            "Random seed (0 = new each time)", 0, 2**31 - 1, 0, key=f"{key}random_seed", persist_state=KEEP
-        )
-    return dict(random_seed=int(rseed) or None, **kw)
+        if variations:
+            kw["variations"] = st.slider("Variations", 1, 4, 1, key=f"{key}variations", persist_state=KEEP)
+        if random_seed:
+            rseed = st.number_input(
+                "Random seed (0 = new each time)", 0, 2**31 - 1, 0, key=f"{key}random_seed", persist_state=KEEP
+            )
+            kw["random_seed"] = int(rseed) or None
+    return kw
 
 
 def job_panel(job, on_done) -> None:
@@ -334,7 +339,7 @@ def _job_view(job, on_done) -> None:
     if eta is not None and eta < NEAR_END_S:  # show the takes when it ends, not at the next poll
         job.finished.wait(eta + 0.25)
     if job.finished.is_set():
-        st.session_state.pop("job_preview_fig", None)
+        st.session_state.pop(K.JOB_PREVIEW, None)
         on_done(job)
         st.rerun()
     if job.state == "queued":
@@ -343,10 +348,10 @@ def _job_view(job, on_done) -> None:
         frac = job.done / job.total if job.total else 0.0
         st.progress(min(frac, 1.0), text=f"Generating: {job.done} tokens, {job.tokens_per_second:,.0f} tokens/s")
     if job.preview is not None:
-        drawn_at, fig = st.session_state.get("job_preview_fig", (0.0, None))
+        drawn_at, fig = st.session_state.get(K.JOB_PREVIEW, (0.0, None))
         if fig is None or time.monotonic() - drawn_at > PREVIEW_EVERY_S:
             fig = pianoroll_figure(job.preview, seed_end=job.kwargs.get("seed_seconds"), height=220)
-            st.session_state["job_preview_fig"] = (time.monotonic(), fig)
+            st.session_state[K.JOB_PREVIEW] = (time.monotonic(), fig)
         st.plotly_chart(fig, key="job_preview")
     st.button("Stop", key="job_stop", on_click=job.stop, help="End now and keep what was made")
 

@@ -7,6 +7,7 @@ import streamlit as st
 from ..midi.figure import pianoroll_figure
 from ..midi.io import non_drum_tracks, track_label
 from ..serving import jobs
+from . import keys as K
 from .common import KEEP, Progress, cached_model, cached_models, new_take, prerender_audio
 
 JOBS = ("Infill a passage", "Accompany a melody")
@@ -27,7 +28,7 @@ def source_picker() -> tuple[bytes | None, str | None]:
     """A take made on Compose (newest first) or, through the seed picker, an example or upload."""
     from .common import seed_picker
 
-    takes = st.session_state.get("takes", [])[::-1]
+    takes = st.session_state.get(K.TAKES, [])[::-1]
     options = (["A take"] if takes else []) + ["Example or upload"]
     src = st.radio("Edit", options, horizontal=True, key="edit_source", persist_state=KEEP)
     if src == "A take":
@@ -54,7 +55,7 @@ def span_from_roll(pm, key: str) -> tuple[float, float] | None:
         for k in ("edit_span", "edit_from", "edit_to", "edit_dragged"):
             ss.pop(k, None)
         ss["edit_for"] = piece
-    span = ss.setdefault("edit_span", default_span(pm))
+    span = ss.setdefault(K.EDIT_SPAN, default_span(pm))
     event = st.plotly_chart(
         pianoroll_figure(pm, span=span, selectable=True, height=300),
         on_select="rerun",
@@ -75,7 +76,7 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
         st.session_state["edit_dragged"] = dragged
         st.session_state["edit_from"], st.session_state["edit_to"] = round(dragged[0], 2), round(dragged[1], 2)
         st.session_state["edit_unit"] = "seconds"
-        st.session_state["edit_span"] = (round(dragged[0], 2), round(dragged[1], 2))
+        st.session_state[K.EDIT_SPAN] = (round(dragged[0], 2), round(dragged[1], 2))
         st.rerun()  # redraw the roll with the new span shaded
     first, last = default_span(pm)
     st.session_state.setdefault("edit_from", first)
@@ -123,12 +124,12 @@ def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
             else:
                 takes = accompany(model, pm, progress=bar, threads=jobs.threads_for(model), **kw)
     except (ValueError, RuntimeError) as e:  # bad span or settings, a busy server, a model that cannot
-        st.session_state["edit_error"] = str(e)
+        st.session_state[K.EDIT_ERROR] = str(e)
         return
     finally:
         bar.bar.empty()
-    st.session_state.pop("edit_error", None)
-    n = len(st.session_state.setdefault("takes", []))
+    st.session_state.pop(K.EDIT_ERROR, None)
+    n = len(st.session_state.setdefault(K.TAKES, []))
     what = "infill" if job == JOBS[0] else "accompaniment"
     made = []
     for i, pm_new in enumerate(takes, 1):  # Takes
@@ -137,6 +138,6 @@ def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
         take["span"], take["kind"] = (start, end), what
         take["info"]["seconds"] = end - start  # metrics: the new span against the music before it
         made.append(take)
-    st.session_state["takes"].extend(made)
-    st.session_state["edit_made"] = [t["id"] for t in made]
+    st.session_state[K.TAKES].extend(made)
+    st.session_state[K.EDIT_MADE] = [t["id"] for t in made]
     prerender_audio([t["midi"] for t in made[::-1]])

@@ -6,16 +6,17 @@ import streamlit as st
 
 from ..midi.figure import pianoroll_figure
 from ..midi.io import load_midi
+from . import keys as K
 from .common import MAX_SEED_S, audio_for, wav_for
 
 
 def continue_from(take: dict, key: str = "compose") -> None:
     """Make a take the seed (a button callback: runs before the next script run, so widgets may be set)."""
-    st.session_state["seed_bytes"] = take["midi"]
-    st.session_state["seed_label"] = take["label"]
+    st.session_state[K.SEED_BYTES] = take["midi"]
+    st.session_state[K.SEED_LABEL] = take["label"]
     st.session_state[f"{key}_src"] = "Current seed"
-    st.session_state["seed_seconds"] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), MAX_SEED_S))
-    st.session_state["seed_for"] = "keep"  # the whole take, not the default length of a new seed
+    st.session_state[K.SEED_SECONDS] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), MAX_SEED_S))
+    st.session_state[K.SEED_FOR] = "keep"  # the whole take, not the default length of a new seed
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -44,7 +44,9 @@ class EvalSettings:
     temperature: float = 1.0  # 0 = greedy
     top_k: int = 0  # 0 = off
     top_p: float = 0.95  # 1 = off
+    min_p: float = 0.0  # 0 = off
     repetition_penalty: float = 1.0  # 1 = off
+    key_lock: bool = False  # only pitches of the seed's key
     random_seed: int = 1  # take i of a (model, seed) uses random_seed + i: reruns are identical
 
 
@@ -96,7 +98,9 @@ def run_eval(
                     temperature=settings.temperature,
                     top_k=settings.top_k,
                     top_p=settings.top_p,
+                    min_p=settings.min_p,
                     repetition_penalty=settings.repetition_penalty,
+                    key_lock=settings.key_lock,
                     variations=settings.takes,
                     random_seed=settings.random_seed,
                     threads=threads_for(model),
