@@ -33,7 +33,7 @@ KEEP = "session"  # widgets' persist_state: a setting keeps its value when the u
 QUICK_WAIT_S = 1.5  # a new job is awaited this long before the live view is drawn (see job_panel)
 MAX_SEED_S = 600.0  # longest seed excerpt: a take continued again and again grows past any small cap
 NEAR_END_S = 1.0  # a running job due to end within this long is awaited by the run that would draw it
-PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs ~50 ms of GIL)
+PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs GIL time)
 
 DEFAULT_MODELS = ("flagship", "lstm")  # the first one installed is picked first
 ACCEPTED = "Standard MIDI files (.mid/.midi), types 0/1/2, up to 4 MB (a longer piece keeps its first 60,000 notes / 60 minutes)"
@@ -164,7 +164,7 @@ def parse_seed(data: bytes, label: str, key: str | None = None):
 
 def track_picker(pm, key: str, seed_bytes: bytes, heading: str = "Tracks to continue") -> list[int] | None:
     """Tracks of a multi-track seed to continue (default: every non-drum track), one checkbox
-    each: a multiselect's chips (and st.pills) run off the narrow column, hiding tracks (tester).
+    each: a multiselect's chips (and st.pills) run off the narrow column, hiding tracks.
     Keyed by the seed's content, so a new seed (another example, an upload, a take to continue)
     starts from its own default instead of the previous seed's choice."""
     if len(pm.instruments) <= 1:
@@ -200,9 +200,7 @@ def _seed_figure(data: bytes, seconds: float, tracks: tuple[int, ...] | None):
 def seed_preview(data: bytes, seconds: float, tracks: list[int] | None) -> str | None:
     """Piano roll of what the model will read: the first ``seconds`` of the chosen tracks. Returns
     why no take can be made from it (e.g. no notes in that span), or None. The figure also loads the
-    browser's plotly code before the first take: loaded with that take's own piano roll, it held the
-    take's audio player back ~1 s (measured, fresh Chromium: plotly arrived 0.3 s after the figure,
-    the player 0.9 s after that)."""
+    browser's plotly code before the first take, which would otherwise hold that take's audio player back."""
     if tracks == []:
         return "no track chosen"  # the track picker already says to choose one
     try:
@@ -307,10 +305,10 @@ def job_panel(job, on_done) -> None:
     piano roll; Stop. When the job ends, ``on_done(job)`` runs and the whole page reruns.
 
     Each session's view polls its job with a fragment rerun, which costs the server CPU and the
-    GIL the generators need: every POLL_S while it runs, POLL_QUEUED_S while it waits. (A full
-    gc.collect() after each run made this ~40 ms: .streamlit/config.toml turns it off.)
+    GIL the generators need: every POLL_S while it runs, POLL_QUEUED_S while it waits (Streamlit's
+    gc.collect() after each run is off in .streamlit/config.toml for that reason).
     A job younger than QUICK_WAIT_S that holds a slot is first awaited in this run: most takes
-    (30 s of lstm: ~0.5 s) are then shown right away instead of at the next poll (up to POLL_S).
+    are then shown right away instead of at the next poll (up to POLL_S).
     Likewise any run (this one or a poll) first awaits a job due to end within NEAR_END_S.
     """
     young = QUICK_WAIT_S - (time.perf_counter() - job.created)

@@ -22,8 +22,7 @@ from ..settings import current
 
 SAMPLE_RATE = 44100
 ENCODE_BLOCK = 1 << 16  # samples per write when encoding (see encode_audio)
-# load only the samples a file plays, not the whole SoundFont (FluidR3_GM: 141 MB): 0.1 s less per
-# render (measured, 43 s piano take: 0.72 -> 0.62 s; a one-note file 0.22 -> 0.12 s)
+# load only the samples a file plays, not the whole 141 MB SoundFont: quicker renders, the same samples
 FLUIDSYNTH_OPTIONS = ("-o", "synth.dynamic-sample-loading=1")
 FLUIDSYNTH_TIMEOUT_S = 120  # one render; a 4-minute take takes ~5 s
 _CANDIDATES = [

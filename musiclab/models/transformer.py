@@ -34,7 +34,7 @@ class TransformerConfig:
     block_size: int = 256  # training context in tokens, and the KV-cache window (paper: 512)
     n_layer: int = 4  # decoder blocks (paper large: 12, small: 2)
     n_head: int = 4  # attention heads per block (paper: 8)
-    n_embd: int = 192  # model width d (paper: 1024); small so CPU sampling stays ~1 ms/token
+    n_embd: int = 192  # model width d (paper: 1024); small so CPU sampling stays fast
     n_ff: int = 768  # MLP hidden width, 4 d (paper: 2048)
     dropout: float = 0.1  # on attention weights and residual branches, training only
     rope_base: float = 10000.0  # RoPE frequency base: head dim pair i turns at base^(-2i/hd) rad/token
