@@ -22,7 +22,7 @@ from musiclab.serving.jobs import Busy, Job
 
 ensure_frame()
 
-SHOWN = 8  # newest takes drawn as cards; a page of 30 cards took 10-12 s per rerun (tester)
+SHOWN = 8  # newest takes drawn as cards: every card redraws on each rerun
 st.session_state.setdefault(K.TAKES, [])
 st.title("Compose")
 if toast := st.session_state.pop(K.JOB_TOAST, None):
