@@ -4,7 +4,17 @@ import streamlit as st
 
 from musiclab.app import keys as K
 from musiclab.app.common import KEEP, ensure_frame, parse_seed, sampling_knobs, track_picker
-from musiclab.app.edit import JOBS, editing_models, melody_track, run_edit, source_picker, span_from_roll, span_inputs
+from musiclab.app.edit import (
+    JOBS,
+    dragged_span,
+    editing_models,
+    melody_track,
+    reset_span_for,
+    roll,
+    run_edit,
+    source_picker,
+    span_inputs,
+)
 from musiclab.app.takes import take_card
 
 ensure_frame()
@@ -17,19 +27,20 @@ with left:
     name = st.selectbox("Model", able, key="edit_model", persist_state=KEEP) if able else None
     data, label = source_picker()
     pm = parse_seed(data, label, "edit") if data is not None else None
-with right:
-    dragged = span_from_roll(pm, "edit_roll") if pm is not None else None
 with left:
+    shade = None
     if pm is not None:
+        reset_span_for(pm)
+        dragged = dragged_span(pm)
         job = st.radio("Job", JOBS, key="edit_job", persist_state=KEEP)
         if job == JOBS[0]:
-            start, end = span_inputs(pm, dragged)
-            st.session_state[K.EDIT_SPAN] = (start, end)
+            start, end = shade = span_inputs(pm, dragged)
             kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data, "Tracks to infill"))
         else:
             kw = dict(melody_track=melody_track(pm))
+            st.caption("The model reads the melody track only; every track is kept and the accompaniment is added.")
             if st.toggle("Only a span", key="edit_accompany_span"):
-                kw["start"], kw["end"] = span_inputs(pm, dragged)
+                kw["start"], kw["end"] = shade = span_inputs(pm, dragged)
         kw.update(sampling_knobs("edit_", expanded=False))
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
         if st.button(verb, type="primary", disabled=name is None, key="edit_go"):
@@ -37,6 +48,8 @@ with left:
     if err := st.session_state.get(K.EDIT_ERROR):
         st.error(f"Could not edit: {err}")
 with right:
+    if pm is not None:
+        roll(pm, shade)
     made = set(st.session_state.get(K.EDIT_MADE, []))
     for take in [t for t in st.session_state.get(K.TAKES, [])[::-1] if t["id"] in made]:
         take_card(take)

@@ -197,3 +197,21 @@ def test_shipped_weights_load_strictly_and_greedy_decode_the_cards_ids(flagship_
         model = load_model("flagship", root=root, device="cpu")
         check = model.card["greedy_check"]
         assert len(check["ids"]) == 64 and greedy_ids(model.net, model.codec) == check["ids"], root
+
+
+def test_infill_ends_where_the_model_writes_past_the_span_instead_of_cramming_its_last_step():
+    from musiclab.codecs.barnote_state import BarNoteState, BarNoteTokenizer
+
+    codec = BarNoteTokenizer()
+    S, note = codec.steps_per_bar, codec.note_base  # the lowest NOTE id
+    start, end = 2 * S + 10, 3 * S + 5  # the span crosses one bar line, ends 5 steps into bar 3
+    state = BarNoteState(codec, 2, start, end, first_bar=2, fill_bars=1, end_step=end)
+    assert not state.mask()[:, codec.ids["EOM"]].any()  # a bar line is still to come
+    state.advance(np.array([codec.bar, codec.bar]))  # into the span's last bar
+    state.advance(np.array([codec.pos_base + 4, codec.pos_base + 7]))  # inside / past the span's end
+    assert list(state.done) == [False, True]
+    state.advance(np.array([note, note]))
+    ev = state.events(0)
+    assert ev[:, 0].tolist() == [3 * S + 4] and state.ids[1] == [codec.bar]  # the late position was not kept
+    state.advance(np.array([codec.bar, codec.bar]))  # a bar line in the last bar also ends it
+    assert state.done.all()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 from ..midi.figure import pianoroll_figure
-from ..midi.io import non_drum_tracks, track_label
+from ..midi.io import midi_to_bytes, non_drum_tracks, track_label
 from ..serving import jobs
 from . import keys as K
 from .common import KEEP, Progress, cached_model, cached_models, new_take, prerender_audio
@@ -45,42 +47,46 @@ def default_span(pm) -> tuple[float, float]:
     return round(end * 0.25, 2), round(min(end, end * 0.25 + 8.0), 2)
 
 
-def span_from_roll(pm, key: str) -> tuple[float, float] | None:
-    """The source's piano roll, the current span shaded; a box dragged on it gives a time span
-    (seconds), else None. The figure must be the same from run to run until the span changes:
-    Streamlit keys a chart's selection to its figure, and a changed figure drops it."""
+def reset_span_for(pm) -> None:
+    """Another piece: forget the span chosen on the one before (it starts at its own default)."""
     ss = st.session_state
     piece = f"{pm.get_end_time():.3f}/{sum(len(i.notes) for i in pm.instruments)}"
-    if ss.get("edit_for") != piece:  # another piece: its own default span
-        for k in ("edit_span", "edit_from", "edit_to", "edit_dragged"):
+    if ss.get("edit_for") != piece:
+        for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_dragged"):
             ss.pop(k, None)
         ss["edit_for"] = piece
-    span = ss.setdefault(K.EDIT_SPAN, default_span(pm))
-    event = st.plotly_chart(
-        pianoroll_figure(pm, span=span, selectable=True, height=300),
-        on_select="rerun",
-        selection_mode="box",
-        key=key,
-    )
-    boxes = (event or {}).get("selection", {}).get("box") or []
+
+
+def dragged_span(pm, key: str = "edit_roll") -> tuple[float, float] | None:
+    """The time span (seconds) of a box last dragged on the roll (its selection state), or None."""
+    event = st.session_state.get(key) or {}
+    boxes = event.get("selection", {}).get("box") or []
     if boxes and boxes[0].get("x"):
         x0, x1 = sorted(float(x) for x in boxes[0]["x"][:2])
         return max(x0, 0.0), min(x1, pm.get_end_time())
     return None
 
 
+def roll(pm, span: tuple[float, float] | None, key: str = "edit_roll") -> None:
+    """The source's piano roll with ``span`` shaded; dragging a box on it selects a span. Drawn after
+    the inputs, so it shades what Regenerate will use (a new figure also drops the old selection)."""
+    st.plotly_chart(
+        pianoroll_figure(pm, span=span, selectable=True, height=300), on_select="rerun", selection_mode="box", key=key
+    )
+
+
 def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
-    """From / to, in seconds or in the file's bars; a dragged box fills them in."""
-    end = round(pm.get_end_time(), 2)
-    if dragged is not None and dragged != st.session_state.get("edit_dragged"):
-        st.session_state["edit_dragged"] = dragged
-        st.session_state["edit_from"], st.session_state["edit_to"] = round(dragged[0], 2), round(dragged[1], 2)
-        st.session_state["edit_unit"] = "seconds"
-        st.session_state[K.EDIT_SPAN] = (round(dragged[0], 2), round(dragged[1], 2))
-        st.rerun()  # redraw the roll with the new span shaded
-    first, last = default_span(pm)
-    st.session_state.setdefault("edit_from", first)
-    st.session_state.setdefault("edit_to", last)
+    """From / to, in seconds or in the file's bars; a dragged box fills them in. The span lives in
+    ``K.EDIT_SPAN`` (seconds) whatever the unit, so switching units keeps it."""
+    ss, end = st.session_state, round(pm.get_end_time(), 2)
+    if dragged is not None and dragged != ss.get("edit_dragged"):
+        ss["edit_dragged"] = dragged
+        ss[K.EDIT_SPAN] = (round(dragged[0], 2), round(dragged[1], 2))
+        ss["edit_unit"] = "seconds"
+        ss.pop("edit_from", None), ss.pop("edit_to", None)
+    span = ss.get(K.EDIT_SPAN) or default_span(pm)
+    ss.setdefault("edit_from", min(span[0], end))  # the seconds inputs start from the span in force
+    ss.setdefault("edit_to", min(span[1], end))
     unit = st.radio("Span in", ["seconds", "bars"], horizontal=True, key="edit_unit")
     c1, c2 = st.columns(2)
     if unit == "bars":
@@ -88,13 +94,15 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
         n = max(len(downs) - 1, 1)
         a = c1.number_input("From bar", 1, n, 1, key="edit_bar_from")
         b = c2.number_input("To bar (included)", 1, n, min(n, 4), key="edit_bar_to")
-        start, stop = downs[a - 1], downs[min(b, n)]
-        st.caption(f"Bars {a}-{b} = {start:.2f}-{stop:.2f} s (bars from the file's meter and tempo)")
-        return start, stop
-    start = c1.number_input("From (s)", 0.0, end, step=0.5, key="edit_from")
-    stop = c2.number_input("To (s)", 0.0, end, step=0.5, key="edit_to")
-    st.caption("Drag a box on the piano roll to choose the span, or type it here.")
-    return float(start), float(stop)
+        new = (round(downs[a - 1], 2), round(downs[min(b, n)], 2))
+        st.caption(f"Bars {a}-{b} = {new[0]:.2f}-{new[1]:.2f} s (bars from the file's meter and tempo)")
+        ss.pop("edit_from", None), ss.pop("edit_to", None)  # back in seconds, they show this span
+    else:
+        new = (float(c1.number_input("From (s)", 0.0, end, step=0.5, key="edit_from")),
+               float(c2.number_input("To (s)", 0.0, end, step=0.5, key="edit_to")))  # fmt: skip
+        st.caption("Drag a box on the piano roll to choose the span, or type it here.")
+    ss[K.EDIT_SPAN] = new
+    return new
 
 
 def melody_track(pm) -> int:
@@ -103,9 +111,10 @@ def melody_track(pm) -> int:
     named = [
         t for t in tracks if "melod" in pm.instruments[t].name.lower() or "vocal" in pm.instruments[t].name.lower()
     ]
+    piece = hashlib.sha256(midi_to_bytes(pm)).hexdigest()[:12]  # another source: its own choice
     return st.selectbox(
         "Melody track", tracks, index=tracks.index(named[0]) if named else 0,
-        format_func=lambda t: track_label(pm, t), key="edit_melody",
+        format_func=lambda t: track_label(pm, t), key=f"edit_melody_{piece}",
     )  # fmt: skip
 
 

@@ -50,7 +50,7 @@ def take_card(take: dict) -> None:
         span = take.get("span")  # an edit: its span is shaded, no seed / continuation split
         fig = pianoroll_figure(pm, seed_end=None if span else take["seed_end"], span=span)
         st.plotly_chart(fig, key=f"roll_{take['id']}")
-        if take.get("kind") != "accompaniment":  # an accompaniment has no "before" to compare with
+        if take.get("kind") != "accompaniment" and take["seed_end"] > 0:  # nothing before to compare with
             metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
         midi = take["midi"]
         added = [i for i, inst in enumerate(pm.instruments) if inst.name == "musiclab accompaniment"]

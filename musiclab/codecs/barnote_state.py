@@ -5,8 +5,8 @@
 position, open chord) and which ids may come next (``mask()`` (B, V) bool); ``advance(ids)``
 records what was drawn. Three jobs share it:
 * continue: new bars until ``target`` steps (a BAR or POS at or past it ends the take);
-* infill: the middle of a span [``start``, ``end``) steps: exactly ``fill_bars`` BARs, positions
-  inside the span only, then EOM;
+* infill: the middle of a span [``start``, ``end``) steps: ``fill_bars`` BARs, positions
+  inside the span only; EOM, or a BAR or position at or past the span's end in its last bar, ends it;
 * accompany: forced tokens (the melody's ``BAR MEL ... ACC`` of each bar, ``forced()``) and
   sampled accompaniment notes in between, until ``target``.
 Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at most
@@ -96,7 +96,7 @@ class BarNoteState:
         """Positions below this may be drawn in the current bar."""
         S = self.codec.steps_per_bar
         if self.fill_bars is not None and self.bars_done[b] >= self.fill_bars:
-            return self.end_step - self.bar[b] * S  # the span's last bar ends at its end
+            return S  # the span's last bar: a position at or past the span's end closes it (advance)
         must_fill = not self.bar_notes[b] and self.empty_run[b] >= self.max_empty_bars
         return min(S, self.target - self.bar[b] * S) if must_fill else S
 
@@ -110,7 +110,7 @@ class BarNoteState:
         m[c.pos_base + self.pos[b] + 1 : c.pos_base + max(self.pos[b] + 1, self._limit(b))] = True
         if self.fill_bars is not None:
             last = self.bars_done[b] >= self.fill_bars
-            m[c.bar] = not last
+            m[c.bar] = True  # in the last bar a BAR, like a late position, means the middle is over
             m[c.ids["EOM"]] = last
         else:
             m[c.bar] = self.bar_notes[b] or self.empty_run[b] < self.max_empty_bars
@@ -136,8 +136,8 @@ class BarNoteState:
                 self._track_forced(b, i)
                 self.ids[b].append(i)
                 continue
-            if i == c.ids["EOM"]:
-                self.done[b] = True
+            if i == c.ids["EOM"] or self._past_span(b, i):
+                self.done[b] = True  # the model wants to write on past the span: the middle ends here
                 continue
             if i == c.bar:
                 if self.fill_bars is None and (self.bar[b] + 1) * S >= self.target:
@@ -157,6 +157,13 @@ class BarNoteState:
             else:
                 raise ValueError(f"expected a bar/note BAR, POS or NOTE id while sampling, got {i}")
             self.ids[b].append(i)
+
+    def _past_span(self, b: int, i: int) -> bool:
+        """Infill: in the span's last bar, a BAR or a position at or after the span's end."""
+        c = self.codec
+        if self.fill_bars is None or self.bars_done[b] < self.fill_bars:
+            return False
+        return i == c.bar or (c.pos_of[i] >= 0 and self.bar[b] * c.steps_per_bar + c.pos_of[i] >= self.end_step)
 
     def _new_bar(self, b: int) -> None:
         self.empty_run[b] = 0 if self.bar_notes[b] else self.empty_run[b] + 1
