@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from musiclab.app.common import ACCEPTED, KEEP, cached_models, ensure_frame, sampling_knobs
+from musiclab.app.common import ACCEPTED, DEFAULT_MODELS, KEEP, cached_models, ensure_frame, sampling_knobs
 from musiclab.app.evaluate import gather_seeds, run_with_progress
 from musiclab.evaluation.evaluate import (
     LABELS,
@@ -30,7 +30,8 @@ if not ok:
     st.stop()
 
 left, right = st.columns(2)
-models = left.multiselect("Models", ok, default=ok[:1], key="eval_models", persist_state=KEEP)
+first = [n for n in DEFAULT_MODELS if n in ok][:1] or ok[:1]  # the same default as the other pages
+models = left.multiselect("Models", ok, default=first, key="eval_models", persist_state=KEEP)
 titles = list(list_examples())
 chosen = right.multiselect("Example seeds", titles, default=titles[:1], key="eval_examples", persist_state=KEEP)
 uploads = right.file_uploader(
