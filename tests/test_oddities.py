@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from musiclab import MidiError, load_midi
-from musiclab.midi.io import LIMITS, TICK_BUDGET
+from musiclab.midi.checks import LIMITS, TICK_BUDGET
 from tests.conftest import make_midi
 
 ROOT = Path(__file__).resolve().parent.parent
