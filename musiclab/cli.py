@@ -274,28 +274,79 @@ def _data_roots(pairs: list[str] | None) -> dict[str, str]:
     return roots
 
 
-def cmd_bench_quality(a):
-    from .evaluation import quality
-    from .serving.weights import list_models, load_model
+def _validation_set(a):
+    """(data roots, the flagship corpus over them: its validation split is what no model saw)."""
     from .training import corpus
     from .training.dataset import CACHE_DIR
 
     roots = _data_roots(a.data)
+    try:
+        return roots, corpus.build(roots, CACHE_DIR / "corpus", log=lambda *x: None)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _print_table(a, rows: list[dict], keys, extra: dict | None = None) -> None:
+    from .evaluation import quality
+
+    summary = quality.table(rows, keys)
+    if a.json:
+        print(json.dumps({"summary": summary, **(extra or {}), "rows": rows}, indent=1))
+    else:
+        print(quality.markdown(summary, keys))
+        for k, v in (extra or {}).items():
+            print(f"{k}: {v}")
+
+
+def cmd_bench_quality(a):
+    from .evaluation import quality
+    from .serving.weights import list_models, load_model
+
     names = a.models or [m["name"] for m in list_models() if m["status"] == "ok"]
     try:
         models = [load_model(n) for n in names]
-        corp = corpus.build(roots, CACHE_DIR / "corpus", log=lambda *x: None)
     except ValueError as e:
         raise UserError(str(e)) from None
+    roots, corp = _validation_set(a)
     seeds = quality.pick_seeds(corp, roots, a.pieces, a.seconds)
     print(f"{len(seeds)} seeds from {len({s.path for s in seeds})} validation pieces; models: {', '.join(names)}",
           file=sys.stderr)  # fmt: skip
     rows = quality.run(models, seeds, a.seconds, a.takes, log=lambda m: print(m, file=sys.stderr))
-    summary = quality.table(rows)
-    if a.json:
-        print(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    _print_table(a, rows, quality.METRICS)
+
+
+def cmd_bench_edit(a):
+    """bench infill / bench accompany: one bar/note model on held-out pieces (evaluation/editbench.py)."""
+    from .editing.constrained import check_model
+    from .evaluation import editbench, quality
+    from .serving.weights import load_model
+
+    try:
+        model = load_model(a.model)
+        check_model(model, a.what)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    roots, corp = _validation_set(a)
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if a.what == "infill":
+        spans = editbench.pick_spans(corp, roots, model.codec, a.pieces, a.bars)
+        if not spans:
+            raise UserError("no validation piece is long enough for a span (see --data, --pieces, --bars)")
+        log(f"{len(spans)} spans of {a.bars} bars in validation pieces")
+        rows = editbench.run_infill(model, spans, a.takes, log=log)
+        keys = (*quality.METRICS, "bits_both", "bits_prefix")
+        extra = {"infill_8_bars_s": editbench.speed_infill(model, spans, a.repeats)} if a.repeats else {}
     else:
-        print(quality.markdown(summary))
+        if "pop909" not in roots:
+            raise UserError("bench accompany needs POP909: pass --data pop909=DIR (or set MUSICLAB_DATA)")
+        songs = editbench.pick_songs(corp, roots["pop909"], a.pieces)
+        if not songs:
+            raise UserError("no validation POP909 song with MELODY and PIANO tracks and 30 s of melody was found")
+        log(f"{len(songs)} validation POP909 songs, {editbench.ACCOMPANY_S:g} s each")
+        rows = editbench.run_accompany(model, songs, a.takes, log=log)
+        keys = ("chord_tone", "on_grid", "notes_per_s")
+        extra = {"accompany_30_s": editbench.speed_accompany(model, songs, a.repeats)} if a.repeats else {}
+    _print_table(a, rows, keys, extra)
 
 
 def cmd_bench(a):
@@ -453,6 +504,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=_finite(float), default=30.0)
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bench_quality)
+    for what, help_ in (("infill", "4-bar infills of unseen pieces vs the real bars, repeating, continuing only"),
+                        ("accompany", "accompaniments of unseen POP909 melodies: chord tones, grid, vs real")):  # fmt: skip
+        b = bsub.add_parser(what, help=help_)
+        b.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/{piano,asap,pop909}")
+        b.add_argument("--model", default="flagship")
+        b.add_argument("--pieces", type=_finite(int), default=8, help="validation pieces (songs) per source")
+        b.add_argument("--takes", type=_finite(int), default=2)
+        if what == "infill":
+            b.add_argument("--bars", type=_finite(int), default=4, help="bars per span (4)")
+        b.add_argument("--repeats", type=_finite(int), default=3, help="timed single takes (0: no timing)")
+        b.add_argument("--json", action="store_true")
+        b.set_defaults(fn=cmd_bench_edit)
     s = sub.add_parser("evaluate", help="metrics of a MIDI file (vs a seed or corpus), or `evaluate jsb`")
     s.add_argument("file", help="MIDI file, or `jsb` for the JSB Chorales benchmark")
     s.add_argument("--against", help="reference MIDI file (e.g. the seed)")

@@ -262,7 +262,11 @@ def make_song_corpus(root: Path) -> dict[str, str]:
         d = root / "pop909" / f"{s:03d}"
         d.mkdir(parents=True)
         song(200 + s).write(str(d / f"{s:03d}.mid"))
-        (d / "beat_midi.txt").write_text("0.0 1.0 1.0\n0.6 1.0 0.0\n")
+        eighth = 30.0 / 100  # song()'s tempo: POP909's annotations, an eighth-note grid and a chord a bar
+        (d / "beat_midi.txt").write_text("".join(f"{k * eighth:.4f} {1 - k % 2} {int(k % 8 == 0)}\n" for k in range(128)))
+        names = ["C:maj", "A:min", "F:maj", "G:maj"]  # CHORDS
+        (d / "chord_midi.txt").write_text("".join(f"{b * 8 * eighth:.4f}\t{(b + 1) * 8 * eighth:.4f}\t{names[b % 4]}\n"
+                                                  for b in range(16)))  # fmt: skip
     (root / "piano" / "comp" / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
     return {"piano": str(root / "piano"), "asap": str(root / "asap"), "pop909": str(root / "pop909")}
 

@@ -80,9 +80,13 @@ def seed_loop(
     return out
 
 
+MIN_SEED_NOTES = 8  # a seed with fewer gives a model (and the seed loop) almost nothing to go on
+
+
 def pick_seeds(corpus, roots: dict[str, str], pieces: int, seconds: float) -> list[Seed]:
     """``pieces`` validation pieces per source (one file per piece, spread over the split), with a
-    10 s seed and, when the piece lasts 60 s + ``seconds`` or more, a 60 s seed too."""
+    10 s seed and, when the piece lasts 60 s + ``seconds`` or more, a 60 s seed too. A seed with
+    fewer than MIN_SEED_NOTES notes (a song's silent or sparse intro) is left out."""
     out = []
     for source, root in sorted(roots.items()):
         by_piece: dict[str, dict] = {}
@@ -94,7 +98,9 @@ def pick_seeds(corpus, roots: dict[str, str], pieces: int, seconds: float) -> li
         for f in chosen[::step][:pieces]:
             pm = load_midi(f"{root}/{f['path'].split('/', 1)[1]}")
             for end in (10.0, 60.0):
-                if pm.get_end_time() >= end + seconds:
+                onsets = [n.start for i in pm.instruments if not i.is_drum for n in i.notes]
+                enough = sum(t < end for t in onsets) >= MIN_SEED_NOTES
+                if pm.get_end_time() >= end + seconds and enough:
                     out.append(Seed(source, f["path"], pm, end))
     return out
 
@@ -125,23 +131,32 @@ def run(models: list, seeds: list[Seed], seconds: float = 30.0, takes: int = 2, 
     return rows
 
 
-def table(rows: list[dict]) -> list[dict]:
-    """Means per (source, system) and per system over all sources ("all")."""
+def table(rows: list[dict], keys: tuple[str, ...] = METRICS) -> list[dict]:
+    """Means of ``keys`` per (source, system) and per system over all sources ("all"); a key
+    with no value in a group (None) is None."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["source"], r["system"]), []).append(r)
         groups.setdefault(("all", r["system"]), []).append(r)
     out = []
     for (source, system), rs in sorted(groups.items()):
-        out.append({"source": source, "system": system, "takes": len(rs),
-                    **{m: round(float(np.mean([r[m] for r in rs])), 3) for m in METRICS}})  # fmt: skip
+        row = {"source": source, "system": system, "takes": len(rs)}
+        for k in keys:
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            row[k] = round(float(np.mean(vals)), 3) if vals else None
+        out.append(row)
     return out
 
 
-def markdown(summary: list[dict]) -> str:
-    head = "| source | system | takes | pc TV | IOI TV | abs log2 density | abs log2 polyphony | in-key | in-key gap |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+HEADS = {"pc_tv": "pc TV", "ioi_tv": "IOI TV", "density": "abs log2 density", "polyphony": "abs log2 polyphony",
+         "in_key": "in-key", "in_key_gap": "in-key gap"}  # fmt: skip
+
+
+def markdown(summary: list[dict], keys: tuple[str, ...] = METRICS, heads: dict | None = None) -> str:
+    heads = {**HEADS, **(heads or {})}
+    lines = ["| source | system | takes | " + " | ".join(heads.get(k, k) for k in keys) + " |",
+             "|---|---|---:|" + "---:|" * len(keys)]  # fmt: skip
     for r in summary:
-        vals = " | ".join(f"{r[m]:.3f}" for m in METRICS)
+        vals = " | ".join("–" if r[k] is None else f"{r[k]:.3f}" for k in keys)
         lines.append(f"| {r['source']} | {r['system']} | {r['takes']} | {vals} |")
     return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""The infill and accompaniment benchmarks: their measures on hand-made cases, and the bench
+commands end to end on a small corpus laid out like the real ones (with a small trained flagship)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pretty_midi
+import pytest
+from conftest import ROOT, make_song_corpus, song
+
+from musiclab.evaluation.editbench import ACCOMPANY_S, Song, accompaniment_stats, read_chords, repeat_before
+
+
+def _song_with(chords: list, grid_step: float = 0.3) -> Song:
+    pm = pretty_midi.PrettyMIDI()
+    return Song("pop909/x", pm, 0, 1, 0.0, chords, np.arange(0, ACCOMPANY_S + 1, grid_step))
+
+
+def test_chord_labels_become_pitch_classes_with_their_bass(tmp_path):
+    f = tmp_path / "chord_midi.txt"
+    f.write_text("0.0\t1.0\tC:maj\n1.0\t2.0\tA:min/b3\n2.0\t3.0\tN\n3.0\t4.0\tG:7\n")
+    chords = read_chords(f, shift=0.5)
+    assert [(a, b) for a, b, _ in chords] == [(0.5, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, 4.5)]
+    assert chords[0][2] == {0, 4, 7} and chords[1][2] == {9, 0, 4} and chords[2][2] is None
+    assert chords[3][2] == {7, 11, 2, 5}
+
+
+def test_chord_tones_on_the_grid_score_one_and_a_semitone_off_scores_zero():
+    sg = _song_with([(0.0, ACCOMPANY_S, frozenset({0, 4, 7}))])
+    on = [pretty_midi.Note(80, p, 0.3 * k, 0.3 * k + 0.2) for k, p in enumerate([48, 52, 55, 60] * 5)]
+    assert accompaniment_stats(on, sg) == {"chord_tone": 1.0, "on_grid": 1.0, "notes_per_s": 20 / ACCOMPANY_S}
+    off = [pretty_midi.Note(80, n.pitch + 1, n.start + 0.1, n.end + 0.1) for n in on]  # a third of an eighth late
+    s = accompaniment_stats(off, sg)
+    assert s["chord_tone"] == 0.0 and s["on_grid"] == 0.0
+
+
+def test_no_chord_is_skipped_and_nothing_played_is_none_not_zero():
+    sg = _song_with([(0.0, 1.0, None), (1.0, ACCOMPANY_S, frozenset({0, 4, 7}))])
+    notes = [pretty_midi.Note(80, 61, 0.3, 0.5), pretty_midi.Note(80, 64, 1.2, 1.5)]
+    assert accompaniment_stats(notes, sg)["chord_tone"] == 1.0  # the C# under "N" does not count
+    assert accompaniment_stats([], sg) == {"chord_tone": None, "on_grid": None, "notes_per_s": 0.0}
+
+
+def test_repeat_before_moves_the_bars_before_the_span_into_it():
+    pm = song(1)  # 100 bpm: a bar is 2.4 s
+    out = repeat_before(pm, 9.6, 14.4)
+    for src, dst in zip(pm.instruments, out.instruments):
+        before = sorted((round(n.start + 4.8, 6), n.pitch) for n in src.notes if 4.8 <= n.start < 9.6)
+        inside = sorted((round(n.start, 6), n.pitch) for n in dst.notes if 9.6 <= n.start < 14.4)
+        assert inside == before and before
+        outside = sorted((n.start, n.pitch) for n in src.notes if not 9.6 <= n.start < 14.4)
+        assert sorted((n.start, n.pitch) for n in dst.notes if not 9.6 <= n.start < 14.4) == outside
+
+
+@pytest.fixture(scope="module")
+def bench_env(flagship_weights, tmp_path_factory):
+    root = tmp_path_factory.mktemp("edit-data")
+    data = make_song_corpus(root)
+    env = {**os.environ, "MUSICLAB_WEIGHTS": str(flagship_weights), "MUSICLAB_CACHE": str(root / "cache")}
+    return env, [f"{k}={v}" for k, v in data.items()]
+
+
+def _bench(env, *args):
+    r = subprocess.run([sys.executable, "-m", "musiclab", "bench", *args], cwd=ROOT, env=env[0], capture_output=True,
+                       text=True, timeout=600)  # fmt: skip
+    return r
+
+
+def test_bench_infill_measures_infill_against_both_baselines(bench_env):
+    r = _bench(bench_env, "infill", "--data", *bench_env[1], "--pieces", "1", "--takes", "1", "--repeats", "1", "--bars", "1",
+               "--json")  # fmt: skip (1 bar: 4 do not fit the small model's 128-token context)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    systems = {row["system"] for row in out["summary"]}
+    assert systems == {"real", "repeat before", "continue only", "flagship infill"}
+    real = [x for x in out["summary"] if x["system"] == "real" and x["source"] == "all"][0]
+    assert real["pc_tv"] == 0 and real["density"] == 0
+    fill = [x for x in out["rows"] if x["system"] == "flagship infill"]
+    assert fill and all(x["bits_both"] > 0 and x["bits_prefix"] > 0 for x in fill)
+    assert out["infill_8_bars_s"] > 0
+
+
+def test_bench_accompany_puts_the_real_piano_on_its_chords(bench_env):
+    r = _bench(bench_env, "accompany", "--data", *bench_env[1], "--pieces", "3", "--takes", "1", "--repeats", "1",
+               "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    by = {x["system"]: x for x in out["summary"] if x["source"] == "all"}
+    assert set(by) == {"real PIANO", "another song's PIANO", "flagship accompany"}
+    assert by["real PIANO"]["chord_tone"] == 1.0 and by["real PIANO"]["on_grid"] == 1.0  # song() plays its chords
+    assert by["flagship accompany"]["notes_per_s"] > 0 and out["accompany_30_s"] > 0
+
+
+def test_bench_quality_prints_the_table_with_its_baselines(bench_env):
+    r = _bench(bench_env, "quality", "--data", *bench_env[1], "--models", "flagship", "--pieces", "1", "--takes", "1",
+               "--seconds", "10")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "| all | seed loop |" in r.stdout and "| all | flagship |" in r.stdout and "| all | real |" in r.stdout
+
+
+def test_bench_infill_with_a_model_that_cannot_says_which_can(bench_env):
+    r = _bench(bench_env, "infill", "--model", "lstm", "--data", *bench_env[1])
+    assert r.returncode == 2 and "cannot infill" in r.stderr and "flagship" in r.stderr
