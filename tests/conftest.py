@@ -263,7 +263,9 @@ def make_song_corpus(root: Path) -> dict[str, str]:
         d.mkdir(parents=True)
         song(200 + s).write(str(d / f"{s:03d}.mid"))
         eighth = 30.0 / 100  # song()'s tempo: POP909's annotations, an eighth-note grid and a chord a bar
-        (d / "beat_midi.txt").write_text("".join(f"{k * eighth:.4f} {1 - k % 2} {int(k % 8 == 0)}\n" for k in range(128)))
+        (d / "beat_midi.txt").write_text(
+            "".join(f"{k * eighth:.4f} {1 - k % 2} {int(k % 8 == 0)}\n" for k in range(128))
+        )
         names = ["C:maj", "A:min", "F:maj", "G:maj"]  # CHORDS
         (d / "chord_midi.txt").write_text("".join(f"{b * 8 * eighth:.4f}\t{(b + 1) * 8 * eighth:.4f}\t{names[b % 4]}\n"
                                                   for b in range(16)))  # fmt: skip

@@ -72,8 +72,21 @@ def _bench(env, *args):
 
 
 def test_bench_infill_measures_infill_against_both_baselines(bench_env):
-    r = _bench(bench_env, "infill", "--data", *bench_env[1], "--pieces", "1", "--takes", "1", "--repeats", "1", "--bars", "1",
-               "--json")  # fmt: skip (1 bar: 4 do not fit the small model's 128-token context)
+    r = _bench(
+        bench_env,
+        "infill",
+        "--data",
+        *bench_env[1],
+        "--pieces",
+        "1",
+        "--takes",
+        "1",
+        "--repeats",
+        "1",
+        "--bars",
+        "1",
+        "--json",
+    )  # fmt: skip (1 bar: 4 do not fit the small model's 128-token context)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     systems = {row["system"] for row in out["summary"]}
