@@ -70,7 +70,7 @@ with left:
     if seed is not None:
         tracks = track_picker(seed, "compose", data)
         preview = st.empty()  # filled below, once the seed length is known
-        settings = sampling_controls(seed)
+        settings = sampling_controls(seed, model=name)
         with preview.container():
             unusable = seed_preview(data, settings["seed_seconds"], tracks)
         busy = K.JOB in st.session_state

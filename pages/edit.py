@@ -41,7 +41,7 @@ with left:
             st.caption("The model reads the melody track only; every track is kept and the accompaniment is added.")
             if st.toggle("Only a span", key="edit_accompany_span"):
                 kw["start"], kw["end"] = shade = span_inputs(pm, dragged)
-        kw.update(sampling_knobs("edit_", expanded=False))
+        kw.update(sampling_knobs("edit_", expanded=False, model=name))
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
         if st.button(verb, type="primary", disabled=name is None, key="edit_go"):
             run_edit(job, name, pm, label, **kw)

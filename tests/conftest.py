@@ -273,6 +273,18 @@ def make_song_corpus(root: Path) -> dict[str, str]:
     return {"piano": str(root / "piano"), "asap": str(root / "asap"), "pop909": str(root / "pop909")}
 
 
+def use_weights(monkeypatch, root: Path) -> None:
+    """Make the app and the API read model folders from ``root`` (caches cleared)."""
+    import streamlit as st
+
+    from musiclab.serving import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", root)
+    weights.clear_cache()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 @pytest.fixture(scope="session")
 def flagship_weights(tmp_path_factory) -> Path:
     """A weights folder with a small flagship-shaped model trained here on ``make_song_corpus``

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import choose_tracks, chosen_tracks, seed_roll, take_rolls
+from conftest import ROOT, choose_tracks, chosen_tracks, seed_roll, take_rolls, use_weights
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "compose.py")
@@ -351,3 +351,40 @@ def test_a_full_queue_says_busy_and_keeps_the_seed_and_takes(monkeypatch):
     monkeypatch.setattr(jobs, "MAX_WAITING", 24)
     generate(at)  # the same seed and settings, once there is room
     assert len(at.session_state["takes"]) == 2 and not at.error
+
+
+@pytest.fixture
+def tuned_flagship(flagship_weights, tmp_path, monkeypatch):
+    """The small flagship with its own sampling defaults in its card, beside the shipped models."""
+    import json
+    import shutil
+
+    root = tmp_path / "weights"
+    root.mkdir()
+    for d in flagship_weights.iterdir():
+        if d.name == "flagship":
+            shutil.copytree(d, root / d.name)
+        else:
+            (root / d.name).symlink_to(d.resolve())
+    card = json.loads((root / "flagship" / "config.json").read_text())
+    card["sampling"] = {"temperature": 0.85, "repetition_penalty": 1.0}
+    (root / "flagship" / "config.json").write_text(json.dumps(card))
+    use_weights(monkeypatch, root)
+    yield
+    use_weights(monkeypatch, ROOT / "weights")
+
+
+def test_sampling_starts_at_the_picked_models_own_defaults(tuned_flagship):
+    at = _app()
+    assert at.selectbox(key="compose_model").value == "flagship"  # preferred once installed
+    assert at.slider(key="temperature").value == 0.85 and at.slider(key="repetition_penalty").value == 1.0
+    assert at.slider(key="top_p").value == 0.95  # the card does not set it: the app's default
+    at.selectbox(key="compose_model").set_value("lstm").run()
+    assert at.slider(key="temperature").value == 1.0 and at.slider(key="repetition_penalty").value == 1.1
+    at.selectbox(key="compose_model").set_value("flagship").run()
+    at.slider(key="temperature").set_value(0.6).run()
+    at.slider(key="seconds").set_value(5)
+    at.number_input(key="random_seed").set_value(3)
+    generate(at)
+    assert not at.exception
+    assert at.session_state["takes"][-1]["info"]["settings"]["temperature"] == 0.6  # the user's change is used

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, use_weights
 from streamlit.testing.v1 import AppTest
 
 from musiclab.midi.examples import list_examples
@@ -13,22 +13,11 @@ PAGE = str(ROOT / "pages" / "edit.py")
 JOPLIN, MOZART = "Joplin — Maple Leaf Rag (piano)", "Mozart — Quartet K. 155, I (4 strings)"
 
 
-def _use_weights(monkeypatch, root) -> None:
-    import streamlit as st
-
-    from musiclab.serving import weights
-
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", root)
-    weights.clear_cache()
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
 @pytest.fixture
 def flagship(flagship_weights, monkeypatch):
-    _use_weights(monkeypatch, flagship_weights)
+    use_weights(monkeypatch, flagship_weights)
     yield
-    _use_weights(monkeypatch, ROOT / "weights")
+    use_weights(monkeypatch, ROOT / "weights")
 
 
 def _app(example: str) -> AppTest:
@@ -94,11 +83,11 @@ def test_a_bad_span_is_refused_with_a_reason_and_nothing_is_lost(flagship, start
 
 def test_without_a_model_that_can_edit_the_page_says_so(tmp_path, monkeypatch):
     (tmp_path / "lstm").symlink_to(ROOT / "weights" / "lstm")
-    _use_weights(monkeypatch, tmp_path)
+    use_weights(monkeypatch, tmp_path)
     try:
         at = AppTest.from_file(PAGE, default_timeout=180).run()
         assert not at.exception
         assert any("No installed model can infill or accompany" in i.value for i in at.info)
         assert at.button(key="edit_go").disabled
     finally:
-        _use_weights(monkeypatch, ROOT / "weights")
+        use_weights(monkeypatch, ROOT / "weights")

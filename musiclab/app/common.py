@@ -250,7 +250,7 @@ def seed_length(seed, key: str, default: float) -> float:
     return st.slider("Seed length (s)", 1.0, top, step=0.5, key=k, persist_state=KEEP)
 
 
-def sampling_controls(seed, key: str = "") -> dict:
+def sampling_controls(seed, key: str = "", model: str | None = None) -> dict:
     """Seed length, continuation length (seconds or bars) and the sampling controls -> generate() kwargs."""
     from ..midi.io import bar_seconds
 
@@ -270,23 +270,35 @@ def sampling_controls(seed, key: str = "") -> dict:
         st.caption(f"{bars} bars ≈ {seconds:.1f} s at the seed's tempo and meter")
     else:
         seconds = float(st.slider("Continue for (s)", 5, 120, 20, 5, key=f"{key}seconds", persist_state=KEEP))
-    return dict(seed_seconds=seed_s, seconds=seconds, **sampling_knobs(key))
+    return dict(seed_seconds=seed_s, seconds=seconds, **sampling_knobs(key, model=model))
 
 
-def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True, random_seed: bool = True) -> dict:
+def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True, random_seed: bool = True,
+                   model: str | None = None) -> dict:  # fmt: skip
     """The sampling controls every page shares (widget keys ``{key}temperature`` ...): temperature,
     top-k, top-p, min-p, repetition penalty, key lock, and (when asked) variations and a random seed
-    -> the generate() / infill() / accompany() keyword arguments they name."""
+    -> the generate() / infill() / accompany() keyword arguments they name. They start at the app's
+    defaults, or at ``model``'s own (its card's "sampling") each time another model is picked."""
+    from ..generation.sampling import app_defaults
+
+    ss, own = st.session_state, app_defaults(cached_model(model).card if model else None)
+    if model and ss.get(f"{key}sampling_for") != model:  # a model was picked: its defaults
+        ss.update({f"{key}{k}": v for k, v in own.items()})
+        ss[f"{key}sampling_for"] = model
+    for k, v in own.items():
+        ss.setdefault(f"{key}{k}", v)
     with st.expander("Sampling", expanded=expanded):
+        if model and own != app_defaults():
+            st.caption(f"Starts at {model}'s own defaults (its card): change them after picking the model.")
         kw = dict(
             temperature=st.slider(
-                "Temperature", 0.0, 2.0, 1.0, 0.05, key=f"{key}temperature", help="0 = greedy", persist_state=KEEP
-            ),
-            top_k=st.slider("Top-k (0 = off)", 0, 200, 0, key=f"{key}top_k", persist_state=KEEP),
-            top_p=st.slider("Top-p", 0.05, 1.0, 0.95, 0.01, key=f"{key}top_p", persist_state=KEEP),
-            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, 0.0, 0.01, key=f"{key}min_p", persist_state=KEEP),
+                "Temperature", 0.0, 2.0, step=0.05, key=f"{key}temperature", help="0 = greedy", persist_state=KEEP
+            ),  # fmt: skip
+            top_k=st.slider("Top-k (0 = off)", 0, 200, key=f"{key}top_k", persist_state=KEEP),
+            top_p=st.slider("Top-p", 0.05, 1.0, step=0.01, key=f"{key}top_p", persist_state=KEEP),
+            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, step=0.01, key=f"{key}min_p", persist_state=KEEP),
             repetition_penalty=st.slider(
-                "Repetition penalty", 1.0, 3.0, 1.1, 0.05, key=f"{key}repetition_penalty", persist_state=KEEP
+                "Repetition penalty", 1.0, 3.0, step=0.05, key=f"{key}repetition_penalty", persist_state=KEEP
             ),
             key_lock=st.checkbox("Key lock (stay in the seed's key)", key=f"{key}key_lock", persist_state=KEEP),
         )

@@ -31,9 +31,10 @@ import pretty_midi
 import torch
 import torch.nn.functional as F
 
+from ..generation.sampling import app_defaults
 from ..midi.io import load_midi
 from .metrics import seed_key
-from .quality import SAMPLING, measure
+from .quality import measure
 
 SPAN_BARS = 4
 SPAN_AT = (15.0, 60.0)  # seconds: a span starts at the first bar line after each
@@ -146,7 +147,7 @@ def _span_rows(model, sp: Span, takes: int, random_seed: int) -> list[dict]:
     from ..generation.sampling import generate
 
     L, key = sp.end - sp.start, seed_key(sp.pm, sp.start)
-    kw = {"variations": takes, "random_seed": random_seed, **SAMPLING}
+    kw = {"variations": takes, "random_seed": random_seed, **app_defaults(model.card)}
     systems = [("real", [sp.pm]), ("repeat before", [repeat_before(sp.pm, sp.start, sp.end)]),
                ("continue only", [t.midi for t in generate(model, sp.pm, seed_seconds=sp.start, seconds=L, **kw)]),
                (f"{model.name} infill", [t.midi for t in infill(model, sp.pm, sp.start, sp.end, **kw)])]  # fmt: skip
@@ -255,7 +256,7 @@ def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0
         melody = copy.copy(song.pm)
         melody.instruments = [song.pm.instruments[song.melody]]
         made = accompany(model, melody, 0, start=song.start, end=song.start + ACCOMPANY_S, variations=takes,
-                         random_seed=random_seed + 1000 * i, **SAMPLING)  # fmt: skip
+                         random_seed=random_seed + 1000 * i, **app_defaults(model.card))  # fmt: skip
         for t, take in enumerate(made):
             notes = take.midi.instruments[-1].notes  # the new "musiclab accompaniment" track
             rows.append({**base, "system": f"{model.name} accompany", "take": t, **accompaniment_stats(notes, song)})
@@ -274,7 +275,7 @@ def speed_infill(model, spans: list[Span], repeats: int = 3) -> float:
         sp = spans[k % len(spans)]
         end = float(step_to_seconds(sp.pm, np.array([(sp.bar + 8) * S]), ppb)[0])
         t = time.perf_counter()
-        infill(model, sp.pm, sp.start, min(end, sp.pm.get_end_time()), random_seed=k, **SAMPLING)
+        infill(model, sp.pm, sp.start, min(end, sp.pm.get_end_time()), random_seed=k, **app_defaults(model.card))
         times.append(time.perf_counter() - t)
     return float(np.median(times))
 
@@ -288,6 +289,6 @@ def speed_accompany(model, songs: list[Song], repeats: int = 3) -> float:
         song = songs[k % len(songs)]
         t = time.perf_counter()
         accompany(model, song.pm, song.melody, start=song.start, end=song.start + ACCOMPANY_S, random_seed=k,
-                  **SAMPLING)  # fmt: skip
+                  **app_defaults(model.card))  # fmt: skip
         times.append(time.perf_counter() - t)
     return float(np.median(times))

@@ -3,8 +3,8 @@
 ``python -m musiclab bench quality [--models ...] [--json]``: for validation pieces of each
 source (the flagship corpus's split: no model here trained on them), seed = the piece's first
 10 s (and, where the piece is long enough, its first 60 s), ``seconds`` (30) of continuation,
-``takes`` (2) takes per seed with the app's default sampling (top-p 0.95, repetition penalty
-1.1). Each take is measured against the piece's **real** continuation (the same span):
+``takes`` (2) takes per seed with the app's default sampling for that model (``app_defaults``:
+top-p 0.95, repetition penalty 1.1, under what its card's "sampling" sets). Each take is measured against the piece's **real** continuation (the same span):
 
 * ``pc_tv``: total variation between pitch-class histograms (0-1);
 * ``ioi_tv``: total variation between inter-onset-interval histograms, beats (0-1);
@@ -30,7 +30,6 @@ from .metrics import distances, seed_key, segment_stats
 
 METRICS = ("pc_tv", "ioi_tv", "density", "polyphony", "in_key", "in_key_gap")
 FLOOR = {"density": 0.05, "polyphony": 0.5}  # an empty take still gets a finite ratio
-SAMPLING = {"top_p": 0.95, "repetition_penalty": 1.1}  # the app's defaults (Compose)
 
 
 @dataclass
@@ -108,7 +107,7 @@ def pick_seeds(corpus, roots: dict[str, str], pieces: int, seconds: float) -> li
 def run(models: list, seeds: list[Seed], seconds: float = 30.0, takes: int = 2, random_seed: int = 0,
         log=print) -> list[dict]:  # fmt: skip
     """Rows {source, path, seed_end, system, take, metrics...} for every model and baseline."""
-    from ..generation.sampling import generate
+    from ..generation.sampling import app_defaults, generate
 
     rows = []
     for i, sd in enumerate(seeds):
@@ -124,7 +123,7 @@ def run(models: list, seeds: list[Seed], seconds: float = 30.0, takes: int = 2, 
                          **measure(other.pm, sd.pm, sd.seed_end, seconds, key)})  # fmt: skip
         for model in models:
             out = generate(model, sd.pm, seed_seconds=sd.seed_end, seconds=seconds, variations=takes,
-                           random_seed=random_seed + 1000 * i, **SAMPLING)  # fmt: skip
+                           random_seed=random_seed + 1000 * i, **app_defaults(model.card))  # fmt: skip
             for t, pm in enumerate(take.midi for take in out):
                 rows.append({**base, "system": model.name, "take": t, **measure(pm, sd.pm, sd.seed_end, seconds, key)})
         log(f"  {sd.path} @ {sd.seed_end:g} s: {len(models)} models")

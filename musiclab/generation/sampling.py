@@ -37,6 +37,18 @@ MAX_VARIATIONS = 8
 TOP_P_K = 64  # top-p sorts the 64 most likely ids (all of them when the nucleus reaches further)
 
 
+# What a page's Sampling controls start at; a model card's "sampling" puts the values that
+# model sounds best with over these (app_defaults).
+APP_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 0.95, "min_p": 0.0, "repetition_penalty": 1.1,
+                "key_lock": False}  # fmt: skip
+
+
+def app_defaults(card: dict | None = None) -> dict:
+    """The app's sampling defaults with ``card["sampling"]`` (a model's own) over them."""
+    own = (card or {}).get("sampling") or {}
+    return {**APP_DEFAULTS, **{k: v for k, v in own.items() if k in APP_DEFAULTS}}
+
+
 class SettingsError(ValueError):
     """A generation setting out of range; the message says what is accepted."""
 
