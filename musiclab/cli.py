@@ -313,6 +313,24 @@ def cmd_bench_quality(a):
           file=sys.stderr)  # fmt: skip
     rows = quality.run(models, seeds, a.seconds, a.takes, log=lambda m: print(m, file=sys.stderr))
     _print_table(a, rows, quality.METRICS)
+    if a.cards:
+        _quality_to_cards(a, rows, names, seeds)
+
+
+def _quality_to_cards(a, rows: list[dict], names: list[str], seeds: list) -> None:
+    from .evaluation import quality
+    from .serving import weights
+    from .training.cards import write_quality
+
+    how = (f"{len(seeds)} seeds (10 s, and 60 s where long enough) from {len({s.path for s in seeds})} validation "
+           f"pieces of the flagship corpus (no model here trained on them), {a.seconds:g} s continuations, {a.takes} "
+           "takes each, the app's default sampling for each model. Lower is better but for in-key, which should be "
+           "near the real continuation's.")  # fmt: skip
+    for name in names:
+        mine = [r for r in rows if r["system"] in (name, "real", "seed loop", "another piece")]
+        summary = quality.table(mine)
+        write_quality(weights.WEIGHTS_DIR / name, name, summary, quality.markdown(summary), how)
+        print(f"wrote the table into {name}'s card", file=sys.stderr)
 
 
 def cmd_bench_edit(a):
@@ -503,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--takes", type=_finite(int), default=2)
     b.add_argument("--seconds", type=_finite(float), default=30.0)
     b.add_argument("--json", action="store_true")
+    b.add_argument("--cards", action="store_true", help="also write each model's rows into its card (weights/)")
     b.set_defaults(fn=cmd_bench_quality)
     for what, help_ in (("infill", "4-bar infills of unseen pieces vs the real bars, repeating, continuing only"),
                         ("accompany", "accompaniments of unseen POP909 melodies: chord tones, grid, vs real")):  # fmt: skip

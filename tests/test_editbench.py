@@ -109,11 +109,17 @@ def test_bench_accompany_puts_the_real_piano_on_its_chords(bench_env):
     assert by["flagship accompany"]["notes_per_s"] > 0 and out["accompany_30_s"] > 0
 
 
-def test_bench_quality_prints_the_table_with_its_baselines(bench_env):
-    r = _bench(bench_env, "quality", "--data", *bench_env[1], "--models", "flagship", "--pieces", "1", "--takes", "1",
-               "--seconds", "10")  # fmt: skip
-    assert r.returncode == 0, r.stderr
+def test_bench_quality_prints_the_table_and_writes_it_into_the_card_once(bench_env, flagship_weights):
+    args = ("quality", "--data", *bench_env[1], "--models", "flagship", "--pieces", "1", "--takes", "1",
+            "--seconds", "10", "--cards")  # fmt: skip
+    for _ in range(2):  # the second run replaces the first one's section
+        r = _bench(bench_env, *args)
+        assert r.returncode == 0, r.stderr
     assert "| all | seed loop |" in r.stdout and "| all | flagship |" in r.stdout and "| all | real |" in r.stdout
+    card = json.loads((flagship_weights / "flagship" / "config.json").read_text())
+    assert {x["system"] for x in card["quality"]["rows"]} >= {"flagship", "real", "seed loop"}
+    readme = (flagship_weights / "flagship" / "README.md").read_text()
+    assert readme.count("## Quality benchmark") == 1 and "| all | flagship |" in readme
 
 
 def test_bench_infill_with_a_model_that_cannot_says_which_can(bench_env):

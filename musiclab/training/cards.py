@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 # Training corpora by folder name: a card names its data by source and licence, never by a path.
@@ -70,3 +71,21 @@ NLL improvement over the baseline: {100 * (m.get("nll_vs_baseline") or 0):.1f}% 
 {rows}
 """
     (Path(out) / "README.md").write_text(text)
+
+
+QUALITY_BEGIN, QUALITY_END = "<!-- quality benchmark -->", "<!-- /quality benchmark -->"
+
+
+def write_quality(folder: Path, name: str, summary: list[dict], markdown: str, how: str) -> None:
+    """Put a quality benchmark's rows for model ``name`` (and the baselines) in its card: under
+    ``quality`` in config.json, and as a section of README.md (replaced on the next run)."""
+    folder = Path(folder)
+    card = json.loads((folder / "config.json").read_text())
+    card["quality"] = {"how": how, "rows": [r for r in summary if r["system"] in (name, "real", "seed loop",
+                                                                                     "another piece")]}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(card, indent=1) + "\n")
+    readme = (folder / "README.md").read_text()
+    if QUALITY_BEGIN in readme:
+        readme = readme[: readme.index(QUALITY_BEGIN)] + readme[readme.index(QUALITY_END) + len(QUALITY_END) :].lstrip()
+    section = f"{QUALITY_BEGIN}\n## Quality benchmark (`python -m musiclab bench quality`)\n\n{how}\n\n{markdown}\n{QUALITY_END}\n"
+    (folder / "README.md").write_text(readme.rstrip() + "\n\n" + section)
