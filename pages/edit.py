@@ -18,6 +18,8 @@ from musiclab.app.edit import (
 from musiclab.app.takes import take_card
 
 ensure_frame()
+if st.session_state.pop(K.GO_COMPOSE, False):  # "Continue from this take" on one of the cards below
+    st.switch_page("pages/compose.py")
 st.title("Edit")
 able = editing_models()
 left, right = st.columns([1, 2])
@@ -43,13 +45,15 @@ with left:
                 kw["start"], kw["end"] = shade = span_inputs(pm, dragged)
         kw.update(sampling_knobs("edit_", expanded=False, model=name))
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
+        asked = f"{name}/{label}/{job}/{sorted(kw.items())}"  # an error is shown until the request changes
         if st.button(verb, type="primary", disabled=name is None, key="edit_go"):
+            st.session_state["edit_asked"] = asked
             run_edit(job, name, pm, label, **kw)
-    if err := st.session_state.get(K.EDIT_ERROR):
-        st.error(f"Could not edit: {err}")
+        if (err := st.session_state.get(K.EDIT_ERROR)) and st.session_state.get("edit_asked") == asked:
+            st.error(f"Could not edit: {err}")
 with right:
     if pm is not None:
         roll(pm, shade)
     made = set(st.session_state.get(K.EDIT_MADE, []))
     for take in [t for t in st.session_state.get(K.TAKES, [])[::-1] if t["id"] in made]:
-        take_card(take)
+        take_card(take, elsewhere=True)

@@ -52,3 +52,8 @@ def test_drag_a_box_on_the_roll_then_regenerate_the_selection(edit_server, page)
     assert d > end  # the whole piece plays, with the new passage in it
     assert page.locator("[data-testid=stException]").count() == 0
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
+    # "Continue from this take" on Edit: Compose opens with the take as the seed, and says so
+    page.get_by_role("button", name="Continue from this take").first.click()
+    page.get_by_role("heading", name="Compose").wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"is the seed now")).wait_for(timeout=30_000)
+    assert page.get_by_role("radio", name="Current seed").is_checked()

@@ -91,3 +91,34 @@ def test_without_a_model_that_can_edit_the_page_says_so(tmp_path, monkeypatch):
         assert at.button(key="edit_go").disabled
     finally:
         use_weights(monkeypatch, ROOT / "weights")
+
+
+def test_an_edit_of_a_long_piece_plays_around_its_span(flagship):
+    """An infill in a 37-minute album renders seconds of audio around the span, not the whole album."""
+
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["seed_bytes"] = (ROOT / "tests" / "data" / "album.mid").read_bytes()
+    at.session_state["seed_label"] = "album.mid"
+    at.run()
+    at.radio(key="edit_src").set_value("Current seed").run()
+    at.number_input(key="edit_from").set_value(600.0)
+    at.number_input(key="edit_to").set_value(606.0)
+    at.button(key="edit_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Plays 592–614 s, around the span" in c.value for c in at.caption)
+    take = at.session_state["takes"][-1]
+    assert load_midi(take["midi"]).get_end_time() > 30 * 60  # the take (and its downloads) keep the whole album
+    ogg = at.get("audio")[0].proto.url  # the played audio is the window's
+    assert ogg
+
+
+def test_continue_from_a_take_on_edit_makes_it_the_seed_and_moves_to_compose(flagship):
+    at = _app(JOPLIN)
+    at.number_input(key="edit_from").set_value(4.0)
+    at.number_input(key="edit_to").set_value(8.0)
+    at.button(key="edit_go").click().run()
+    take = at.session_state["takes"][-1]
+    at.button(key=f"cont_{take['id']}").click().run()
+    assert at.session_state["seed_bytes"] == take["midi"] and at.session_state["compose_src"] == "Current seed"
+    assert "is the seed now" in at.session_state["job_toast"]  # shown on Compose
+    assert not at.exception  # the move itself is seen in a real browser (test_browser_edit.py)

@@ -11,6 +11,7 @@ from ..midi.io import midi_to_bytes, non_drum_tracks, track_label
 from ..serving import jobs
 from . import keys as K
 from .common import KEEP, Progress, cached_model, cached_models, new_take, prerender_audio
+from .takes import playable
 
 JOBS = ("Infill a passage", "Accompany a melody")
 
@@ -146,7 +147,8 @@ def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
         take = new_take(pm_new, start, f"Take {n + i} · {what} of {label} · {model_name}")
         take["span"], take["kind"] = (start, end), what
         take["info"]["seconds"] = end - start  # metrics: the new span against the music before it
+        take["seconds"] = pm_new.midi.get_end_time()  # the whole piece (a long one plays around the span)
         made.append(take)
     st.session_state[K.TAKES].extend(made)
     st.session_state[K.EDIT_MADE] = [t["id"] for t in made]
-    prerender_audio([t["midi"] for t in made[::-1]])
+    prerender_audio([playable(t)[0] for t in made[::-1]])

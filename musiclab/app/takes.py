@@ -10,13 +10,43 @@ from . import keys as K
 from .common import MAX_SEED_S, audio_for, wav_for
 
 
-def continue_from(take: dict, key: str = "compose") -> None:
-    """Make a take the seed (a button callback: runs before the next script run, so widgets may be set)."""
+def continue_from(take: dict, key: str = "compose", go: bool = False) -> None:
+    """Make a take the seed (a button callback: runs before the next script run, so widgets may be
+    set); ``go``: from another page, which then moves to Compose, where a toast says what happened."""
     st.session_state[K.SEED_BYTES] = take["midi"]
     st.session_state[K.SEED_LABEL] = take["label"]
     st.session_state[f"{key}_src"] = "Current seed"
     st.session_state[K.SEED_SECONDS] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), MAX_SEED_S))
     st.session_state[K.SEED_FOR] = "keep"  # the whole take, not the default length of a new seed
+    if go:
+        st.session_state[K.GO_COMPOSE] = True
+        st.session_state[K.JOB_TOAST] = f"{take['label']} is the seed now: pick the length and press Generate"
+
+
+LONG_PIECE_S = 90.0  # an edit of a longer piece plays only around its span (a whole album takes minutes to render)
+AROUND_S, MOST_S = 8.0, 120.0  # seconds played before / after the span; the longest window played
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _window_bytes(midi: bytes, start: float, end: float) -> bytes:
+    from ..midi.io import midi_to_bytes, time_window
+
+    return midi_to_bytes(time_window(load_midi(midi), start, end))
+
+
+def playable(take: dict, midi: bytes | None = None) -> tuple[bytes, str | None]:
+    """(the MIDI the card plays, a caption when that is only a window of the take): an edit of a
+    long piece plays from AROUND_S before its span to AROUND_S after (at most MOST_S)."""
+    midi = take["midi"] if midi is None else midi
+    span, end = take.get("span"), take.get("seconds")
+    if not span or end is None or end <= LONG_PIECE_S:
+        return midi, None
+    a, b = max(0.0, span[0] - AROUND_S), min(end, span[1] + AROUND_S)
+    b = min(b, a + MOST_S)
+    note = (
+        f"Plays {a:.0f}–{b:.0f} s, around the span: the piece lasts {end / 60:.0f} min (the downloads have all of it)."
+    )
+    return _window_bytes(midi, round(a, 3), round(b, 3)), note
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -39,7 +69,8 @@ def made_seconds(pm, seed_end: float, info: dict) -> float | None:
     return max(min(max(ends, default=seed_end) - seed_end, asked or float("inf")), 0.5)
 
 
-def take_card(take: dict) -> None:
+def take_card(take: dict, elsewhere: bool = False) -> None:
+    """One take's card; ``elsewhere``: on a page other than Compose ("Continue" moves to Compose)."""
     from .evaluate import metrics_panel
 
     with st.container(border=True):
@@ -56,6 +87,9 @@ def take_card(take: dict) -> None:
         added = [i for i, inst in enumerate(pm.instruments) if inst.name == "musiclab accompaniment"]
         if added and st.toggle("Mute the accompaniment", key=f"mute_{take['id']}"):
             midi = without_track(take["midi"], added[0])
+        midi, window = playable(take, midi)
+        if window:
+            st.caption(window)
         ogg, notice, _ = audio_for(midi)
         if notice:
             st.warning(notice)
@@ -72,4 +106,6 @@ def take_card(take: dict) -> None:
             key=f"dl_wav_{tid}",
             on_click="ignore",
         )
-        c3.button("Continue from this take", key=f"cont_{tid}", on_click=continue_from, args=(take,))
+        c3.button(
+            "Continue from this take", key=f"cont_{tid}", on_click=continue_from, args=(take, "compose", elsewhere)
+        )

@@ -124,6 +124,20 @@ def seed_excerpt(
     return out
 
 
+def time_window(pm: pretty_midi.PrettyMIDI, start: float, end: float) -> pretty_midi.PrettyMIDI:
+    """The notes starting in [start, end) seconds, moved to start at 0 (ends clipped to the
+    window; sustain pedal kept): what a player plays of a long piece around a passage."""
+    out = pretty_midi.PrettyMIDI(resolution=pm.resolution, initial_tempo=_initial_tempo(pm))
+    for src in pm.instruments:
+        inst = pretty_midi.Instrument(program=src.program, is_drum=src.is_drum, name=src.name)
+        inst.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start - start, max(min(n.end, end), n.start + 1e-3) - start)
+                      for n in src.notes if start <= n.start < end]  # fmt: skip
+        inst.control_changes = [pretty_midi.ControlChange(64, c.value, max(c.time - start, 0.0))
+                                for c in src.control_changes if c.number == 64 and c.time < end]  # fmt: skip
+        out.instruments.append(inst)
+    return out
+
+
 def _initial_tempo(pm: pretty_midi.PrettyMIDI) -> float:
     _, tempi = pm.get_tempo_changes()
     return float(tempi[0]) if len(tempi) else 120.0
