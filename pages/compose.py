@@ -5,6 +5,7 @@ import streamlit as st
 from musiclab.app import keys as K
 from musiclab.app.common import (
     KEEP,
+    audio_after_job,
     cached_model,
     ensure_frame,
     job_panel,
@@ -80,7 +81,8 @@ with left:
             st.session_state.pop(K.JOB_ERROR, None)
             st.session_state.pop(K.JOB_NOTE, None)  # the last run's note is not this run's
             try:
-                st.session_state[K.JOB] = Job(cached_model(name), seed, tracks=tracks, **settings)
+                job = Job(cached_model(name), seed, after=audio_after_job(), tracks=tracks, **settings)
+                st.session_state[K.JOB] = job
             except Busy as e:
                 st.session_state[K.JOB_ERROR] = str(e)
             st.rerun()  # draw the page as busy (Generate greyed out) while the job runs

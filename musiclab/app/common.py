@@ -28,7 +28,7 @@ serving_threads()  # one intra-op thread per session; a generation alone raises 
 # Generation threads drop the GIL for every torch op and win it back only after other sessions'
 # script runs yield it: a short switch interval keeps them fed (docs/performance.md).
 sys.setswitchinterval(0.001)
-POLL_S, POLL_QUEUED_S = 1.0, 2.0  # how often a page polls its running / queued job (see job_panel)
+POLL_S = 1.0  # how often a page polls its job, queued or running (see job_panel)
 KEEP = "session"  # widgets' persist_state: a setting keeps its value when the user visits another page and comes back
 QUICK_WAIT_S = 1.5  # a new job is awaited this long before the live view is drawn (see job_panel)
 MAX_SEED_S = 600.0  # longest seed excerpt: a take continued again and again grows past any small cap
@@ -70,14 +70,13 @@ def audio_for(midi_bytes: bytes) -> tuple[bytes, str | None, float]:
     return encode_audio(audio, sr, "OGG"), notice, len(audio) / sr
 
 
-def prerender_audio(midis: list[bytes]) -> None:
+def prerender_audio(midis: list[bytes], wait: bool = False) -> None:
     """Start filling ``audio_for``'s cache for new takes, two at a time, in the given order
-    (pass the order the cards are drawn in), and return at once. FluidSynth runs as a subprocess and
-    the OGG encoder drops the GIL, so both cores work. A card asking ``audio_for`` for a take that
-    is being rendered waits for that render (st.cache_data holds a lock per key), so the first two
-    cards play as soon as their pair is done instead of when the whole batch is (4 x 30 s takes:
-    ~0.8 s instead of ~1.6 s); a single take's render starts while the page is redrawn above its card.
-    A take whose audio fails here fails again, with its message, in its card."""
+    (pass the order the cards are drawn in), and return at once (``wait``: when all are done).
+    FluidSynth runs as a subprocess and the OGG encoder drops the GIL, so both cores work. A card
+    asking ``audio_for`` for a take that is being rendered waits for that render (st.cache_data
+    holds a lock per key), so the first two cards play as soon as their pair is done instead of
+    when the whole batch is. A take whose audio fails here fails again, with its message, in its card."""
     from concurrent.futures import ThreadPoolExecutor
 
     from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
@@ -94,7 +93,22 @@ def prerender_audio(midis: list[bytes]) -> None:
     pool = ThreadPoolExecutor(2, thread_name_prefix="musiclab-audio")
     for midi in midis:
         pool.submit(one, midi)
-    pool.shutdown(wait=False)  # the threads end when the queue is done
+    pool.shutdown(wait=wait)  # without wait the threads end when the queue is done
+
+
+def audio_after_job():
+    """A Job's ``after``: render its takes' audio in the job's thread (captured here, in the
+    page's run), so a finished job's takes play as soon as the page sees them, with no render
+    between the poll that notices and the audio."""
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+
+    def after(takes) -> None:
+        add_script_run_ctx(threading.current_thread(), ctx)
+        prerender_audio([midi_to_bytes(t.midi) for t in takes[::-1]], wait=True)  # newest first, as drawn
+
+    return after
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -317,8 +331,9 @@ def job_panel(job, on_done) -> None:
     piano roll; Stop. When the job ends, ``on_done(job)`` runs and the whole page reruns.
 
     Each session's view polls its job with a fragment rerun, which costs the server CPU and the
-    GIL the generators need: every POLL_S while it runs, POLL_QUEUED_S while it waits (Streamlit's
-    gc.collect() after each run is off in .streamlit/config.toml for that reason).
+    GIL the generators need: every POLL_S, queued or running, in one fragment, so a job's start
+    costs no whole-page rerun (Streamlit's gc.collect() after each run is off in
+    .streamlit/config.toml for that reason).
     A job younger than QUICK_WAIT_S that holds a slot is first awaited in this run: most takes
     are then shown right away instead of at the next poll (up to POLL_S).
     Likewise any run (this one or a poll) first awaits a job due to end within NEAR_END_S.
@@ -326,18 +341,11 @@ def job_panel(job, on_done) -> None:
     young = QUICK_WAIT_S - (time.perf_counter() - job.created)
     if young > 0 and not job.finished.is_set() and job.queue_position == 0:
         job.finished.wait(young)
-    (_job_waiting if job.state == "queued" else _job_running)(job, on_done)
-
-
-@st.fragment(run_every=POLL_QUEUED_S)
-def _job_waiting(job, on_done) -> None:
-    if job.state != "queued":  # its turn came (or it ended): rerun the page to show the live view
-        st.rerun()
-    _job_view(job, on_done)
+    _job_live(job, on_done)
 
 
 @st.fragment(run_every=POLL_S)
-def _job_running(job, on_done) -> None:
+def _job_live(job, on_done) -> None:
     _job_view(job, on_done)
 
 
