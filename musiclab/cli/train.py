@@ -1,0 +1,96 @@
+"""Training: train (one architecture on a folder of MIDI files) and train-flagship."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .args import UserError, data_roots
+
+
+def cmd_train(a):
+    from ..training.train import TrainConfig, train
+
+    cfg = {}
+    if a.config:
+        try:
+            cfg = json.loads(Path(a.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"cannot read --config {a.config}: {e}") from None
+    cfg.update(arch=a.arch, data=a.data, out=a.out)
+    for k in (
+        "epochs",
+        "steps_per_epoch",
+        "batch_size",
+        "lr",
+        "optimizer",
+        "patience",
+        "max_files",
+        "max_parse_seconds",
+        "time_budget_minutes",
+        "seed",
+    ):
+        if getattr(a, k) is not None:
+            cfg[k] = getattr(a, k)
+    for kv in a.set or []:
+        k, _, v = kv.partition("=")
+        try:
+            cfg.setdefault("model", {})[k] = json.loads(v)
+        except json.JSONDecodeError:
+            raise UserError(f"--set {kv!r}: value must be JSON (e.g. hidden=256)") from None
+    try:
+        tc = TrainConfig(**cfg)
+    except TypeError as e:
+        raise UserError(f"bad training config: {e}") from None
+    train(tc, resume=a.resume)
+    from ..training.distributed import exit_worker
+
+    exit_worker()  # under torchrun: skip interpreter teardown (gloo can abort there)
+
+
+def cmd_train_flagship(a):
+    from ..training.pretrain import PretrainConfig, train
+
+    try:
+        cfg = json.loads(Path(a.config).read_text()) if a.config else {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read --config {a.config}: {e}") from None
+    cfg.update(run=a.run, out=a.out, data=data_roots(a.data))
+    if a.max_minutes is not None:
+        cfg["max_minutes"] = a.max_minutes
+    try:
+        pc = PretrainConfig(**cfg)
+    except TypeError as e:
+        raise UserError(f"bad flagship training config: {e}") from None
+    try:
+        train(pc)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("train", help="train an architecture on a folder of MIDI files")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--config", help="JSON file with TrainConfig fields")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--steps-per-epoch", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--optimizer")
+    s.add_argument("--patience", type=int)
+    s.add_argument("--max-files", type=int)
+    s.add_argument("--max-parse-seconds", type=float)
+    s.add_argument("--time-budget-minutes", type=float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--set", action="append", help="model config override KEY=JSON, repeatable")
+    s.add_argument("--resume", action="store_true")
+    s.set_defaults(fn=cmd_train)
+    s = sub.add_parser("train-flagship", help="train (or resume) the flagship on piano-midi.de, ASAP and POP909")
+    s.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/{piano,asap,pop909}")
+    s.add_argument("--run", required=True, help="run folder for checkpoints and curves (resumed if present)")
+    s.add_argument("--out", required=True, help="weights folder for the finished model")
+    s.add_argument("--config", help="JSON file with PretrainConfig fields (configs/flagship.json)")
+    s.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this long")
+    s.set_defaults(fn=cmd_train_flagship)
