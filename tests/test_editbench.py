@@ -13,7 +13,8 @@ import pretty_midi
 import pytest
 from conftest import ROOT, make_song_corpus, song
 
-from musiclab.evaluation.editbench import ACCOMPANY_S, Song, accompaniment_stats, read_chords, repeat_before
+from musiclab.evaluation.editbench import ACCOMPANY_S, Song, accompaniment_stats, repeat_before
+from musiclab.midi.pop909 import read_chords
 
 
 def _song_with(chords: list, grid_step: float = 0.3) -> Song:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..generation.sampling import app_defaults
+from ..midi import pop909
 from ..midi.io import load_midi
 from .metrics import seed_key
 from .quality import measure
@@ -76,7 +77,7 @@ def pick_spans(corp, roots: dict[str, str], codec, pieces: int, bars: int = SPAN
     for source, root in sorted(roots.items()):
         for f in _validation(corp, source, pieces):
             path = Path(root, f["path"].split("/", 1)[1])
-            pm = aligned_pop909(load_midi(path), path) if source == "pop909" else load_midi(path)
+            pm = pop909.aligned(load_midi(path), path) if source == "pop909" else load_midi(path)
             on = _onsets(pm)
             for at in SPAN_AT:
                 b0 = math.ceil(seconds_to_step(pm, at, ppb) / S - 1e-9)
@@ -158,27 +159,10 @@ def _span_rows(model, sp: Span, takes: int, random_seed: int) -> list[dict]:
             for name, pms in systems for t, pm in enumerate(pms)]  # fmt: skip
 
 
-def aligned_pop909(pm: pretty_midi.PrettyMIDI, path: Path) -> pretty_midi.PrettyMIDI:
-    """The song moved later so its first annotated downbeat falls on a bar line (as in training);
-    ``pm.musiclab_shift`` holds the seconds added, for its annotations."""
-    from ..training.corpus import pop909_bar_shift
-
-    qpm = float(pm.get_tempo_changes()[1][0])
-    shift = pop909_bar_shift(path.with_name("beat_midi.txt"), qpm) * 60.0 / qpm
-    out = copy.deepcopy(pm)
-    for inst in out.instruments:
-        for n in inst.notes:
-            n.start, n.end = n.start + shift, n.end + shift
-        for c in inst.control_changes:
-            c.time += shift
-    out.musiclab_shift = shift
-    return out
-
-
 @dataclass
 class Song:
     path: str  # manifest path
-    pm: pretty_midi.PrettyMIDI  # aligned (see aligned_pop909)
+    pm: pretty_midi.PrettyMIDI  # aligned (midi/pop909.aligned)
     melody: int  # track index of MELODY
     piano: int  # track index of PIANO
     start: float  # the melody's first onset, seconds
@@ -186,24 +170,11 @@ class Song:
     grid: np.ndarray  # annotated eighth-note positions, seconds in pm's time
 
 
-def read_chords(path: Path, shift: float) -> list:
-    """chord_midi.txt -> [(start, end, frozenset of pitch classes, or None for no chord)]."""
-    import mir_eval.chord
-
-    out = []
-    for line in path.read_text().splitlines():
-        a, b, label = line.split()
-        root, bitmap, bass = mir_eval.chord.encode(label)
-        pcs = None if root < 0 else frozenset({(root + i) % 12 for i in np.flatnonzero(bitmap)} | {(root + bass) % 12})
-        out.append((float(a) + shift, float(b) + shift, pcs))
-    return out
-
-
 def pick_songs(corp, root: str, songs: int) -> list[Song]:
     out = []
     for f in _validation(corp, "pop909", songs):
         path = Path(root, f["path"].split("/", 1)[1])
-        pm = aligned_pop909(load_midi(path), path)
+        pm = pop909.aligned(load_midi(path), path)
         names = [i.name.upper() for i in pm.instruments]
         if "MELODY" not in names or "PIANO" not in names:
             continue
@@ -213,7 +184,9 @@ def pick_songs(corp, root: str, songs: int) -> list[Song]:
             continue
         shift = pm.musiclab_shift
         grid = np.loadtxt(path.with_name("beat_midi.txt"), ndmin=2)[:, 0] + shift
-        out.append(Song(f["path"], pm, mel, piano, start, read_chords(path.with_name("chord_midi.txt"), shift), grid))
+        out.append(
+            Song(f["path"], pm, mel, piano, start, pop909.read_chords(path.with_name("chord_midi.txt"), shift), grid)
+        )
     return out
 
 

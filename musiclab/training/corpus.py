@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codecs.barnote import ACCOMP, MAIN, MELODY, BarNoteCodec, Notes, notes_from_score
+from ..midi.pop909 import bar_shift
 from .dataset import TimeLimit, time_limit
 
 LICENCES = {
@@ -72,7 +73,7 @@ def _parse(args):
                 tracks = {i: POP909_TRACKS.get(t.name.upper(), MAIN) for i, t in enumerate(score.tracks)}
             notes = notes_from_score(score, tracks)
             if source == "pop909":
-                notes.onset = notes.onset + pop909_bar_shift(Path(path).with_name("beat_midi.txt"), _first_qpm(score))
+                notes.onset = notes.onset + bar_shift(Path(path).with_name("beat_midi.txt"), _first_qpm(score))
             seconds = float(score.to("second").end()) if len(notes) else 0.0
         return notes, seconds, None if len(notes) >= 16 else "fewer than 16 notes"
     except TimeLimit:
@@ -83,21 +84,6 @@ def _parse(args):
 
 def _first_qpm(score) -> float | None:
     return float(score.tempos[0].qpm) if len(score.tempos) else None
-
-
-def pop909_bar_shift(beat_file: Path, qpm: float | None) -> float:
-    """Beats to add so POP909's first annotated downbeat falls on a bar line (its MIDI files
-    start at an arbitrary offset from the music's bars; the tick grid itself is the song's).
-    ``qpm``: the song's first tempo, quarter notes a minute."""
-    try:
-        rows = np.loadtxt(beat_file, ndmin=2)
-    except (OSError, ValueError):
-        return 0.0
-    down = rows[rows[:, 2] == 1, 0] if rows.shape[1] >= 3 else []
-    if not len(down) or not qpm:
-        return 0.0
-    beat = float(down[0]) * qpm / 60.0
-    return float((-beat) % 4.0)
 
 
 def content_hash(q: np.ndarray) -> str:
