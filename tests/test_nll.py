@@ -52,3 +52,30 @@ def test_remi_kinds_are_its_event_types():
     out = bits_per_note(remi, [song(5)])
     assert set(out["by_kind"]) >= {"bar", "position", "pitch", "velocity", "duration"}
     assert sum(out["by_kind"].values()) == pytest.approx(out["bits_per_note"], abs=0.01)
+
+
+def test_bench_nll_compares_tokenizations_on_held_out_piano_pieces(flagship_weights, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, make_song_corpus
+
+    from musiclab.training.dataset import split_of
+
+    data = make_song_corpus(tmp_path)
+    held_out = [
+        p
+        for p in (tmp_path / "piano").rglob("*.mid")
+        if split_of(p.relative_to(tmp_path / "piano").as_posix()) == "valid"
+    ]
+    assert held_out  # the fixture corpus has some
+    env = {**os.environ, "MUSICLAB_WEIGHTS": str(flagship_weights)}
+    r = subprocess.run([sys.executable, "-m", "musiclab", "bench", "nll", "--data", f"piano={data['piano']}",
+                        "--pieces", "1", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [x["model"] for x in rows] == ["transformer-remi", "flagship"] and all(x["pieces"] == 1 for x in rows)
+    assert all(x["bits_per_note"] > 0 and sum(x["by_kind"].values()) == pytest.approx(x["bits_per_note"], abs=0.01)
+               for x in rows)  # fmt: skip

@@ -1,5 +1,5 @@
 """Benchmarks: bench generate (speed), bench quality (continuations of unseen pieces), bench
-infill and bench accompany (the bar/note model's edits)."""
+infill and bench accompany (the bar/note model's edits), bench nll (bits per note across tokenizations)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,53 @@ def cmd_bench_edit(a):
     _print_table(a, rows, keys, extra)
 
 
+def cmd_bench_nll(a):
+    """Bits per note of each model on piano-midi.de's held-out pieces (the split every piano model
+    and the flagship keep out), split by what the tokens say."""
+    from pathlib import Path
+
+    from ..evaluation.nll import bits_per_note
+    from ..midi.io import MidiError, load_midi
+    from ..serving.weights import load_model
+    from ..training.dataset import split_of
+
+    roots = data_roots(a.data)
+    if "piano" not in roots:
+        raise UserError("bench nll reads piano-midi.de's held-out pieces: pass --data piano=DIR (or MUSICLAB_DATA)")
+    root = Path(roots["piano"])
+    files = sorted(p for p in root.rglob("*.mid") if split_of(p.relative_to(root).as_posix()) == "valid")
+    if not files:
+        raise UserError(f"no held-out piano-midi.de pieces under {root}")
+    try:
+        models = [load_model(n) for n in a.models]
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    pieces, skipped = [], []
+    for f in files[: a.pieces or None]:
+        try:
+            pieces.append(load_midi(f))
+        except MidiError as e:
+            skipped.append(f"{f.name}: {e}")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}", file=sys.stderr)
+    rows = []
+    for m in models:
+        rows.append({"model": m.name, **bits_per_note(m, pieces)})
+        print(f"  {m.name}: {rows[-1]['bits_per_note']:.3f} bits per note", file=sys.stderr)
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return
+    kinds = sorted({k for r in rows for k in r["by_kind"]})
+    print("| model | bits per note | vs first | " + " | ".join(kinds) + " | notes | pieces |")
+    print("|---|---:|---:|" + "---:|" * len(kinds) + "---:|---:|")
+    for r in rows:
+        rel = r["bits_per_note"] / rows[0]["bits_per_note"] - 1
+        parts = " | ".join(f"{r['by_kind'].get(k, 0):.2f}" for k in kinds)
+        print(
+            f"| `{r['model']}` | {r['bits_per_note']:.3f} | {100 * rel:+.1f}% | {parts} | {r['notes']:,} | {r['pieces']} |"
+        )
+
+
 def _validation_set(a):
     """(data roots, the flagship corpus over them: its validation split is what no model saw)."""
     from ..training import corpus
@@ -121,6 +168,12 @@ def add_parsers(sub) -> None:
     _add_generate(bsub)
     _add_quality(bsub)
     _add_edit(bsub)
+    b = bsub.add_parser("nll", help="bits per note on piano-midi.de's held-out pieces, across tokenizations")
+    b.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/piano")
+    b.add_argument("--models", nargs="+", default=["transformer-remi", "flagship"])
+    b.add_argument("--pieces", type=finite(int), default=0, help="the first N held-out pieces (0: all 38)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(fn=cmd_bench_nll)
 
 
 def _add_generate(bsub) -> None:

@@ -28,11 +28,13 @@ def cmd_models(a):
                 continue
             c, m = read_card(r["name"]), r.get("metrics") or {}
             gain = m.get("nll_vs_baseline")
-            data = data_name(c)
+            paper = str(c.get("paper", ""))
+            letter = paper[0] if paper[1:2] == ":" else "own"  # "E: Rao & Xie ..." -> E
+            base = f"{m.get('baseline_nll')} ({m.get('baseline')})" if m.get("baseline") else "–"
+            length = c.get("epochs") if c.get("epochs") is not None else f"{c.get('steps')} steps"
             print(
-                f"| `{r['name']}` | {str(c.get('paper', ''))[:1]} | {r['params']:,} | {data} | {m.get('valid_nll')} | "
-                f"{m.get('baseline_nll')} ({m.get('baseline')}) | {'' if gain is None else f'{100 * gain:.0f}%'} | "
-                f"{m.get('valid_accuracy')} | {c.get('epochs')} |"
+                f"| `{r['name']}` | {letter} | {r['params']:,} | {data_name(c)} | {m.get('valid_nll')} | {base} | "
+                f"{'' if gain is None else f'{100 * gain:.0f}%'} | {m.get('valid_accuracy') or ''} | {length} |"
             )
         return
     for r in rows:

@@ -53,8 +53,9 @@ def curves(run: Path, points: int = 60) -> dict:
     }
 
 
-def export(run: Path, out: Path, metrics: dict | None = None) -> dict:
-    """Write ``out`` from the run's checkpoint; returns the card."""
+def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | None = None) -> dict:
+    """Write ``out`` from the run's checkpoint; returns the card. ``sampling``: the app's defaults
+    for this model (generation/sampling.app_defaults), chosen with bench quality."""
     run, out = Path(run), Path(out)
     meta = json.loads((run / "checkpoint.json").read_text())
     cfg = meta["config"]
@@ -66,6 +67,7 @@ def export(run: Path, out: Path, metrics: dict | None = None) -> dict:
     model.eval()
     corpus = json.loads((run / "corpus.json").read_text())["summary"]
     cur = curves(run)
+    last = cur["valid"][-1][1] if cur["valid"] else {}
     sources = sorted({r["source"] for r in corpus})
     training = {k: v for k, v in cfg.items() if k not in ("run", "out", "data")} | {"data": sources}
     card = {
@@ -83,7 +85,13 @@ def export(run: Path, out: Path, metrics: dict | None = None) -> dict:
         "train_hours": round(meta["spent_seconds"] / 3600, 2),
         "trained_on": "a 2-core CPU (AMD EPYC, bf16 autocast), shared with other work",
         "curves": cur,
-        "metrics": {"valid_nll": cur["valid"][-1][1] if cur["valid"] else None, **(metrics or {})},
+        "metrics": {
+            "valid_nll": last.get("continue"),
+            "valid_nll_by_task": last,
+            "nll_unit": "nats per bar/note token",
+            **(metrics or {}),
+        },  # fmt: skip
+        "sampling": sampling or {},
         "command": COMMAND,
     }
     save_weights(model, out, card, half=True)
