@@ -47,9 +47,9 @@ with left:
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
         asked = f"{name}/{label}/{job}/{sorted(kw.items())}"  # an error is shown until the request changes
         if st.button(verb, type="primary", disabled=name is None, key="edit_go"):
-            st.session_state["edit_asked"] = asked
+            st.session_state[K.EDIT_ASKED] = asked
             run_edit(job, name, pm, label, **kw)
-        if (err := st.session_state.get(K.EDIT_ERROR)) and st.session_state.get("edit_asked") == asked:
+        if (err := st.session_state.get(K.EDIT_ERROR)) and st.session_state.get(K.EDIT_ASKED) == asked:
             st.error(f"Could not edit: {err}")
 with right:
     if pm is not None:

@@ -245,6 +245,9 @@ def song(seed: int = 0, bars: int = 16, tempo: float = 100.0, pedal: bool = Fals
     return pm
 
 
+POP909_PICKUP = 0.9  # seconds before the first downbeat in make_song_corpus's POP909 songs (1.5 beats)
+
+
 def make_song_corpus(root: Path) -> dict[str, str]:
     """Three little sources laid out like piano-midi.de, ASAP and POP909 (+ one broken file)."""
     for i in range(6):
@@ -258,17 +261,19 @@ def make_song_corpus(root: Path) -> dict[str, str]:
             pm = merged(song(100 + piece, tempo=100 + 5 * perf))
             del pm.instruments[0].notes[10 * perf : 10 * perf + 3]  # each player misses other notes
             pm.write(str(d / f"Player{perf:02d}.mid"))
-    for s in range(6):
+    for s in range(6):  # as POP909 has them: a pickup before the first downbeat, one beat-row a beat, chords
         d = root / "pop909" / f"{s:03d}"
         d.mkdir(parents=True)
-        song(200 + s).write(str(d / f"{s:03d}.mid"))
-        eighth = 30.0 / 100  # song()'s tempo: POP909's annotations, an eighth-note grid and a chord a bar
-        (d / "beat_midi.txt").write_text(
-            "".join(f"{k * eighth:.4f} {1 - k % 2} {int(k % 8 == 0)}\n" for k in range(128))
-        )
-        names = ["C:maj", "A:min", "F:maj", "G:maj"]  # CHORDS
-        (d / "chord_midi.txt").write_text("".join(f"{b * 8 * eighth:.4f}\t{(b + 1) * 8 * eighth:.4f}\t{names[b % 4]}\n"
-                                                  for b in range(16)))  # fmt: skip
+        pm, beat = song(200 + s), 60.0 / 100  # song()'s tempo
+        for inst in pm.instruments:
+            for n in inst.notes:
+                n.start, n.end = n.start + POP909_PICKUP, n.end + POP909_PICKUP
+        pm.write(str(d / f"{s:03d}.mid"))
+        rows = [f"{POP909_PICKUP + k * beat:.4f} 1.0 {float(k % 4 == 0)}\n" for k in range(64)]
+        (d / "beat_midi.txt").write_text("".join(rows))
+        names = ["C:maj", "A:min", "F:maj", "G:maj"]  # CHORDS, a bar each
+        (d / "chord_midi.txt").write_text("".join(f"{POP909_PICKUP + b * 4 * beat:.4f}\t{POP909_PICKUP + (b + 1) * 4 * beat:.4f}\t"
+                                                  f"{names[b % 4]}\n" for b in range(16)))  # fmt: skip
     (root / "piano" / "comp" / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
     return {"piano": str(root / "piano"), "asap": str(root / "asap"), "pop909": str(root / "pop909")}
 

@@ -382,6 +382,7 @@ def test_sampling_starts_at_the_picked_models_own_defaults(tuned_flagship):
     at.selectbox(key="compose_model").set_value("lstm").run()
     assert at.slider(key="temperature").value == 1.0 and at.slider(key="repetition_penalty").value == 1.1
     at.selectbox(key="compose_model").set_value("flagship").run()
+    assert at.slider(key="temperature").value == 0.85  # picked again: its own again
     at.slider(key="temperature").set_value(0.6).run()
     at.slider(key="seconds").set_value(5)
     at.number_input(key="random_seed").set_value(3)

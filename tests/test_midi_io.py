@@ -11,7 +11,7 @@ import mido
 import pytest
 
 from musiclab import MidiError, load_midi
-from musiclab.midi.io import LIMITS, Limits, load_midi_with_notice, midi_to_bytes, seed_excerpt
+from musiclab.midi.io import LIMITS, Limits, load_midi_with_notice, midi_to_bytes, seed_excerpt, time_window
 from tests.conftest import make_midi
 
 
@@ -171,3 +171,19 @@ def test_a_long_real_album_keeps_its_first_60000_notes():
     total = int(re.search(r"of ([\d,]+) notes", notice).group(1).replace(",", ""))
     assert total > 66_000 and f"({kept:,} of {total:,} notes)" in notice
     assert pm.get_end_time() < 37 * 60  # the beginning, not all of it
+
+
+@pytest.mark.parametrize("up_at, want", [(6.0, [(0, 0.0)]), (15.0, [(127, 0.0), (0, 5.0)])])
+def test_a_time_window_moves_its_notes_to_zero_with_the_pedal_as_it_stands(up_at, want):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(80, 60 + i, float(i), i + 3.0) for i in range(25)]
+    inst.control_changes = [pretty_midi.ControlChange(64, 127, 5.0), pretty_midi.ControlChange(64, 0, up_at)]
+    pm.instruments.append(inst)
+    out = load_midi(midi_to_bytes(time_window(pm, 10.0, 20.0)))  # as the player gets it
+    notes = out.instruments[0].notes
+    assert [(n.pitch, round(n.start, 3)) for n in notes] == [(70 + i, float(i)) for i in range(10)]
+    assert max(n.end for n in notes) == pytest.approx(10.0, abs=1e-3)  # ends clipped to the window
+    assert [(c.value, round(c.time, 3)) for c in out.instruments[0].control_changes] == want

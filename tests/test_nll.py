@@ -35,6 +35,11 @@ def test_a_long_piece_scores_every_token_once_with_context(tiny):
     assert len(ids) > 2 * L
     bits, pitch_bits = token_bits(tiny.net.eval(), ids, (tiny.codec.note_base, tiny.codec.n_dur * tiny.codec.n_vel))
     assert bits.shape == (len(ids) - 1,) and np.all(bits > 0)
+    h = L // 2  # the second window starts half a context in and scores from a whole context in
+    with torch.no_grad():
+        logits, _ = tiny.net(torch.as_tensor(ids[h : h + L])[None])
+    second = F.cross_entropy(logits[0].float(), torch.as_tensor(ids[h + 1 : h + L + 1]), reduction="none") / math.log(2)
+    np.testing.assert_allclose(bits[L : h + L], second[h:].numpy(), rtol=1e-4, atol=1e-4)
     note = tiny.codec.pitch_of[ids[1:]] >= 0
     assert np.all(pitch_bits[~note] == 0) and np.all(pitch_bits[note] > 0)
     assert np.all(pitch_bits[note] <= bits[note] + 1e-6)  # a pitch is likelier than any one note on it

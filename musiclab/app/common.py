@@ -303,7 +303,7 @@ def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True
         ss.setdefault(f"{key}{k}", v)
     with st.expander("Sampling", expanded=expanded):
         if model and own != app_defaults():
-            st.caption(f"Starts at {model}'s own defaults (its card): change them after picking the model.")
+            st.caption(f"Set to {model}'s recommended sampling (its card); picking another model resets these.")
         kw = dict(
             temperature=st.slider(
                 "Temperature", 0.0, 2.0, step=0.05, key=f"{key}temperature", help="0 = greedy", persist_state=KEEP
@@ -356,12 +356,16 @@ def _job_view(job, on_done) -> None:
     eta = job.eta_seconds
     if eta is not None and eta < NEAR_END_S:  # show the takes when it ends, not at the next poll
         job.finished.wait(eta + 0.25)
+    if job.state == "finishing":  # its audio is being rendered: a moment
+        job.finished.wait(NEAR_END_S)
     if job.finished.is_set():
         st.session_state.pop(K.JOB_PREVIEW, None)
         on_done(job)
         st.rerun()
     if job.state == "queued":
         st.info(f"Waiting for a free generator… {job.queue_position} request(s) ahead of you.")
+    elif job.state == "finishing":
+        st.progress(1.0, text=f"Rendering audio: {job.done} tokens made")
     else:
         frac = job.done / job.total if job.total else 0.0
         st.progress(min(frac, 1.0), text=f"Generating: {job.done} tokens, {job.tokens_per_second:,.0f} tokens/s")

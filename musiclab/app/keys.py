@@ -7,4 +7,5 @@ JOB, JOB_ERROR, JOB_NOTE, JOB_TOAST = "job", "job_error", "job_note", "job_toast
 JOB_PREVIEW = "job_preview_fig"  # (drawn at, figure) of the live piano roll
 AB_ROUND, AB_REVEALED, AB_MSG, AB_LISTENER, AB_GO = "ab_round", "ab_revealed", "ab_msg", "ab_listener", "ab_go"
 EDIT_SPAN, EDIT_MADE, EDIT_ERROR = "edit_span", "edit_made", "edit_error"  # Edit: shaded span, new takes, error
+EDIT_ASKED = "edit_asked"  # Edit: the request (model, piece, job, settings) EDIT_ERROR belongs to
 GO_COMPOSE = "go_compose"  # Edit: "Continue from this take" was pressed; the page moves to Compose

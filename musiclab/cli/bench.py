@@ -77,7 +77,8 @@ def cmd_bench_edit(a):
         log(f"{len(spans)} spans of {a.bars} bars in validation pieces")
         rows = editbench.run_infill(model, spans, a.takes, log=log)
         keys = (*quality.METRICS, "bits_both", "bits_prefix")
-        extra = {"infill_8_bars_s": editbench.speed_infill(model, spans, a.repeats)} if a.repeats else {}
+        speed = editbench.speed_infill(model, spans, a.repeats) if a.repeats else None
+        extra = {"infill_8_bars_s": speed}
     else:
         if "pop909" not in roots:
             raise UserError("bench accompany needs POP909: pass --data pop909=DIR (or set MUSICLAB_DATA)")
@@ -86,8 +87,10 @@ def cmd_bench_edit(a):
             raise UserError("no validation POP909 song with MELODY and PIANO tracks and 30 s of melody was found")
         log(f"{len(songs)} validation POP909 songs, {editbench.ACCOMPANY_S:g} s each")
         rows = editbench.run_accompany(model, songs, a.takes, log=log)
-        keys = ("chord_tone", "on_grid", "notes_per_s")
-        extra = {"accompany_30_s": editbench.speed_accompany(model, songs, a.repeats)} if a.repeats else {}
+        keys = ("chord_tone", "on_beat", "on_eighth", "notes_per_s")
+        speed = editbench.speed_accompany(model, songs, a.repeats) if a.repeats else None
+        extra = {"accompany_30_s": speed}
+    extra["targets"] = editbench.verdict(quality.table(rows, keys), model.name, a.what, speed)
     _print_table(a, rows, keys, extra)
 
 
@@ -159,7 +162,10 @@ def _print_table(a, rows: list[dict], keys, extra: dict | None = None) -> None:
     else:
         print(quality.markdown(summary, keys))
         for k, v in (extra or {}).items():
-            print(f"{k}: {v}")
+            if k != "targets":
+                print(f"{k}: {v if v is None else round(v, 3)}")
+        for target, (measured, met) in (extra or {}).get("targets", {}).items():
+            print(f"target {target}: {measured} -> {'met' if met else 'NOT met'}")
 
 
 def add_parsers(sub) -> None:
@@ -171,7 +177,7 @@ def add_parsers(sub) -> None:
     b = bsub.add_parser("nll", help="bits per note on piano-midi.de's held-out pieces, across tokenizations")
     b.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/piano")
     b.add_argument("--models", nargs="+", default=["transformer-remi", "flagship"])
-    b.add_argument("--pieces", type=finite(int), default=0, help="the first N held-out pieces (0: all 38)")
+    b.add_argument("--pieces", type=finite(int), default=0, help="the first N held-out pieces (0: all of them)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bench_nll)
 

@@ -11,10 +11,10 @@ the same prefix only (continuation layout).
 
 ``python -m musiclab bench accompany``: on validation POP909 songs the melody (MELODY track,
 alone) of 30 s from its first note is accompanied; the accompaniment's chord-tone share (onsets
-whose pitch class is in the annotated chord sounding then; "N" chords skipped) and grid share
-(onsets within 10% of an eighth of an annotated eighth-note position) sit next to the song's
+whose pitch class is in the annotated chord sounding then; "N" chords skipped) and the shares
+on the annotated beats and on their eighth-note grid (within a tenth of a beat) sit next to the song's
 real PIANO track and another song's PIANO track laid under this melody. POP909's files start
-at an arbitrary offset from their bars: each song is shifted so its first annotated downbeat
+at an arbitrary offset from their bars: each song is moved (in ticks) so its first annotated downbeat
 falls on a bar line (as in training), its annotations with it.
 """
 
@@ -77,7 +77,7 @@ def pick_spans(corp, roots: dict[str, str], codec, pieces: int, bars: int = SPAN
     for source, root in sorted(roots.items()):
         for f in _validation(corp, source, pieces):
             path = Path(root, f["path"].split("/", 1)[1])
-            pm = pop909.aligned(load_midi(path), path) if source == "pop909" else load_midi(path)
+            pm = pop909.aligned(load_midi(path), path)[0] if source == "pop909" else load_midi(path)
             on = _onsets(pm)
             for at in SPAN_AT:
                 b0 = math.ceil(seconds_to_step(pm, at, ppb) / S - 1e-9)
@@ -88,13 +88,24 @@ def pick_spans(corp, roots: dict[str, str], codec, pieces: int, bars: int = SPAN
     return out
 
 
-def repeat_before(pm: pretty_midi.PrettyMIDI, start: float, end: float) -> pretty_midi.PrettyMIDI:
-    """``pm`` with its onsets in [start, end) replaced by the span's length just before, moved in."""
-    out, L = copy.deepcopy(pm), end - start
+def repeat_before(span: Span, codec) -> pretty_midi.PrettyMIDI:
+    """The span's piece with its onsets in the span replaced by the bars just before it, moved in
+    bar for bar on the codec's grid (so a tempo change between them keeps the bars whole)."""
+    from ..editing.constrained import seconds_to_step, step_to_seconds
+
+    ppb, shift = codec.config.positions_per_beat, span.bars * codec.steps_per_bar
+    lo = float(step_to_seconds(span.pm, np.array([max(span.bar * codec.steps_per_bar - shift, 0)]), ppb)[0])
+    out = copy.deepcopy(span.pm)
+
+    def moved(t: float) -> float:
+        return float(step_to_seconds(span.pm, np.array([seconds_to_step(span.pm, t, ppb) + shift]), ppb)[0])
+
     for inst in out.instruments:
-        moved = [pretty_midi.Note(n.velocity, n.pitch, n.start + L, min(n.end, start) + L)
-                 for n in inst.notes if start - L <= n.start < start]  # fmt: skip
-        inst.notes = [n for n in inst.notes if not start <= n.start < end] + moved
+        src = [n for n in inst.notes if lo <= n.start < span.start]
+        inst.notes = [n for n in inst.notes if not span.start <= n.start < span.end]
+        inst.notes += [
+            pretty_midi.Note(n.velocity, n.pitch, moved(n.start), moved(min(n.end, span.start))) for n in src
+        ]
     return out
 
 
@@ -149,7 +160,7 @@ def _span_rows(model, sp: Span, takes: int, random_seed: int) -> list[dict]:
 
     L, key = sp.end - sp.start, seed_key(sp.pm, sp.start)
     kw = {"variations": takes, "random_seed": random_seed, **app_defaults(model.card)}
-    systems = [("real", [sp.pm]), ("repeat before", [repeat_before(sp.pm, sp.start, sp.end)]),
+    systems = [("real", [sp.pm]), ("repeat before", [repeat_before(sp, model.codec)]),
                ("continue only", [t.midi for t in generate(model, sp.pm, seed_seconds=sp.start, seconds=L, **kw)]),
                (f"{model.name} infill", [t.midi for t in infill(model, sp.pm, sp.start, sp.end, **kw)])]  # fmt: skip
     bits = span_bits(model, sp) or {}
@@ -162,19 +173,19 @@ def _span_rows(model, sp: Span, takes: int, random_seed: int) -> list[dict]:
 @dataclass
 class Song:
     path: str  # manifest path
-    pm: pretty_midi.PrettyMIDI  # aligned (midi/pop909.aligned)
+    pm: pretty_midi.PrettyMIDI  # moved (midi/pop909.aligned), its annotations with it
     melody: int  # track index of MELODY
     piano: int  # track index of PIANO
     start: float  # the melody's first onset, seconds
     chords: list  # (start, end, pitch classes or None for "N"), seconds in pm's time
-    grid: np.ndarray  # annotated eighth-note positions, seconds in pm's time
+    beats: np.ndarray  # annotated beats (beat_midi.txt: one row a beat), seconds in pm's time
 
 
 def pick_songs(corp, root: str, songs: int) -> list[Song]:
     out = []
     for f in _validation(corp, "pop909", songs):
         path = Path(root, f["path"].split("/", 1)[1])
-        pm = pop909.aligned(load_midi(path), path)
+        pm, move = pop909.aligned(load_midi(path), path)
         names = [i.name.upper() for i in pm.instruments]
         if "MELODY" not in names or "PIANO" not in names:
             continue
@@ -182,16 +193,15 @@ def pick_songs(corp, root: str, songs: int) -> list[Song]:
         start = min(n.start for n in pm.instruments[mel].notes)
         if start + ACCOMPANY_S > pm.get_end_time():
             continue
-        shift = pm.musiclab_shift
-        grid = np.loadtxt(path.with_name("beat_midi.txt"), ndmin=2)[:, 0] + shift
-        out.append(
-            Song(f["path"], pm, mel, piano, start, pop909.read_chords(path.with_name("chord_midi.txt"), shift), grid)
-        )
+        beats = np.array([move(t) for t in np.loadtxt(path.with_name("beat_midi.txt"), ndmin=2)[:, 0]])
+        chords = pop909.read_chords(path.with_name("chord_midi.txt"), move)
+        out.append(Song(f["path"], pm, mel, piano, start, chords, beats))
     return out
 
 
 def accompaniment_stats(notes: list, song: Song) -> dict:
-    """Chord-tone share, grid share and notes/s of ``notes`` with onsets in the song's span."""
+    """Of ``notes`` with onsets in the song's span: chord-tone share ("N" chords skipped), shares
+    on the beat and on the eighth-note grid (within a tenth of a beat), notes per second."""
     start, end = song.start, song.start + ACCOMPANY_S
     notes = [n for n in notes if start <= n.start < end]
     hits = tones = 0
@@ -200,18 +210,19 @@ def accompaniment_stats(notes: list, song: Song) -> dict:
         if pcs is not None:
             tones += 1
             hits += n.pitch % 12 in pcs
-    tol = 0.1 * float(np.median(np.diff(song.grid)))
+    tol = 0.1 * float(np.median(np.diff(song.beats)))
+    eighths = np.sort(np.concatenate([song.beats, (song.beats[1:] + song.beats[:-1]) / 2]))
     on = np.asarray([n.start for n in notes])
-    near = np.abs(on[:, None] - song.grid[None, :]).min(1) <= tol if len(on) else np.zeros(0, bool)
-    return {
-        "chord_tone": hits / tones if tones else None,
-        "on_grid": float(near.mean()) if len(on) else None,
-        "notes_per_s": len(notes) / ACCOMPANY_S,
-    }
+
+    def share(grid):
+        return float((np.abs(on[:, None] - grid[None, :]).min(1) <= tol).mean()) if len(on) else None
+
+    return {"chord_tone": hits / tones if tones else None, "on_beat": share(song.beats),
+            "on_eighth": share(eighths), "notes_per_s": len(notes) / ACCOMPANY_S}  # fmt: skip
 
 
 def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0, log=print) -> list[dict]:
-    """Rows {path, system, take, chord_tone, on_grid, notes_per_s} for the real PIANO track,
+    """Rows {path, system, take, chord_tone, on_beat, on_eighth, notes_per_s} for the real PIANO track,
     another song's PIANO track laid under this melody, and the model's accompaniments."""
     from ..editing.accompany import accompany
 
@@ -237,20 +248,22 @@ def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0
     return rows
 
 
-def speed_infill(model, spans: list[Span], repeats: int = 3) -> float:
-    """Median wall seconds of one 8-bar infill (one take) in the first spans' pieces."""
+def speed_infill(model, spans: list[Span], repeats: int = 3) -> float | None:
+    """Median wall seconds of one 8-bar infill (one take) from the first spans with 8 bars of
+    music from their start (None if no span has)."""
     from ..editing.constrained import step_to_seconds
     from ..editing.infill import infill
 
     ppb, S = model.codec.config.positions_per_beat, model.codec.steps_per_bar
+    ends = [float(step_to_seconds(sp.pm, np.array([(sp.bar + 8) * S]), ppb)[0]) for sp in spans]
+    long = [(sp, end) for sp, end in zip(spans, ends) if end <= sp.pm.get_end_time()]
     times = []
-    for k in range(repeats):
-        sp = spans[k % len(spans)]
-        end = float(step_to_seconds(sp.pm, np.array([(sp.bar + 8) * S]), ppb)[0])
+    for k in range(repeats if long else 0):
+        sp, end = long[k % len(long)]
         t = time.perf_counter()
-        infill(model, sp.pm, sp.start, min(end, sp.pm.get_end_time()), random_seed=k, **app_defaults(model.card))
+        infill(model, sp.pm, sp.start, end, random_seed=k, **app_defaults(model.card))
         times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.median(times)) if times else None
 
 
 def speed_accompany(model, songs: list[Song], repeats: int = 3) -> float:
@@ -265,3 +278,22 @@ def speed_accompany(model, songs: list[Song], repeats: int = 3) -> float:
                   **app_defaults(model.card))  # fmt: skip
         times.append(time.perf_counter() - t)
     return float(np.median(times))
+
+
+def verdict(summary: list[dict], model: str, job: str, seconds: float | None) -> dict:
+    """The issue's targets against a bench's overall rows: {target: (measured, met)}."""
+    row = {r["system"]: r for r in summary if r["source"] == "all"}
+    fast = {"<= 2 s": (seconds, seconds is not None and seconds <= 2.0)}
+    if job == "infill":
+        me, cont = row[f"{model} infill"], row["continue only"]
+        return {
+            "density below continue-only": ((me["density"], cont["density"]), me["density"] < cont["density"]),
+            "pitch-class TV below continue-only": ((me["pc_tv"], cont["pc_tv"]), me["pc_tv"] < cont["pc_tv"]),
+            "bits given both sides below given the prefix": ((me["bits_both"], me["bits_prefix"]),
+                                                              (me["bits_both"] or 0) < (me["bits_prefix"] or 0)),
+            **fast,
+        }  # fmt: skip
+    me, real = row[f"{model} accompany"], row["real PIANO"]
+    gap = abs((me["chord_tone"] or 0) - (real["chord_tone"] or 0))
+    return {"chord-tone share within 0.1 of the real PIANO's": ((me["chord_tone"], real["chord_tone"]), gap <= 0.1),
+            **fast}  # fmt: skip

@@ -43,10 +43,19 @@ APP_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 0.95, "min_p": 0.0, "re
                 "key_lock": False}  # fmt: skip
 
 
+LIMITS = {"temperature": (0.0, 2.0), "top_k": (0, 200), "top_p": (0.05, 1.0), "min_p": (0.0, 0.5),
+          "repetition_penalty": (1.0, 3.0)}  # the pages' slider ranges  # fmt: skip
+
+
 def app_defaults(card: dict | None = None) -> dict:
-    """The app's sampling defaults with ``card["sampling"]`` (a model's own) over them."""
-    own = (card or {}).get("sampling") or {}
-    return {**APP_DEFAULTS, **{k: v for k, v in own.items() if k in APP_DEFAULTS}}
+    """The app's sampling defaults with ``card["sampling"]`` (a model's own) over them, each of
+    the default's type and within the pages' slider range (a card is hand-edited JSON)."""
+    out = dict(APP_DEFAULTS)
+    for k, v in ((card or {}).get("sampling") or {}).items():
+        if k in out and isinstance(v, (int, float, bool)):
+            lo, hi = LIMITS.get(k, (v, v))
+            out[k] = type(APP_DEFAULTS[k])(min(max(v, lo), hi))
+    return out
 
 
 class SettingsError(ValueError):

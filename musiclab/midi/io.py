@@ -132,8 +132,10 @@ def time_window(pm: pretty_midi.PrettyMIDI, start: float, end: float) -> pretty_
         inst = pretty_midi.Instrument(program=src.program, is_drum=src.is_drum, name=src.name)
         inst.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start - start, max(min(n.end, end), n.start + 1e-3) - start)
                       for n in src.notes if start <= n.start < end]  # fmt: skip
+        pedal = sorted((c for c in src.control_changes if c.number == 64 and c.time < end), key=lambda c: c.time)
+        before = [c for c in pedal if c.time < start][-1:]  # the pedal as it stands when the window opens
         inst.control_changes = [pretty_midi.ControlChange(64, c.value, max(c.time - start, 0.0))
-                                for c in src.control_changes if c.number == 64 and c.time < end]  # fmt: skip
+                                for c in before + [c for c in pedal if c.time >= start]]  # fmt: skip
         out.instruments.append(inst)
     return out
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +26,32 @@ def bar_shift(beat_file: Path, qpm: float | None) -> float:
     return float((-beat) % 4.0)
 
 
-def aligned(pm: pretty_midi.PrettyMIDI, path: Path) -> pretty_midi.PrettyMIDI:
-    """The song moved later so its first annotated downbeat falls on a bar line (as in training);
-    ``pm.musiclab_shift`` holds the seconds added, for its annotations."""
+def aligned(pm: pretty_midi.PrettyMIDI, path: Path) -> tuple[pretty_midi.PrettyMIDI, Callable]:
+    """(the song moved later by whole ticks, tempo map and all, so its first annotated downbeat
+    falls on a bar line as in training; a function from the file's seconds to the moved song's,
+    for its annotations). Ticks, not seconds: a song whose tempo changes keeps its beats on the grid."""
     qpm = float(pm.get_tempo_changes()[1][0])
-    shift = bar_shift(path.with_name("beat_midi.txt"), qpm) * 60.0 / qpm
+    dt = int(round(bar_shift(path.with_name("beat_midi.txt"), qpm) * pm.resolution))
     out = copy.deepcopy(pm)
+    out._tick_scales = [pm._tick_scales[0]] + [(t + dt, s) for t, s in pm._tick_scales[1:]]
+    out._update_tick_to_time(pm.time_to_tick(pm.get_end_time()) + dt + 1)
+
+    def move(seconds: float) -> float:
+        return float(out.tick_to_time(int(pm.time_to_tick(seconds)) + dt))
+
     for inst in out.instruments:
         for n in inst.notes:
-            n.start, n.end = n.start + shift, n.end + shift
+            n.start, n.end = move(n.start), move(n.end)
         for c in inst.control_changes:
-            c.time += shift
-    out.musiclab_shift = shift
-    return out
+            c.time = move(c.time)
+    for ev in out.time_signature_changes[1:] + out.key_signature_changes[1:]:
+        ev.time = move(ev.time)
+    return out, move
 
 
-def read_chords(path: Path, shift: float) -> list:
-    """chord_midi.txt -> [(start, end, frozenset of pitch classes, or None for no chord)]."""
+def read_chords(path: Path, move: Callable = float) -> list:
+    """chord_midi.txt -> [(start, end, frozenset of pitch classes, or None for no chord)], its
+    times (seconds) passed through ``move`` (``aligned``'s, for a moved song)."""
     import mir_eval.chord  # Harte labels such as "A:sus4(b7)" or "E:min/b3"
 
     out = []
@@ -49,5 +59,5 @@ def read_chords(path: Path, shift: float) -> list:
         a, b, label = line.split()
         root, bitmap, bass = mir_eval.chord.encode(label)
         pcs = None if root < 0 else frozenset({(root + i) % 12 for i in np.flatnonzero(bitmap)} | {(root + bass) % 12})
-        out.append((float(a) + shift, float(b) + shift, pcs))
+        out.append((move(float(a)), move(float(b)), pcs))
     return out

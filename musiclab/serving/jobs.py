@@ -86,7 +86,7 @@ def slot(ticket: object | None = None, should_stop=lambda: False):
 
 class Job:
     """One generate() call in a background thread. Read ``state`` ("queued", "running",
-    "done", "failed"), ``done``/``total`` tokens, ``preview`` (take 0 so far), ``result``
+    "finishing" (the after-hook), "done", "failed"), ``done``/``total`` tokens, ``preview`` (take 0 so far), ``result``
     (list of takes) or ``error`` (a message for the user)."""
 
     def __init__(self, model, seed, after=None, **kwargs):
@@ -159,7 +159,8 @@ class Job:
                     **self.kwargs,
                 )
             self.ended = time.perf_counter()  # tokens/s: generation only, not the after-hook
-            if self.after is not None:
+            if self.after is not None and not self._should_stop():  # a stopped or abandoned job's page shows it at once
+                self.state = "finishing"
                 try:
                     self.after(self.result)
                 except Exception:  # the takes are made; what failed here fails again, with its message, on the page

@@ -85,7 +85,7 @@ def write_quality(folder: Path, name: str, summary: list[dict], markdown: str, h
                                                                                      "another piece")]}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(card, indent=1) + "\n")
     readme = (folder / "README.md").read_text()
-    if QUALITY_BEGIN in readme:
+    if QUALITY_BEGIN in readme and QUALITY_END in readme:
         readme = readme[: readme.index(QUALITY_BEGIN)] + readme[readme.index(QUALITY_END) + len(QUALITY_END) :].lstrip()
     section = f"{QUALITY_BEGIN}\n## Quality benchmark (`python -m musiclab bench quality`)\n\n{how}\n\n{markdown}\n{QUALITY_END}\n"
     (folder / "README.md").write_text(readme.rstrip() + "\n\n" + section)

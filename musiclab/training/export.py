@@ -55,8 +55,11 @@ def curves(run: Path, points: int = 60) -> dict:
 
 def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | None = None) -> dict:
     """Write ``out`` from the run's checkpoint; returns the card. ``sampling``: the app's defaults
-    for this model (generation/sampling.app_defaults), chosen with bench quality."""
+    for this model (generation/sampling.app_defaults), chosen with bench quality; by default the
+    ones ``out`` has already, as is its quality table (bench quality --cards)."""
     run, out = Path(run), Path(out)
+    before = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+    sampling = before.get("sampling", {}) if sampling is None else sampling
     meta = json.loads((run / "checkpoint.json").read_text())
     cfg = meta["config"]
     tokenizer = BarNoteTokenizer()
@@ -107,6 +110,13 @@ def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | N
     }
     (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
     write_readme(out, card)
+    if before.get("quality"):  # the last bench quality --cards table, until the next one
+        from ..evaluation.quality import markdown
+        from .cards import write_quality
+
+        rows = before["quality"]["rows"]
+        write_quality(out, card["name"], rows, markdown(rows), before["quality"]["how"])
+        card["quality"] = before["quality"]
     return card
 
 
