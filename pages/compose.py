@@ -62,9 +62,9 @@ with left:
         with st.expander(f"About {name}"):
             m = card.get("metrics", {})
             st.write(card.get("paper", ""))
+            vs = f" vs {m['baseline']} {m.get('baseline_nll')}" if m.get("baseline") else ""
             st.caption(
-                f"{card.get('params', 0):,} params · valid NLL {m.get('valid_nll')} vs {m.get('baseline')} "
-                f"{m.get('baseline_nll')} · data: {card.get('data', '?')}"
+                f"{card.get('params', 0):,} params · valid NLL {m.get('valid_nll')}{vs} · data: {card.get('data', '?')}"
             )
     data, label = seed_picker("compose")
     seed = parse_seed(data, label, "compose") if data is not None else None

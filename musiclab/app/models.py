@@ -14,13 +14,22 @@ def loss_figure(curves: dict, frames: bool = False) -> go.Figure:
     key, so it is scaled by 88 to share the axis."""
     scale = 88 if frames else 1
     fig = go.Figure()
-    for key, label in (("train", "train loss" + (" x 88 keys" if frames else "")), ("valid", "valid NLL")):
-        ys = [y * (scale if key == "train" else 1) for y in curves.get(key) or []]
-        fig.add_trace(go.Scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=label))
+    train, valid = curves.get("train") or [], curves.get("valid") or []
+    if train and isinstance(train[0], list):  # per step: [step, loss] and [step, {task: NLL}] (the flagship)
+        fig.add_trace(go.Scatter(x=[s for s, _ in train], y=[y for _, y in train], mode="lines", name="train loss"))
+        for task in valid[-1][1] if valid else []:
+            ys = [v[task] for _, v in valid]
+            fig.add_trace(go.Scatter(x=[s for s, _ in valid], y=ys, mode="lines+markers", name=f"valid NLL, {task}"))
+        xaxis = "step"
+    else:
+        for key, label in (("train", "train loss" + (" x 88 keys" if frames else "")), ("valid", "valid NLL")):
+            ys = [y * (scale if key == "train" else 1) for y in curves.get(key) or []]
+            fig.add_trace(go.Scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=label))
+        xaxis = "epoch"
     fig.update_layout(
         height=260,
         margin={"l": 40, "r": 10, "t": 10, "b": 30},
-        xaxis_title="epoch",
+        xaxis_title=xaxis,
         yaxis_title="nats per frame (88 keys)" if frames else "nats per token",
         legend={"orientation": "h", "y": 1.15},
     )
@@ -59,7 +68,11 @@ def model_card(row: dict) -> None:
             if frames
             else "share of held-out tokens whose most likely prediction is right",
         )
-        st.caption(f"Data: {card.get('data', '?')} · epochs {card.get('epochs')} · {card.get('train_minutes')} min")
+        length = (f"{card['steps']:,} steps · {card.get('train_hours')} h" if card.get("steps")
+                  else f"epochs {card.get('epochs')} · {card.get('train_minutes')} min")  # fmt: skip
+        st.caption(f"Data: {card.get('data', '?')} · {length}")
+        if card.get("licence_note"):
+            st.caption(card["licence_note"])
         if card.get("speed"):
             s = card["speed"]
             st.caption(
@@ -67,5 +80,8 @@ def model_card(row: dict) -> None:
             )
         if card.get("curves", {}).get("valid"):
             st.plotly_chart(loss_figure(card["curves"], frames), key=f"curve_{name}")
+        if card.get("quality"):
+            st.caption("Quality benchmark (`bench quality`): " + card["quality"]["how"])
+            st.dataframe([r for r in card["quality"]["rows"] if r["source"] == "all"], hide_index=True)
         if card.get("command"):
             st.code(card["command"], language="bash")
