@@ -33,7 +33,7 @@ def _app() -> AppTest:
 
 def test_example_seed_generate_shows_roll_and_audio():
     at = _app()
-    assert at.selectbox(key="compose_model").value == "lstm"
+    assert at.selectbox(key="compose_model").value == "flagship"  # the default once installed
     at.slider(key="seconds").set_value(10)
     at.number_input(key="random_seed").set_value(11)
     generate(at)

@@ -29,7 +29,7 @@ def cmd_models(a):
             c, m = read_card(r["name"]), r.get("metrics") or {}
             gain = m.get("nll_vs_baseline")
             paper = str(c.get("paper", ""))
-            letter = paper[0] if paper[1:2] == ":" else "own"  # "E: Rao & Xie ..." -> E
+            letter = "own" if paper.startswith("musiclab") else paper[:1]  # "E: Rao & Xie ..." -> E
             base = f"{m.get('baseline_nll')} ({m.get('baseline')})" if m.get("baseline") else "–"
             length = c.get("epochs") if c.get("epochs") is not None else f"{c.get('steps')} steps"
             print(

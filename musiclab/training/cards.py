@@ -23,7 +23,7 @@ def describe_data(folder: str | Path) -> str:
 
 def data_name(card: dict) -> str:
     """The short name of a card's data ("piano-midi.de", "JSB Chorales"), e.g. for the README table."""
-    return str(card.get("data") or "?").split(" (")[0]
+    return " + ".join(part.split(" (")[0] for part in str(card.get("data") or "?").split("); "))  # one per corpus
 
 
 def write_card_readme(out: Path, card: dict) -> None:
