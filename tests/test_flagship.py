@@ -95,10 +95,11 @@ def test_examples_have_the_three_tasks_in_their_grammar(corpus_dirs, tmp_path):
 
 
 def _tiny(corpus_dirs, run, steps, **kw):
-    return PretrainConfig(run=str(run), out=str(run.parent / "out"), data=corpus_dirs, total_steps=steps,
-                          batch_size=4, warmup_steps=2, lr=3e-3, eval_every=steps, seed=3,
-                          model={"n_layer": 2, "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1},
-                          examples={"block_size": 128, "suffix_tokens": 32}, **kw)  # fmt: skip
+    base = dict(run=str(run), out=str(run.parent / "out"), data=corpus_dirs, total_steps=steps, batch_size=4,
+                warmup_steps=2, lr=3e-3, eval_every=steps, seed=3,
+                model={"n_layer": 2, "n_head": 2, "n_embd": 64, "n_ff": 128, "dropout": 0.1},
+                examples={"block_size": 128, "suffix_tokens": 32})  # fmt: skip
+    return PretrainConfig(**{**base, **kw})
 
 
 def test_resume_continues_the_same_run(corpus_dirs, tmp_path):
@@ -110,6 +111,23 @@ def test_resume_continues_the_same_run(corpus_dirs, tmp_path):
     ca, cb = ([json.loads(r) for r in (tmp_path / x / "run" / "curves.jsonl").read_text().splitlines()] for x in "ab")
     assert [r["step"] for r in cb] == [1, 2, 3, 4]
     assert [(r["loss"], r["lr"]) for r in ca] == [(r["loss"], r["lr"]) for r in cb]
+
+
+def test_a_new_run_can_start_from_a_finished_runs_weights(corpus_dirs, tmp_path):
+    from musiclab.training.export import export
+
+    train(_tiny(corpus_dirs, tmp_path / "a" / "run", 3), log=lambda *a: None)
+    b = _tiny(corpus_dirs, tmp_path / "b" / "run", 1, init=str(tmp_path / "a" / "run"), lr=0.0, min_lr=0.0)
+    train(b, log=lambda *a: None)  # one step at lr 0: the weights stay the ones it started from
+    wa, wb = (load_file(tmp_path / x / "run" / "checkpoint.safetensors") for x in "ab")
+    weights = [k for k in wa if k.startswith("model.")]
+    assert weights and all(torch.equal(wa[k], wb[k]) for k in weights)
+    card = export(tmp_path / "b" / "run", tmp_path / "out" / "flagship")
+    ha, hb = (json.loads((tmp_path / x / "run" / "checkpoint.json").read_text())["spent_seconds"] for x in "ab")
+    assert card["train_hours"] == round((ha + hb) / 3600, 2)  # both runs' hours
+    bad = _tiny(corpus_dirs, tmp_path / "c" / "run", 1, init=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(bad, log=lambda *a: None)
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,8 @@ def cmd_train_flagship(a):
     cfg.update(run=a.run, out=a.out, data=data_roots(a.data))
     if a.max_minutes is not None:
         cfg["max_minutes"] = a.max_minutes
+    if a.init:
+        cfg["init"] = a.init
     try:
         pc = PretrainConfig(**cfg)
     except TypeError as e:
@@ -93,4 +95,5 @@ def add_parsers(sub) -> None:
     s.add_argument("--out", required=True, help="weights folder for the finished model")
     s.add_argument("--config", help="JSON file with PretrainConfig fields (configs/flagship.json)")
     s.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this long")
+    s.add_argument("--init", help="a finished run folder whose weights start a new run (its own schedule)")
     s.set_defaults(fn=cmd_train_flagship)

@@ -53,6 +53,15 @@ def curves(run: Path, points: int = 60) -> dict:
     }
 
 
+def _init_seconds(cfg: dict) -> float:
+    """Training time of the run(s) this one started from (``init``), seconds."""
+    init = Path(cfg["init"]) if cfg.get("init") else None
+    if init is None or not (init / "checkpoint.json").exists():
+        return 0.0
+    meta = json.loads((init / "checkpoint.json").read_text())
+    return meta["spent_seconds"] + _init_seconds(meta["config"])
+
+
 def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | None = None) -> dict:
     """Write ``out`` from the run's checkpoint; returns the card. ``sampling``: the app's defaults
     for this model (generation/sampling.app_defaults), chosen with bench quality; by default the
@@ -85,7 +94,7 @@ def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | N
         "licence_note": "Trained partly on ASAP (CC BY-NC-SA 4.0): these weights are for non-commercial use.",
         "training": training,
         "steps": meta["step"],
-        "train_hours": round(meta["spent_seconds"] / 3600, 2),
+        "train_hours": round((meta["spent_seconds"] + _init_seconds(cfg)) / 3600, 2),
         "trained_on": "a 2-core CPU (AMD EPYC, bf16 autocast), shared with other work",
         "curves": cur,
         "metrics": {

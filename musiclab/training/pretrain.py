@@ -51,6 +51,7 @@ class PretrainConfig:
     seed: int = 1234
     autocast: bool = True  # bf16 on CPUs that have it, bf16/fp16 on CUDA; fp32 master weights
     max_minutes: float | None = None  # stop (with a checkpoint) after this long in this process
+    init: str | None = None  # a finished run folder whose model weights start this run (fresh optimiser and schedule)
 
 
 def lr_at(step: int, c: PretrainConfig) -> float:
@@ -113,6 +114,17 @@ def load_checkpoint(run: Path, model, opt) -> tuple[int, np.random.Generator, fl
     return int(meta["step"]), rng, float(meta["spent_seconds"])
 
 
+def warm_start(model, init: Path) -> None:
+    """Load another run's model weights (strictly: the same shape) into ``model``."""
+    if not (init / "checkpoint.safetensors").exists():
+        raise ValueError(f"--init {init}: no checkpoint.safetensors there (expected a flagship run folder)")
+    t = load_file(init / "checkpoint.safetensors")
+    try:
+        model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"--init {init}: its model has another shape ({str(e).splitlines()[0]})") from None
+
+
 def valid_set(sampler: ExampleSampler, seed: int) -> dict[str, np.ndarray]:
     """Fixed, unaugmented held-out examples per task (the same at every evaluation and resume)."""
     rng = np.random.default_rng(seed)
@@ -173,6 +185,9 @@ def train(c: PretrainConfig, log=print) -> Path:
         step, rng, spent = load_checkpoint(run, model, opt)
         log(f"resumed {run} at step {step} ({spent / 3600:.2f} h spent)")
         _truncate_curves(run / "curves.jsonl", step)
+    elif c.init:
+        warm_start(model, Path(c.init))
+        log(f"started from the weights of {c.init}")
     (run / "corpus.json").write_text(json.dumps({"folder": str(corp.folder), "summary": corpus_mod.summary(corp)}))
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{c.arch}: {n_params:,} parameters; {len(train_idx)} train / {len(valid_idx)} valid files; step {step}")
