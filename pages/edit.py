@@ -1,6 +1,7 @@
 """Edit: regenerate a passage of a piece (infill) or write a piano accompaniment under its melody."""
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from musiclab.app import keys as K
 from musiclab.app.common import KEEP, ensure_frame, parse_seed, sampling_knobs, track_picker
@@ -19,7 +20,10 @@ from musiclab.app.takes import take_card
 
 ensure_frame()
 if st.session_state.pop(K.GO_COMPOSE, False):  # "Continue from this take" on one of the cards below
-    st.switch_page("pages/compose.py")
+    try:
+        st.switch_page("pages/compose.py")
+    except StreamlitPageNotFoundError:  # this page run alone, without the app's navigation
+        st.info(st.session_state.pop(K.JOB_TOAST, "The take is the seed now") + " (on Compose).")
 st.title("Edit")
 able = editing_models()
 left, right = st.columns([1, 2])
