@@ -5,7 +5,6 @@ import streamlit as st
 from musiclab.app import keys as K
 from musiclab.app.common import (
     KEEP,
-    audio_after_job,
     cached_model,
     ensure_frame,
     job_panel,
@@ -81,7 +80,7 @@ with left:
             st.session_state.pop(K.JOB_ERROR, None)
             st.session_state.pop(K.JOB_NOTE, None)  # the last run's note is not this run's
             try:
-                job = Job(cached_model(name), seed, after=audio_after_job(), tracks=tracks, **settings)
+                job = Job(cached_model(name), seed, tracks=tracks, **settings)
                 st.session_state[K.JOB] = job
             except Busy as e:
                 st.session_state[K.JOB_ERROR] = str(e)

@@ -70,9 +70,9 @@ def audio_for(midi_bytes: bytes) -> tuple[bytes, str | None, float]:
     return encode_audio(audio, sr, "OGG"), notice, len(audio) / sr
 
 
-def prerender_audio(midis: list[bytes], wait: bool = False) -> None:
+def prerender_audio(midis: list[bytes]) -> None:
     """Start filling ``audio_for``'s cache for new takes, two at a time, in the given order
-    (pass the order the cards are drawn in), and return at once (``wait``: when all are done).
+    (pass the order the cards are drawn in), and return at once.
     FluidSynth runs as a subprocess and the OGG encoder drops the GIL, so both cores work. A card
     asking ``audio_for`` for a take that is being rendered waits for that render (st.cache_data
     holds a lock per key), so the first two cards play as soon as their pair is done instead of
@@ -93,22 +93,7 @@ def prerender_audio(midis: list[bytes], wait: bool = False) -> None:
     pool = ThreadPoolExecutor(2, thread_name_prefix="musiclab-audio")
     for midi in midis:
         pool.submit(one, midi)
-    pool.shutdown(wait=wait)  # without wait the threads end when the queue is done
-
-
-def audio_after_job():
-    """A Job's ``after``: render its takes' audio in the job's thread (captured here, in the
-    page's run), so a finished job's takes play as soon as the page sees them, with no render
-    between the poll that notices and the audio."""
-    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-
-    def after(takes) -> None:
-        add_script_run_ctx(threading.current_thread(), ctx)
-        prerender_audio([midi_to_bytes(t.midi) for t in takes[::-1]], wait=True)  # newest first, as drawn
-
-    return after
+    pool.shutdown(wait=False)  # the threads end when the queue is done
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -356,16 +341,12 @@ def _job_view(job, on_done) -> None:
     eta = job.eta_seconds
     if eta is not None and eta < NEAR_END_S:  # show the takes when it ends, not at the next poll
         job.finished.wait(eta + 0.25)
-    if job.state == "finishing":  # its audio is being rendered: a moment
-        job.finished.wait(NEAR_END_S)
     if job.finished.is_set():
         st.session_state.pop(K.JOB_PREVIEW, None)
         on_done(job)
         st.rerun()
     if job.state == "queued":
         st.info(f"Waiting for a free generator… {job.queue_position} request(s) ahead of you.")
-    elif job.state == "finishing":
-        st.progress(1.0, text=f"Rendering audio: {job.done} tokens made")
     else:
         frac = job.done / job.total if job.total else 0.0
         st.progress(min(frac, 1.0), text=f"Generating: {job.done} tokens, {job.tokens_per_second:,.0f} tokens/s")

@@ -86,13 +86,11 @@ def slot(ticket: object | None = None, should_stop=lambda: False):
 
 class Job:
     """One generate() call in a background thread. Read ``state`` ("queued", "running",
-    "finishing" (the after-hook), "done", "failed"), ``done``/``total`` tokens, ``preview`` (take 0 so far), ``result``
+    "done", "failed"), ``done``/``total`` tokens, ``preview`` (take 0 so far), ``result``
     (list of takes) or ``error`` (a message for the user)."""
 
-    def __init__(self, model, seed, after=None, **kwargs):
-        """``kwargs`` go to generate(); ``after(takes)`` runs in the job's thread once its slot is
-        free, before the job counts as finished (the app renders the takes' audio there)."""
-        self.model, self.seed, self.kwargs, self.after = model, seed, kwargs, after
+    def __init__(self, model, seed, **kwargs):
+        self.model, self.seed, self.kwargs = model, seed, kwargs
         self.state = "queued"
         self.done = self.total = 0
         self.created = time.perf_counter()
@@ -158,14 +156,7 @@ class Job:
                     threads=threads_for(self.model),
                     **self.kwargs,
                 )
-            self.ended = time.perf_counter()  # tokens/s: generation only, not the after-hook
-            if self.after is not None and not self._should_stop():  # a stopped or abandoned job's page shows it at once
-                self.state = "finishing"
-                try:
-                    self.after(self.result)
-                except Exception:  # the takes are made; what failed here fails again, with its message, on the page
-                    log.exception("after-job hook failed")
-            self.state = "done"
+                self.state = "done"
         except LeftQueue:
             self.state, self.error = "failed", "stopped while waiting in the queue"
         except (MidiError, SettingsError, ValueError) as e:
@@ -174,7 +165,7 @@ class Job:
             log.exception("generation failed")
             self.state, self.error = "failed", f"generation failed unexpectedly ({type(e).__name__}: {e})"
         finally:
-            self.ended = self.ended or time.perf_counter()
+            self.ended = time.perf_counter()
             self.finished.set()
 
     def wait(self, timeout: float | None = None) -> bool:
