@@ -278,9 +278,10 @@ def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True
     top-k, top-p, min-p, repetition penalty, key lock, and (when asked) variations and a random seed
     -> the generate() / infill() / accompany() keyword arguments they name. They start at the app's
     defaults, or at ``model``'s own (its card's "sampling") each time another model is picked."""
-    from ..generation.sampling import app_defaults
+    from ..generation.sampling import LIMITS, app_defaults
+    from ..serving.weights import read_card
 
-    ss, own = st.session_state, app_defaults(cached_model(model).card if model else None)
+    ss, own = st.session_state, app_defaults(read_card(model) if model else None)
     if model and ss.get(f"{key}sampling_for") != model:  # a model was picked: its defaults
         ss.update({f"{key}{k}": v for k, v in own.items()})
         ss[f"{key}sampling_for"] = model
@@ -291,13 +292,22 @@ def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True
             st.caption(f"Set to {model}'s recommended sampling (its card); picking another model resets these.")
         kw = dict(
             temperature=st.slider(
-                "Temperature", 0.0, 2.0, step=0.05, key=f"{key}temperature", help="0 = greedy", persist_state=KEEP
+                "Temperature",
+                *LIMITS["temperature"],
+                step=0.05,
+                key=f"{key}temperature",
+                help="0 = greedy",
+                persist_state=KEEP,
             ),  # fmt: skip
-            top_k=st.slider("Top-k (0 = off)", 0, 200, key=f"{key}top_k", persist_state=KEEP),
-            top_p=st.slider("Top-p", 0.05, 1.0, step=0.01, key=f"{key}top_p", persist_state=KEEP),
-            min_p=st.slider("Min-p (0 = off)", 0.0, 0.5, step=0.01, key=f"{key}min_p", persist_state=KEEP),
+            top_k=st.slider("Top-k (0 = off)", *LIMITS["top_k"], key=f"{key}top_k", persist_state=KEEP),
+            top_p=st.slider("Top-p", *LIMITS["top_p"], step=0.01, key=f"{key}top_p", persist_state=KEEP),
+            min_p=st.slider("Min-p (0 = off)", *LIMITS["min_p"], step=0.01, key=f"{key}min_p", persist_state=KEEP),
             repetition_penalty=st.slider(
-                "Repetition penalty", 1.0, 3.0, step=0.05, key=f"{key}repetition_penalty", persist_state=KEEP
+                "Repetition penalty",
+                *LIMITS["repetition_penalty"],
+                step=0.05,
+                key=f"{key}repetition_penalty",
+                persist_state=KEEP,
             ),
             key_lock=st.checkbox("Key lock (stay in the seed's key)", key=f"{key}key_lock", persist_state=KEEP),
         )

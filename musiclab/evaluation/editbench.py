@@ -35,7 +35,7 @@ from ..generation.sampling import app_defaults
 from ..midi import pop909
 from ..midi.io import load_midi
 from .metrics import seed_key
-from .quality import measure
+from .quality import measure, validation_files
 
 SPAN_BARS = 4
 SPAN_AT = (15.0, 60.0)  # seconds: a span starts at the first bar line after each
@@ -57,16 +57,6 @@ def _onsets(pm: pretty_midi.PrettyMIDI) -> np.ndarray:
     return np.asarray([n.start for i in pm.instruments if not i.is_drum for n in i.notes])
 
 
-def _validation(corp, source: str, pieces: int) -> list[dict]:
-    """``pieces`` validation files of ``source``, one per piece, spread over the split."""
-    by_piece: dict[str, dict] = {}
-    for f in corp.files:
-        if f["source"] == source and f["split"] == "valid":
-            by_piece.setdefault(f["piece"], f)
-    chosen = sorted(by_piece.values(), key=lambda f: f["path"])
-    return chosen[:: max(1, len(chosen) // max(pieces, 1))][:pieces]
-
-
 def pick_spans(corp, roots: dict[str, str], codec, pieces: int, bars: int = SPAN_BARS) -> list[Span]:
     """Spans of ``bars`` bars in ``pieces`` validation pieces per source, each with >= 8 real
     onsets inside, >= 8 before and >= 5 s of music after."""
@@ -75,7 +65,7 @@ def pick_spans(corp, roots: dict[str, str], codec, pieces: int, bars: int = SPAN
     ppb, S = codec.config.positions_per_beat, codec.steps_per_bar
     out = []
     for source, root in sorted(roots.items()):
-        for f in _validation(corp, source, pieces):
+        for f in validation_files(corp, source, pieces):
             path = Path(root, f["path"].split("/", 1)[1])
             pm = pop909.aligned(load_midi(path), path)[0] if source == "pop909" else load_midi(path)
             on = _onsets(pm)
@@ -183,7 +173,7 @@ class Song:
 
 def pick_songs(corp, root: str, songs: int) -> list[Song]:
     out = []
-    for f in _validation(corp, "pop909", songs):
+    for f in validation_files(corp, "pop909", songs):
         path = Path(root, f["path"].split("/", 1)[1])
         pm, move = pop909.aligned(load_midi(path), path)
         names = [i.name.upper() for i in pm.instruments]

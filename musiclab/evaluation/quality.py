@@ -79,6 +79,17 @@ def seed_loop(
     return out
 
 
+def validation_files(corpus, source: str, pieces: int, min_seconds: float = 0.0) -> list[dict]:
+    """``pieces`` validation files of ``source`` lasting ``min_seconds`` or more, one per piece,
+    spread over the split (manifest rows of the flagship corpus)."""
+    by_piece: dict[str, dict] = {}
+    for f in corpus.files:
+        if f["source"] == source and f["split"] == "valid" and f["seconds"] >= min_seconds:
+            by_piece.setdefault(f["piece"], f)
+    chosen = sorted(by_piece.values(), key=lambda f: f["path"])
+    return chosen[:: max(1, len(chosen) // max(pieces, 1))][:pieces]
+
+
 MIN_SEED_NOTES = 8  # a seed with fewer gives a model (and the seed loop) almost nothing to go on
 
 
@@ -88,13 +99,7 @@ def pick_seeds(corpus, roots: dict[str, str], pieces: int, seconds: float) -> li
     fewer than MIN_SEED_NOTES notes (a song's silent or sparse intro) is left out."""
     out = []
     for source, root in sorted(roots.items()):
-        by_piece: dict[str, dict] = {}
-        for f in corpus.files:
-            if f["source"] == source and f["split"] == "valid" and f["seconds"] >= 10 + seconds:
-                by_piece.setdefault(f["piece"], f)
-        chosen = sorted(by_piece.values(), key=lambda f: f["path"])
-        step = max(1, len(chosen) // max(pieces, 1))
-        for f in chosen[::step][:pieces]:
+        for f in validation_files(corpus, source, pieces, 10 + seconds):
             pm = load_midi(f"{root}/{f['path'].split('/', 1)[1]}")
             for end in (10.0, 60.0):
                 onsets = [n.start for i in pm.instruments if not i.is_drum for n in i.notes]
