@@ -93,3 +93,8 @@ def threads(model) -> int:
     from ..generation.sampling import engine_threads
 
     return engine_threads(model)  # the only generation in this process
+
+
+def add_data(parser, sources: str = "{piano,asap,pop909}") -> None:
+    """The --data SOURCE=FOLDER option (parsed by ``data_roots``)."""
+    parser.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help=f"default: $MUSICLAB_DATA/{sources}")

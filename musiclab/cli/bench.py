@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .args import Parser, UserError, data_roots, finite
+from .args import Parser, UserError, add_data, data_roots, finite
 
 
 def cmd_bench_generate(a):
@@ -175,7 +175,7 @@ def add_parsers(sub) -> None:
     _add_quality(bsub)
     _add_edit(bsub)
     b = bsub.add_parser("nll", help="bits per note on piano-midi.de's held-out pieces, across tokenizations")
-    b.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/piano")
+    add_data(b, "piano")
     b.add_argument("--models", nargs="+", default=["transformer-remi", "flagship"])
     b.add_argument("--pieces", type=finite(int), default=0, help="the first N held-out pieces (0: all of them)")
     b.add_argument("--json", action="store_true")
@@ -199,7 +199,7 @@ def _add_generate(bsub) -> None:
 
 def _add_quality(bsub) -> None:
     b = bsub.add_parser("quality", help="continuations of unseen pieces vs their real continuation, per source")
-    b.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/{piano,asap,pop909}")
+    add_data(b)
     b.add_argument("--models", nargs="*")
     b.add_argument("--pieces", type=finite(int), default=8, help="validation pieces per source")
     b.add_argument("--takes", type=finite(int), default=2)
@@ -213,7 +213,7 @@ def _add_edit(bsub) -> None:
     for what, help_ in (("infill", "4-bar infills of unseen pieces vs the real bars, repeating, continuing only"),
                         ("accompany", "accompaniments of unseen POP909 melodies: chord tones, grid, vs real")):  # fmt: skip
         b = bsub.add_parser(what, help=help_)
-        b.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/{piano,asap,pop909}")
+        add_data(b)
         b.add_argument("--model", default="flagship")
         b.add_argument("--pieces", type=finite(int), default=8, help="validation pieces (songs) per source")
         b.add_argument("--takes", type=finite(int), default=2)

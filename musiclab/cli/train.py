@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .args import UserError, data_roots
+from .args import UserError, add_data, data_roots
 
 
 def cmd_train(a):
@@ -90,7 +90,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--resume", action="store_true")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("train-flagship", help="train (or resume) the flagship on piano-midi.de, ASAP and POP909")
-    s.add_argument("--data", nargs="+", metavar="SOURCE=FOLDER", help="default: $MUSICLAB_DATA/{piano,asap,pop909}")
+    add_data(s)
     s.add_argument("--run", required=True, help="run folder for checkpoints and curves (resumed if present)")
     s.add_argument("--out", required=True, help="weights folder for the finished model")
     s.add_argument("--config", help="JSON file with PretrainConfig fields (configs/flagship.json)")
