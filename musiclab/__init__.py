@@ -2,15 +2,45 @@
 
 Stable API (pages, CLI, tests and outside tools use it): :func:`load_midi`,
 :class:`MidiError`, :func:`list_models`, :func:`load_model`, :func:`generate`,
-:func:`render_audio`, :func:`pianoroll_figure`; :class:`LoadedModel` (what load_model returns), :class:`Take` (what generate returns).
+:func:`render_audio`, :func:`pianoroll_figure`, :func:`infill`, :func:`accompany` (models with
+bar/note tokens); :class:`LoadedModel` (what load_model returns), :class:`Take` (what generate,
+infill and accompany return).
 """
 
 __version__ = "0.1.0"
 
-from .generation.sampling import SettingsError, generate  # noqa: E402
-from .generation.take import Take  # noqa: E402
-from .midi.io import MidiError, load_midi  # noqa: E402
-from .serving.weights import LoadedModel, list_models, load_model  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING
+
+# The API is imported on first use: `python -m musiclab --help` or a bad file named on the
+# command line answers without loading torch first.
+_API = {
+    "SettingsError": "generation.sampling",
+    "generate": "generation.sampling",
+    "Take": "generation.take",
+    "MidiError": "midi.io",
+    "load_midi": "midi.io",
+    "LoadedModel": "serving.weights",
+    "list_models": "serving.weights",
+    "load_model": "serving.weights",
+    "infill": "editing.infill",
+    "accompany": "editing.accompany",
+}
+if TYPE_CHECKING:
+    from .editing.accompany import accompany
+    from .editing.infill import infill
+    from .generation.sampling import SettingsError, generate
+    from .generation.take import Take
+    from .midi.io import MidiError, load_midi
+    from .serving.weights import LoadedModel, list_models, load_model
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'musiclab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
 
 def render_audio(music, soundfont=None):
@@ -29,6 +59,8 @@ def pianoroll_figure(music, seed_end=None, **kw):
 
 
 def _midi(music):
+    from .generation.take import Take
+
     return music.midi if isinstance(music, Take) else music
 
 
@@ -37,7 +69,9 @@ __all__ = [
     "MidiError",
     "SettingsError",
     "Take",
+    "accompany",
     "generate",
+    "infill",
     "list_models",
     "load_midi",
     "load_model",

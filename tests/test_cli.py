@@ -118,6 +118,23 @@ def test_unknown_command_is_one_line():
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
 
 
+def test_help_and_parse_errors_do_not_load_torch():
+    """`--help` and a mistake in the arguments answer at once: the package API loads on first use."""
+    code = (
+        "import sys, musiclab\n"
+        "from musiclab.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert main(['generate', '--model', 'lstm']) == 2\n"
+        "print('torch' in sys.modules)\n"
+        "from musiclab import accompany, infill\n"
+        "from musiclab.editing import accompany as a, infill as i\n"
+        "print(infill is i.infill and accompany is a.accompany, 'torch' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-3:] == ["False", "True", "True"], r.stdout
+
+
 @pytest.mark.parametrize(
     "args, words",
     [

@@ -28,11 +28,11 @@ serving_threads()  # one intra-op thread per session; a generation alone raises 
 # Generation threads drop the GIL for every torch op and win it back only after other sessions'
 # script runs yield it: a short switch interval keeps them fed (docs/performance.md).
 sys.setswitchinterval(0.001)
-POLL_S = 1.0  # how often a page polls its job, queued or running (see job_panel)
+POLL_S = 2.0  # how often a page polls its job, queued or running: each poll costs the server and the browser a run
 KEEP = "session"  # widgets' persist_state: a setting keeps its value when the user visits another page and comes back
 QUICK_WAIT_S = 1.5  # a new job is awaited this long before the live view is drawn (see job_panel)
 MAX_SEED_S = 600.0  # longest seed excerpt: a take continued again and again grows past any small cap
-NEAR_END_S = 1.0  # a running job due to end within this long is awaited by the run that would draw it
+NEAR_END_S = POLL_S  # a job due to end before the next poll is awaited by this one (no poll's delay on a take)
 PREVIEW_EVERY_S = 1.5  # the live piano roll is redrawn at most this often (a figure costs GIL time)
 
 DEFAULT_MODELS = ("flagship", "lstm")  # the first one installed is picked first

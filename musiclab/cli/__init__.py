@@ -30,14 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from ..generation.sampling import SettingsError
-    from ..midi.io import MidiError
-
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)
         return 0
-    except (UserError, MidiError, SettingsError, ValueError, FileNotFoundError) as e:
+    except (UserError, ValueError, FileNotFoundError) as e:  # MidiError and SettingsError are ValueErrors
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2
