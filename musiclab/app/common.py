@@ -28,7 +28,7 @@ serving_threads()  # one intra-op thread per session; a generation alone raises 
 # Generation threads drop the GIL for every torch op and win it back only after other sessions'
 # script runs yield it: a short switch interval keeps them fed (docs/performance.md).
 sys.setswitchinterval(0.001)
-POLL_S = 2.0  # how often a page polls its job, queued or running: each poll costs the server and the browser a run
+POLL_S = 3.0  # how often a page polls its job, queued or running: each poll costs the server and the browser a run
 KEEP = "session"  # widgets' persist_state: a setting keeps its value when the user visits another page and comes back
 QUICK_WAIT_S = 1.5  # a new job is awaited this long before the live view is drawn (see job_panel)
 MAX_SEED_S = 600.0  # longest seed excerpt: a take continued again and again grows past any small cap
@@ -353,7 +353,8 @@ def _job_view(job, on_done) -> None:
         job.finished.wait(eta + 0.25)
     if job.finished.is_set():
         st.session_state.pop(K.JOB_PREVIEW, None)
-        on_done(job)
+        if st.session_state.get(K.JOB) is job:  # a poll that ran late finds it collected already
+            on_done(job)
         st.rerun()
     if job.state == "queued":
         st.info(f"Waiting for a free generator… {job.queue_position} request(s) ahead of you.")
