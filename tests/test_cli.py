@@ -172,3 +172,53 @@ def test_readme_models_table_is_what_models_markdown_prints():
     readme = (ROOT / "README.md").read_text()
     table = readme.split("<!-- models-table -->\n", 1)[1].split("\n\n", 1)[0]
     assert table.strip() == r.stdout.strip()
+
+
+def _notes(pm, name=None) -> list[tuple]:
+    return sorted(
+        (n.pitch, round(n.start, 6), round(n.end, 6), n.velocity)
+        for i in pm.instruments
+        if name is None or i.name == name
+        for n in i.notes
+    )
+
+
+def test_infill_keeps_every_note_outside_the_span(midi_file, tmp_path):
+    """The shipped flagship regenerates 4-8 s; every note starting outside it is written back exactly."""
+    out = tmp_path / "filled.mid"
+    r = run("infill", "--model", "flagship", "--input", midi_file, "--start", 4, "--end", 8, "--out", out,
+            "--random-seed", 3)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    before, after = load_midi(midi_file), load_midi(out)
+    outside = [n for n in _notes(before) if not 4 <= n[1] < 8]
+    assert [n for n in _notes(after) if n not in _notes(after, "musiclab infill")] == outside
+    new = _notes(after, "musiclab infill")
+    assert new and all(4 <= n[1] < 8 for n in new)
+
+
+def test_accompany_keeps_the_melody_and_adds_a_track(midi_file, tmp_path):
+    out = tmp_path / "acc.mid"
+    r = run("accompany", "--model", "flagship", "--input", midi_file, "--melody-track", 1, "--out", out)
+    assert r.returncode == 0, r.stderr
+    before, after = load_midi(midi_file), load_midi(out)
+    assert _notes(after, before.instruments[0].name) == _notes(before)
+    assert _notes(after, "musiclab accompaniment")
+
+
+@pytest.mark.parametrize(
+    "cmd, args, words",
+    [
+        ("infill", ["--start", "30", "--end", "34"], "past the end"),
+        ("infill", ["--start", "5", "--end", "5"], "empty"),
+        ("infill", ["--start", "6", "--end", "5"], "start 6 s is not before end 5 s"),
+        ("infill", ["--model", "lstm", "--start", "4", "--end", "8"], "flagship"),
+        ("accompany", ["--melody-track", "2"], "--melody-track 2 does not exist; the file has tracks 1..1"),
+        ("accompany", ["--model", "lstm", "--melody-track", "1"], "flagship"),
+    ],
+)
+def test_edit_mistakes_exit_2_with_one_line(midi_file, tmp_path, cmd, args, words):
+    opts = {"--model": "flagship", "--input": str(midi_file), "--out": str(tmp_path / "o.mid")}
+    r = run(cmd, *_argv(opts, args))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and words in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "o.mid").exists()

@@ -202,8 +202,11 @@ def test_bad_spans_say_what_is_wrong(tiny_model, start, end, msg):
 def test_a_model_without_infill_says_which_can():
     from musiclab.serving.weights import load_model
 
-    with pytest.raises(CannotError, match="cannot infill; models that can"):
-        infill(load_model("lstm", device="cpu"), song(1), 2.0, 4.0)
+    lstm = load_model("lstm", device="cpu")
+    with pytest.raises(CannotError, match="cannot infill; models that can: .*flagship"):
+        infill(lstm, song(1), 2.0, 4.0)
+    with pytest.raises(CannotError, match="cannot accompany; models that can: .*flagship"):
+        accompany(lstm, song(1), 0)
 
 
 def test_shipped_weights_load_strictly_and_greedy_decode_the_cards_ids(flagship_weights):

@@ -173,6 +173,37 @@ def test_a_long_real_album_keeps_its_first_60000_notes():
     assert pm.get_end_time() < 37 * 60  # the beginning, not all of it
 
 
+def test_a_file_over_the_event_limit_keeps_its_beginning():
+    """The album played twice (over 250,000 MIDI events, once refused) loads its first 60,000
+    notes; a performance whose pedal and controller data pass the event limit first is cut
+    where they do, with a notice naming that limit."""
+    album = mido.MidiFile(Path(__file__).resolve().parent / "data" / "album.mid")
+    for track in album.tracks:  # each track again after its end-of-track
+        body = [m for m in track if not m.is_meta or m.type != "end_of_track"]
+        track[:] = body + [m.copy() for m in body] + [mido.MetaMessage("end_of_track")]
+    buf = io.BytesIO()
+    album.save(file=buf)
+    raw = buf.getvalue()
+    assert len(raw) <= LIMITS.max_bytes and sum(len(t) for t in album.tracks) > LIMITS.max_messages
+    pm, notice = load_midi_with_notice(raw)
+    assert sum(len(i.notes) for i in pm.instruments) > 59_000 and "60,000 notes" in notice
+
+    perf = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    for i in range(2_000):  # a note a beat, under 150 controller events each (a dense pedal/expression curve)
+        track.append(mido.Message("note_on", note=48 + i % 24, velocity=70, time=0))
+        track += [mido.Message("control_change", control=11, value=j % 128, time=3) for j in range(150)]
+        track.append(mido.Message("note_off", note=48 + i % 24, velocity=0, time=30))
+    perf.tracks.append(track)
+    buf = io.BytesIO()
+    perf.save(file=buf)
+    pm, notice = load_midi_with_notice(buf.getvalue())
+    n = len(pm.instruments[0].notes)
+    assert "250,000 MIDI events" in notice and f"({n:,} notes)" in notice
+    assert 1_600 < n < 1_660  # 152 events a note: the cut falls at note 1,645
+    assert [nt.pitch for nt in pm.instruments[0].notes[:30]] == [48 + i % 24 for i in range(30)]
+
+
 @pytest.mark.parametrize("up_at, want", [(6.0, [(0, 0.0)]), (15.0, [(127, 0.0), (0, 5.0)])])
 def test_a_time_window_moves_its_notes_to_zero_with_the_pedal_as_it_stands(up_at, want):
     import pretty_midi

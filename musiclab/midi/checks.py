@@ -8,9 +8,11 @@ import io
 import os
 import struct
 import warnings
+from array import array
 from dataclasses import dataclass
 
 import mido
+import numpy as np
 from mido.midifiles.meta import KeySignatureError
 
 
@@ -138,15 +140,19 @@ def _vlq(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
             return value, pos
 
 
-def _scan_track(buf: bytearray, pos: int, end: int, budget: int, meta_budget: int) -> tuple[int, int]:
+def _scan_track(buf: bytearray, pos: int, end: int, budget: int, meta_budget: int,
+                marks: tuple[array, array, array] | None = None) -> tuple[int, int]:  # fmt: skip
     """Walk one MTrk body ``buf[pos:end]`` event by event the way mido will: (events, meta
     events), stopping past either budget. Raises MidiError when an event is malformed.
     Meta events mido would choke on (tempo 0, 9 flats, meter 0/x) become text events in place.
+    ``marks``: arrays that get each event's tick, start offset and 1 if it is a meta event.
     """
-    n = n_meta = 0
+    n = n_meta = tick = 0
     status = None
     while pos < end:
-        _, pos = _vlq(buf, pos, end)  # delta time
+        at = pos
+        delta, pos = _vlq(buf, pos, end)
+        tick += delta
         if pos >= end:
             raise MidiError("the MIDI file is corrupt: a track ends inside an event")
         st = buf[pos]
@@ -175,24 +181,30 @@ def _scan_track(buf: bytearray, pos: int, end: int, budget: int, meta_budget: in
         if pos > end:
             raise MidiError("the MIDI file is corrupt: an event runs past the end of its track")
         n += 1
+        if marks is not None:
+            marks[0].append(tick)
+            marks[1].append(at)
+            marks[2].append(st == 0xFF)
         if n > budget or n_meta > meta_budget:
             break
     return n, n_meta
 
 
-def parse_mido(raw: bytes, limits: Limits) -> tuple[mido.MidiFile, int]:
-    """Checked, cleaned bytes -> (mido file, raw 16-bit time division)."""
+def parse_mido(raw: bytes, limits: Limits) -> tuple[mido.MidiFile, int, int | None]:
+    """Checked, cleaned bytes -> (mido file, raw 16-bit time division, cut tick or None).
+
+    A file with more events than mido should build (``max_messages``, ``max_meta``) keeps those
+    before the tick where the first limit is reached: the cut tick, for :func:`retime` to say so."""
     _, division, buf, spans = _split_chunks(raw, limits)
     left, metas = limits.max_messages, 0
     for start, end in spans:
         n, n_meta = _scan_track(buf, start, end, left, limits.max_meta - metas)
         left, metas = left - n, metas + n_meta
-        if left < 0:
-            raise MidiError(f"the file has more than {limits.max_messages:,} MIDI events; that is over the limit")
-        if metas > limits.max_meta:
-            raise MidiError(
-                f"the file has more than {limits.max_meta:,} meta events (tempo, text, ...); that is over the limit"
-            )
+        if left < 0 or metas > limits.max_meta:
+            break
+    cut = None
+    if left < 0 or metas > limits.max_meta:
+        cut, spans = _cut_events(buf, spans, limits)
     clean = b"MThd" + (6).to_bytes(4, "big") + struct.pack(">HHH", 1, len(spans), 480)
     clean += b"".join(b"MTrk" + (e - s).to_bytes(4, "big") + bytes(buf[s:e]) for s, e in spans)
     try:
@@ -205,7 +217,34 @@ def parse_mido(raw: bytes, limits: Limits) -> tuple[mido.MidiFile, int]:
         raise MidiError(f"the MIDI file is corrupt and cannot be parsed ({e})") from None
     # Read as type 1 (the header above): type 2 tracks are independent patterns, but pretty_midi
     # reads one timeline, so they are overlaid (documented). Type 0 with several tracks: the same.
-    return mid, division
+    return mid, division, cut
+
+
+def _cut_events(buf: bytearray, spans: list[tuple[int, int]], limits: Limits):
+    """(cut tick, track bodies ending before it): the first tick by which the file holds more than
+    ``max_messages`` events or ``max_meta`` meta events; each body is ended there (an end-of-track
+    event is appended in place of the rest, so the buffer grows by 4 bytes per track)."""
+    marks = [(array("q"), array("q"), array("b")) for _ in spans]
+    for (start, end), m in zip(spans, marks):
+        _scan_track(buf, start, end, len(buf), len(buf), m)
+    ticks = np.sort(np.concatenate([np.frombuffer(m[0], np.int64) for m in marks]))
+    meta = np.sort(np.concatenate([np.frombuffer(m[0], np.int64)[np.frombuffer(m[2], np.int8) == 1] for m in marks]))
+    cut = min(int(ticks[limits.max_messages]) if len(ticks) > limits.max_messages else ticks[-1] + 1,
+              int(meta[limits.max_meta]) if len(meta) > limits.max_meta else ticks[-1] + 1)  # fmt: skip
+    if cut <= 0:
+        raise MidiError(
+            f"the file has more than {limits.max_messages:,} MIDI events or {limits.max_meta:,} meta events "
+            "(tempo, text, ...) at its very start; that is over the limit"
+        )
+    bodies = []
+    for (start, end), (t, at, _) in zip(spans, marks):
+        if not len(t) or t[-1] < cut:
+            bodies.append((start, end))
+            continue
+        stop = at[int(np.searchsorted(np.frombuffer(t, np.int64), cut))]
+        bodies.append((len(buf), len(buf) + stop - start + 4))
+        buf += buf[start:stop] + b"\x00\xff\x2f\x00"
+    return int(cut), bodies
 
 
 def _tick_grid(division: int) -> tuple[int, int, int | None]:
@@ -229,10 +268,11 @@ def _tick_grid(division: int) -> tuple[int, int, int | None]:
     return nominal * per_frame, 2, round(500_000 * nominal / _SMPTE_FPS[fps_code])
 
 
-def retime(mid: mido.MidiFile, division: int, limits: Limits) -> str | None:
+def retime(mid: mido.MidiFile, division: int, limits: Limits, event_cut: int | None = None) -> str | None:
     """Check the content and put every track on one sane tick grid (in place): SMPTE -> beats,
-    ticks rescaled to at most TICK_BUDGET. A file over the note or duration limit keeps its
-    beginning (notes still sounding end at the cut); returns what was cut, or None."""
+    ticks rescaled to at most TICK_BUDGET. A file over the note, duration or event limit
+    (``event_cut``: the file tick :func:`parse_mido` cut it at) keeps its beginning (notes still
+    sounding end at the cut); returns what was cut, or None."""
     tpb, mult, forced_tempo = _tick_grid(division)
     n_drum = max_tick = 0
     note_ticks: list[int] = []
@@ -255,6 +295,11 @@ def retime(mid: mido.MidiFile, division: int, limits: Limits) -> str | None:
             f"the file's last event is at beat {max_tick // tpb:,} (over {limits.max_beats:,}); "
             "it has absurd delta times and is probably corrupt"
         )
+    if n_notes == 0 and event_cut is not None:
+        raise MidiError(
+            f"the file's first {limits.max_messages:,} MIDI events hold no notes (only meta or control events); "
+            "that is over the limit"
+        )
     if n_notes == 0:
         raise MidiError("the MIDI file has no notes (only meta or control events); upload a file with notes")
     if n_notes == n_drum:
@@ -265,15 +310,18 @@ def retime(mid: mido.MidiFile, division: int, limits: Limits) -> str | None:
     if n_notes > limits.max_notes:
         by_notes = sorted(note_ticks)[limits.max_notes]
         cut = by_notes if cut is None else min(cut, by_notes)
+    by_events = None if event_cut is None else event_cut * mult
     notice = None
+    if by_events is not None and (cut is None or by_events < cut):
+        cut = by_events
+        limit, of = f"{limits.max_messages:,} MIDI events, {limits.max_meta:,} of them meta events", ""
+    else:
+        limit, of = f"{limits.max_notes:,} notes, {limits.max_seconds / 60:.0f} min", f" of {n_notes:,}"
     if cut is not None:
         timed = [_cut(rows, cut) for rows in timed]
         kept = sum(1 for rows in timed for _, m in rows if m.type == "note_on" and m.velocity > 0)
         seconds = _seconds_at(timed[0], tpb, cut)
-        notice = (
-            f"the file is over the limit ({limits.max_notes:,} notes, {limits.max_seconds / 60:.0f} min): "
-            f"kept its first {seconds / 60:.1f} min ({kept:,} of {n_notes:,} notes)"
-        )
+        notice = f"the file is over the limit ({limit}): kept its first {seconds / 60:.1f} min ({kept:,}{of} notes)"
         max_tick = cut
     # a coarser grid when needed; even 1 tick per beat fits, as max_beats < TICK_BUDGET
     new_tpb = tpb if max_tick <= TICK_BUDGET else max(1, tpb * TICK_BUDGET // max_tick)

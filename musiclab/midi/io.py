@@ -51,8 +51,8 @@ def load_midi_with_notice(
 ) -> tuple[pretty_midi.PrettyMIDI, str | None]:
     """:func:`load_midi`, plus what was cut from a long file (None if nothing was)."""
     raw = read_bytes(data, limits)
-    mid, division = parse_mido(raw, limits)
-    notice = retime(mid, division, limits)
+    mid, division, event_cut = parse_mido(raw, limits)
+    notice = retime(mid, division, limits, event_cut)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
