@@ -196,15 +196,14 @@ def parse_mido(raw: bytes, limits: Limits) -> tuple[mido.MidiFile, int, int | No
     A file with more events than mido should build (``max_messages``, ``max_meta``) keeps those
     before the tick where the first limit is reached: the cut tick, for :func:`retime` to say so."""
     _, division, buf, spans = _split_chunks(raw, limits)
-    left, metas = limits.max_messages, 0
-    for start, end in spans:
-        n, n_meta = _scan_track(buf, start, end, left, limits.max_meta - metas)
-        left, metas = left - n, metas + n_meta
-        if left < 0 or metas > limits.max_meta:
-            break
+    # a track's events past either budget cannot move the cut (its own budget-th event is at or after it)
+    marks = [(array("q"), array("q"), array("b")) for _ in spans]
+    counts = [
+        _scan_track(buf, start, end, limits.max_messages, limits.max_meta, m) for (start, end), m in zip(spans, marks)
+    ]
     cut = None
-    if left < 0 or metas > limits.max_meta:
-        cut, spans = _cut_events(buf, spans, limits)
+    if sum(n for n, _ in counts) > limits.max_messages or sum(m for _, m in counts) > limits.max_meta:
+        cut, spans = _cut_events(buf, spans, marks, limits)
     clean = b"MThd" + (6).to_bytes(4, "big") + struct.pack(">HHH", 1, len(spans), 480)
     clean += b"".join(b"MTrk" + (e - s).to_bytes(4, "big") + bytes(buf[s:e]) for s, e in spans)
     try:
@@ -220,13 +219,10 @@ def parse_mido(raw: bytes, limits: Limits) -> tuple[mido.MidiFile, int, int | No
     return mid, division, cut
 
 
-def _cut_events(buf: bytearray, spans: list[tuple[int, int]], limits: Limits):
+def _cut_events(buf: bytearray, spans: list[tuple[int, int]], marks: list, limits: Limits):
     """(cut tick, track bodies ending before it): the first tick by which the file holds more than
-    ``max_messages`` events or ``max_meta`` meta events; each body is ended there (an end-of-track
-    event is appended in place of the rest, so the buffer grows by 4 bytes per track)."""
-    marks = [(array("q"), array("q"), array("b")) for _ in spans]
-    for (start, end), m in zip(spans, marks):
-        _scan_track(buf, start, end, len(buf), len(buf), m)
+    ``max_messages`` events or ``max_meta`` meta events (``marks``: each track's scanned events,
+    see _scan_track); each body cut there gets a copy ending in an end-of-track event."""
     ticks = np.sort(np.concatenate([np.frombuffer(m[0], np.int64) for m in marks]))
     meta = np.sort(np.concatenate([np.frombuffer(m[0], np.int64)[np.frombuffer(m[2], np.int8) == 1] for m in marks]))
     cut = min(int(ticks[limits.max_messages]) if len(ticks) > limits.max_messages else ticks[-1] + 1,
