@@ -116,7 +116,7 @@ def test_resume_continues_the_same_run(corpus_dirs, tmp_path):
 def test_a_new_run_can_start_from_a_finished_runs_weights(corpus_dirs, tmp_path):
     from musiclab.training.export import export
 
-    train(_tiny(corpus_dirs, tmp_path / "a" / "run", 3), log=lambda *a: None)
+    train(_tiny(corpus_dirs, tmp_path / "a" / "run", 3, stop_at=2), log=lambda *a: None)  # 2 steps of a 3-step schedule
     b = _tiny(corpus_dirs, tmp_path / "b" / "run", 1, init=str(tmp_path / "a" / "run"), lr=0.0, min_lr=0.0)
     train(b, log=lambda *a: None)  # one step at lr 0: the weights stay the ones it started from
     wa, wb = (load_file(tmp_path / x / "run" / "checkpoint.safetensors") for x in "ab")
@@ -125,6 +125,11 @@ def test_a_new_run_can_start_from_a_finished_runs_weights(corpus_dirs, tmp_path)
     card = export(tmp_path / "b" / "run", tmp_path / "out" / "flagship")
     ha, hb = (json.loads((tmp_path / x / "run" / "checkpoint.json").read_text())["spent_seconds"] for x in "ab")
     assert card["train_hours"] == round((ha + hb) / 3600, 2)  # both runs' hours
+    assert [(r["run"], r["steps"], r["total_steps"], r.get("stop_at")) for r in card["runs"]] == [
+        ("run", 2, 3, 2),
+        ("run", 1, 1, None),
+    ]
+    assert card["steps"] == 3 and "2 steps (stopped at 2)" in (tmp_path / "out" / "flagship" / "README.md").read_text()
     bad = _tiny(corpus_dirs, tmp_path / "c" / "run", 1, init=str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="no checkpoint"):
         train(bad, log=lambda *a: None)

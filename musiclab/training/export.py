@@ -25,7 +25,10 @@ GREEDY_SEED = "Joplin — Maple Leaf Rag (piano)"
 GREEDY_STEPS = 64
 COMMAND = (
     "python -m musiclab train-flagship --data piano=PIANO_MIDI_DIR asap=ASAP_DIR pop909=POP909_DIR "
-    "--run RUN_DIR --out weights/flagship --config configs/flagship.json  # resumable; run again after a stop"
+    "--run RUN1 --out weights/flagship --config configs/flagship.json  # resumable; run again after a stop\n"
+    "# each later run starts from the weights of the one before:\n"
+    "python -m musiclab train-flagship --data ... --run RUN2 --init RUN1 --out weights/flagship --config configs/flagship-run2.json\n"
+    "python -m musiclab train-flagship --data ... --run RUN3 --init RUN2 --out weights/flagship --config configs/flagship-run3.json"
 )
 
 
@@ -53,13 +56,16 @@ def curves(run: Path, points: int = 60) -> dict:
     }
 
 
-def _init_seconds(cfg: dict) -> float:
-    """Training time of the run(s) this one started from (``init``), seconds."""
+def run_chain(run: Path) -> list[dict]:
+    """The runs that made ``run``'s weights, first to last: each started from the one before
+    (``init``). Per run: its folder's name, steps, hours and schedule settings."""
+    meta = json.loads((Path(run) / "checkpoint.json").read_text())
+    cfg = meta["config"]
+    keys = ("total_steps", "stop_at", "warmup_steps", "lr", "min_lr", "examples")
+    this = {"run": Path(run).name, "steps": meta["step"], "hours": round(meta["spent_seconds"] / 3600, 2)}
+    this |= {k: cfg.get(k) for k in keys if cfg.get(k) is not None}
     init = Path(cfg["init"]) if cfg.get("init") else None
-    if init is None or not (init / "checkpoint.json").exists():
-        return 0.0
-    meta = json.loads((init / "checkpoint.json").read_text())
-    return meta["spent_seconds"] + _init_seconds(meta["config"])
+    return (run_chain(init) if init and (init / "checkpoint.json").exists() else []) + [this]
 
 
 def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | None = None) -> dict:
@@ -78,6 +84,7 @@ def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | N
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
     model.eval()
     corpus = json.loads((run / "corpus.json").read_text())["summary"]
+    chain = run_chain(run)
     cur = curves(run)
     last = cur["valid"][-1][1] if cur["valid"] else {}
     sources = sorted({r["source"] for r in corpus})
@@ -93,8 +100,9 @@ def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | N
         "data_splits": corpus,
         "licence_note": "Trained partly on ASAP (CC BY-NC-SA 4.0): these weights are for non-commercial use.",
         "training": training,
-        "steps": meta["step"],
-        "train_hours": round((meta["spent_seconds"] + _init_seconds(cfg)) / 3600, 2),
+        "steps": sum(r["steps"] for r in chain),
+        "runs": chain,
+        "train_hours": round(sum(r["hours"] for r in chain), 2),
         "trained_on": "a 2-core CPU (AMD EPYC, bf16 autocast), shared with other work",
         "curves": cur,
         "metrics": {
@@ -139,6 +147,13 @@ def write_readme(out: Path, card: dict) -> None:
         f"| {s} | " + " | ".join(f"{v[k]:.3f}" for k in sorted(v)) + " |" for s, v in card["curves"]["valid"]
     )
     tasks = sorted(card["curves"]["valid"][-1][1]) if card["curves"]["valid"] else []
+    runs = "\n".join(
+        f"  - `{r['run']}`: {r['steps']:,} steps"
+        + (f" (stopped at {r['stop_at']:,})" if r.get("stop_at") else "")
+        + f", {r['hours']} h; cosine {r['lr']} -> {r['min_lr']} over {r['total_steps']:,} steps after"
+        f" {r['warmup_steps']} warm-up; examples {r['examples']}"
+        for r in card["runs"]
+    )
     text = f"""# {card["name"]} — {card["arch"]}
 
 {card["description"]}
@@ -147,9 +162,9 @@ def write_readme(out: Path, card: dict) -> None:
 - Tokens: bar/note (`musiclab/codecs/barnote.py`), {card["tokenizer"]}
 - Data: {card["data"]}
 - **Licence of the weights:** {card["licence_note"]}
-- Training: {card["steps"]} steps of {card["training"]["batch_size"]} x 1,024 tokens, {card["train_hours"]} h on {card["trained_on"]};
-  cosine schedule from {card["training"]["lr"]} to {card["training"]["min_lr"]} after {card["training"]["warmup_steps"]} warm-up steps; AdamW,
-  weight decay {card["training"]["weight_decay"]}; examples: {card["training"]["examples"]}
+- Training: {card["steps"]:,} steps of {card["training"]["batch_size"]} x 1,024 tokens, {card["train_hours"]} h on {card["trained_on"]};
+  AdamW, weight decay {card["training"]["weight_decay"]}, in {len(card["runs"])} run(s), each from the weights of the one before:
+{runs}
 
 ## Data (split by piece; near-duplicates across collections kept on one side)
 

@@ -51,6 +51,7 @@ class PretrainConfig:
     seed: int = 1234
     autocast: bool = True  # bf16 on CPUs that have it, bf16/fp16 on CUDA; fp32 master weights
     max_minutes: float | None = None  # stop (with a checkpoint) after this long in this process
+    stop_at: int | None = None  # stop (with a checkpoint) at this step; the schedule still ends at total_steps
     init: str | None = None  # a finished run folder whose model weights start this run (fresh optimiser and schedule)
 
 
@@ -193,7 +194,7 @@ def train(c: PretrainConfig, log=print) -> Path:
     log(f"{c.arch}: {n_params:,} parameters; {len(train_idx)} train / {len(valid_idx)} valid files; step {step}")
     model.train()
     t_start, t_ckpt, ema = time.time(), time.time(), None
-    while step < c.total_steps:
+    while step < c.total_steps and step != c.stop_at:
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, c)
@@ -217,10 +218,13 @@ def train(c: PretrainConfig, log=print) -> Path:
         with open(run / "curves.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         out_of_time = c.max_minutes is not None and time.time() - t_start > c.max_minutes * 60
-        if time.time() - t_ckpt > c.checkpoint_minutes * 60 or step == c.total_steps or out_of_time:
+        stop = out_of_time or step == c.stop_at
+        if time.time() - t_ckpt > c.checkpoint_minutes * 60 or step == c.total_steps or stop:
             save_checkpoint(run, model, opt, step, rng, spent, c)
             t_ckpt = time.time()
-        if out_of_time:
-            log(f"stopping at step {step}: max_minutes reached (resume with the same command)")
+        if stop:
+            log(
+                f"stopping at step {step}: {'max_minutes reached' if out_of_time else 'stop_at'} (resume with the same command)"
+            )
             break
     return run
