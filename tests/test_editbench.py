@@ -161,3 +161,34 @@ def test_bench_quality_prints_the_table_and_writes_it_into_the_card_once(bench_e
 def test_bench_infill_with_a_model_that_cannot_says_which_can(bench_env):
     r = _bench(bench_env, "infill", "--model", "lstm", "--data", *bench_env[1])
     assert r.returncode == 2 and "cannot infill" in r.stderr and "flagship" in r.stderr
+
+
+def test_targets_say_met_not_met_and_not_measured():
+    from musiclab.evaluation.editbench import verdict
+
+    summary = [
+        {
+            "source": "all",
+            "system": "flagship infill",
+            "density": 0.4,
+            "pc_tv": 0.39,
+            "bits_both": 7.3,
+            "bits_prefix": 7.4,
+        },
+        {
+            "source": "all",
+            "system": "continue only",
+            "density": 0.5,
+            "pc_tv": 0.38,
+            "bits_both": None,
+            "bits_prefix": None,
+        },
+    ]
+    got = {k: met for k, (_, met) in verdict(summary, "flagship", "infill", None).items()}
+    assert got == {
+        "density below continue-only": True,
+        "pitch-class TV below continue-only": False,
+        "bits given both sides below given the prefix": True,
+        "<= 2 s": None,  # --repeats 0: speed was not measured, which is neither met nor missed
+    }
+    assert verdict(summary, "flagship", "infill", 2.5)["<= 2 s"] == (2.5, False)

@@ -165,7 +165,7 @@ def _print_table(a, rows: list[dict], keys, extra: dict | None = None) -> None:
             if k != "targets":
                 print(f"{k}: {v if v is None else round(v, 3)}")
         for target, (measured, met) in (extra or {}).get("targets", {}).items():
-            print(f"target {target}: {measured} -> {'met' if met else 'NOT met'}")
+            print(f"target {target}: {measured} -> {'not measured' if met is None else 'met' if met else 'NOT met'}")
 
 
 def add_parsers(sub) -> None:
