@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ..codecs.barnote_state import BarNoteTokenizer
 from ..midi.examples import list_examples
@@ -20,6 +19,7 @@ from ..midi.io import load_midi, seed_excerpt
 from ..models import build_model
 from ..serving.weights import save_weights
 from .cards import CORPORA
+from .pretrain import warm_start
 
 GREEDY_SEED = "Joplin — Maple Leaf Rag (piano)"
 GREEDY_STEPS = 64
@@ -80,8 +80,7 @@ def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | N
     tokenizer = BarNoteTokenizer()
     model = build_model(cfg["arch"], {"vocab_size": tokenizer.vocab_size,
                                       "block_size": cfg["examples"].get("block_size", 1024), **cfg["model"]})  # fmt: skip
-    t = load_file(run / "checkpoint.safetensors")
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+    warm_start(model, run)  # the run's own weights, strictly
     model.eval()
     corpus = json.loads((run / "corpus.json").read_text())["summary"]
     chain = run_chain(run)

@@ -116,7 +116,8 @@ def load_checkpoint(run: Path, model, opt) -> tuple[int, np.random.Generator, fl
 
 
 def warm_start(model, init: Path) -> None:
-    """Load another run's model weights (strictly: the same shape) into ``model``."""
+    """Load a run folder's model weights (strictly: the same shape) into ``model``."""
+    init = Path(init)
     if not (init / "checkpoint.safetensors").exists():
         raise ValueError(f"--init {init}: no checkpoint.safetensors there (expected a flagship run folder)")
     t = load_file(init / "checkpoint.safetensors")
