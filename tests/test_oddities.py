@@ -389,3 +389,10 @@ def test_server_config_is_hardened():
     assert cfg["client"]["showErrorDetails"] == "none"  # no tracebacks in the browser
     assert cfg["server"]["fileWatcherType"] == "none"
     assert cfg["runner"]["postScriptGC"] is False  # see tests/test_load.py
+
+
+def test_a_delta_time_past_64_bits_is_refused_not_a_crash():
+    """Found by the fuzz test: a delta time of 9 VLQ bytes (over 2**63 ticks)."""
+    huge = b"\x81" + b"\x80" * 8 + b"\x00"  # 2**63 ticks
+    with pytest.raises(MidiError, match="absurd delta times"):
+        load_midi(smf(1, 480, C4_E4 + huge + b"\xff\x2f\x00"))

@@ -182,7 +182,7 @@ def _scan_track(buf: bytearray, pos: int, end: int, budget: int, meta_budget: in
             raise MidiError("the MIDI file is corrupt: an event runs past the end of its track")
         n += 1
         if marks is not None:
-            marks[0].append(tick)
+            marks[0].append(min(tick, 1 << 62))  # a corrupt delta time can pass 64 bits; retime refuses it
             marks[1].append(at)
             marks[2].append(st == 0xFF)
         if n > budget or n_meta > meta_budget:
