@@ -11,14 +11,14 @@ import torch
 from conftest import ROOT, make_song_corpus, song
 from safetensors.torch import load_file
 
-from musiclab.codecs.barnote import HIGH, LOW, MELODY, BarNoteCodec, Notes
+from musiclab.codecs.barnote import ACCOMP, HIGH, LOW, MELODY, BarNoteCodec, Notes
 from musiclab.codecs.barnote_state import notes_from_pm
 from musiclab.editing.accompany import accompany
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
 from musiclab.generation.sampling import SettingsError, generate
 from musiclab.training import corpus as corpus_mod
-from musiclab.training.examples import ExampleConfig, augment, make_example
+from musiclab.training.examples import ExampleConfig, augment, make_example, withhold_accompaniment
 from musiclab.training.pretrain import PretrainConfig, train
 
 
@@ -92,6 +92,24 @@ def test_examples_have_the_three_tasks_in_their_grammar(corpus_dirs, tmp_path):
         if task == "accompany":
             assert c.files[f]["source"] == "pop909" and codec.ids["ACC"] in ids
     assert seen == {"continue", "infill", "accompany"}
+
+
+def test_withheld_accompaniment_bars_keep_their_melody_and_lose_only_their_acc_section():
+    codec = BarNoteCodec()
+    S = codec.steps_per_bar
+    bar = np.arange(12)  # 12 bars: a melody note on each downbeat, an accompaniment note half a beat later
+    notes = Notes(np.concatenate([bar * 4.0, bar * 4.0 + 0.5]), np.full(24, 0.5), np.repeat([72, 48], 12),
+                  np.full(24, 80), np.repeat([MELODY, ACCOMP], 12))  # fmt: skip
+    ids = codec.encode(codec.quantize(notes), 0, 12, two_track=True)
+    out = withhold_accompaniment(ids, codec, np.random.default_rng(0), p=0.5)
+    bars = np.split(out, np.flatnonzero(out == codec.bar)[1:])
+    has_acc = [codec.ids["ACC"] in b for b in bars]
+    assert len(bars) == 12 and not has_acc[0] and any(has_acc)  # the lead-in is withheld, not everything
+    ev = codec.events(out)
+    assert (ev[ev[:, 4] == MELODY][:, 0] // S).tolist() == list(range(12))  # every bar keeps its melody
+    assert (ev[ev[:, 4] == ACCOMP][:, 0] // S).tolist() == [b for b in range(12) if has_acc[b]]
+    whole = np.split(ids, np.flatnonzero(ids == codec.bar)[1:])
+    assert all(np.array_equal(b, w) for b, w, a in zip(bars, whole, has_acc) if a)  # the rest is untouched
 
 
 def _tiny(corpus_dirs, run, steps, **kw):

@@ -20,7 +20,8 @@ Streams:
   one position rise in pitch; a pitch sounds once per position.
 * two tracks (melody + accompaniment, e.g. POP909): each bar is
   ``BAR MEL <melody positions + notes> ACC <accompaniment positions + notes>``, so the
-  accompaniment of a bar is written after reading that bar's melody.
+  accompaniment of a bar is written after reading that bar's melody. Training also shows bars
+  with the accompaniment withheld (``BAR MEL <melody>``, no ACC section; training/examples.py).
 * infill (suffix-prefix-middle): ``INFILL <suffix bars> FILL_k <prefix bars> MID <middle> EOM``;
   the middle continues the prefix's last bar and holds exactly k BAR tokens.
 """

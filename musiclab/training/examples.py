@@ -11,7 +11,12 @@ Tasks (musiclab/codecs/barnote.py has the streams):
 * continue: the merged stream from a bar on;
 * infill (``p_infill``): ``INFILL suffix FILL_k prefix MID middle EOM`` for a random span of
   k = 0 .. ``max_fill_bars`` bar lines starting and ending at random grid steps;
-* accompany (``p_accompany`` of the pieces with a melody track): MEL / ACC bars.
+* accompany (``p_accompany`` of the pieces with a melody track): MEL / ACC bars. In ``p_cold``
+  of them the accompaniment is withheld (``BAR MEL <melody>``, no ACC section) for the first
+  1-8 bars and then for each bar with probability ``p_withhold``: the accompaniment that follows
+  must start from the melody alone, as it does in a real take (trained on whole MEL / ACC
+  streams only, the model predicts a bar's accompaniment from the bars before it and all but
+  ignores the melody: docs/flagship.md).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class ExampleConfig:
     block_size: int = 1024  # tokens a model reads at once
     p_infill: float = 0.25  # share of examples that are infill
     p_accompany: float = 0.5  # share of melody+accompaniment pieces written as MEL / ACC bars
+    p_cold: float = 0.0  # share of accompany examples with withheld accompaniment bars
+    p_withhold: float = 0.1  # in those, each bar after the lead-in loses its ACC section with this chance
     max_fill_bars: int = 8  # longest infill span, in bar lines crossed
     suffix_tokens: int = 256  # at most this much of the suffix is shown
     transpose: int = 6  # semitones, either way
@@ -73,13 +80,26 @@ def make_example(codec: BarNoteCodec, notes: Notes, kind: str, rng: np.random.Ge
     two_track = bool(np.any(q[:, 3] == MELODY))
     if two_track and rng.random() < cfg.p_accompany:
         b = int(rng.integers(lo, hi))
-        return _fit(codec.encode(q, b, min(b + REGION_BARS, hi), two_track=True), n), "accompany"
+        ids = codec.encode(q, b, min(b + REGION_BARS, hi), two_track=True)
+        if rng.random() < cfg.p_cold:
+            ids = withhold_accompaniment(ids, codec, rng, cfg.p_withhold)
+        return _fit(ids, n), "accompany"
     if rng.random() < cfg.p_infill and hi - lo > 2:
         ex = _infill(codec, q, lo, hi, rng, cfg)
         if ex is not None:
             return ex, "infill"
     b = int(rng.integers(lo, hi))
     return _fit(codec.encode(q, b, min(b + REGION_BARS, hi)), n), "continue"
+
+
+def withhold_accompaniment(ids: np.ndarray, codec: BarNoteCodec, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Two-track ``ids`` without the ACC section of their first 1-8 bars and of each later bar
+    with probability ``p``: those bars read ``BAR MEL <melody>``."""
+    bars = np.split(ids, np.flatnonzero(ids == codec.bar)[1:])
+    cold = int(rng.integers(1, 9))
+    drop = (np.arange(len(bars)) < cold) | (rng.random(len(bars)) < p)
+    acc = codec.ids["ACC"]
+    return np.concatenate([bar[: np.flatnonzero(bar == acc)[0]] if d else bar for bar, d in zip(bars, drop)])
 
 
 def _infill(codec: BarNoteCodec, q: np.ndarray, lo: int, hi: int, rng, cfg: ExampleConfig):
