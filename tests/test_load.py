@@ -3,9 +3,10 @@
 A single user generates 10 s of music first (the baseline, same run, same box); then 8 sessions
 (8 pages in one browser, each its own browser context = its own Streamlit session) press
 Generate within a second of each other, and a 9th arrives just after. Every session must get
-its <audio> and no error (the median and p95 are printed next to the targets); the 9th is told its place in the queue (jobs.MAX_RUNNING generations
-run at once, the rest wait first in, first out). Prints click-to-audio median/p95 vs the single
-user and the server's peak memory (VmHWM from /proc: psutil is not installed).
+its <audio> and no error within the targets times a margin for this box's noise; the 9th is
+told its place in the queue (jobs.MAX_RUNNING generations run at once, the rest wait first in,
+first out). Prints click-to-audio median/p95 vs the single user and the server's peak memory
+(VmHWM from /proc: psutil is not installed).
 
 Run: `.venv/bin/python -m pytest tests/test_load.py -s` (about 2-3 minutes on a busy 2-core box).
 """
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SESSIONS = 8
 MUSIC_S = 10  # seconds of new music each session asks for
 TARGET_MEDIAN_S, TARGET_P95_S = 8.0, 12.0  # click-to-audio of the 8 sessions (issue 15)
+MARGIN = 2.5  # this box's noise: medians of 6.8-8.5 s on a quiet box, 18-19 s under a nice'd training run
 
 
 def _server_pid(url: str) -> int:
@@ -171,9 +173,8 @@ def test_eight_sessions_at_once_all_get_audio_and_a_ninth_is_queued(browser, ser
         )
         assert not failures, failures
         assert all(d >= MUSIC_S for d in durations), durations
-        # issue 15's targets (median 8 s, p95 12 s) are reported, not asserted: the same code measured
-        # a median of 6.8-8.5 s one hour and 18.2 s another on this box (docs/serving.md)
-        print(f"  targets: median <= {TARGET_MEDIAN_S:g} s, p95 <= {TARGET_P95_S:g} s")
+        print(f"  targets: median <= {TARGET_MEDIAN_S:g} s, p95 <= {TARGET_P95_S:g} s (asserted x {MARGIN:g})")
+        assert np.median(crowd) <= MARGIN * TARGET_MEDIAN_S and np.percentile(crowd, 95) <= MARGIN * TARGET_P95_S
         # more sessions than generators: the late ones waited their turn and were told so
         assert ahead[SESSIONS] is not None and ahead[SESSIONS] >= 1, ahead
     finally:
