@@ -143,6 +143,8 @@ def test_bench_accompany_puts_the_real_piano_on_its_chords(bench_env):
     assert real["chord_tone"] == 1.0 and real["on_beat"] == 1.0
     assert by["flagship accompany"]["notes_per_s"] > 0 and out["accompany_30_s"] > 0
     assert "chord-tone share within 0.1 of the real PIANO's" in out["targets"]
+    assert set(out["chord_tone_mass"]) == {"own melody", "another song's melody", "no melody"}
+    assert all(0.0 < m < 1.0 for m in out["chord_tone_mass"].values())
 
 
 def test_bench_quality_prints_the_table_and_writes_it_into_the_card_once(bench_env, flagship_weights):

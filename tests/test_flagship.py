@@ -259,3 +259,17 @@ def test_infill_ends_where_the_model_writes_past_the_span_instead_of_cramming_it
     assert ev[:, 0].tolist() == [3 * S + 4] and state.ids[1] == [codec.bar]  # the late position was not kept
     state.advance(np.array([codec.bar, codec.bar]))  # a bar line in the last bar also ends it
     assert state.done.all()
+
+
+def test_chord_tone_mass_reads_the_accompaniments_positions_under_their_chords(tiny_model):
+    from musiclab.evaluation.editbench import Song, chord_tone_mass
+
+    def with_chords(chords):  # song(): MELODY track 0, PIANO track 1, its first note at 0 s
+        return Song("x", song(bars=8), 0, 1, 0.0, chords, np.arange(0.0, 20.0, 0.6))
+
+    every = with_chords([(0.0, 100.0, frozenset(range(12)))])
+    assert chord_tone_mass(tiny_model, every, every) == pytest.approx(1.0)  # all of a note's mass, each time
+    assert chord_tone_mass(tiny_model, every, None) == pytest.approx(1.0)
+    assert chord_tone_mass(tiny_model, with_chords([(0.0, 100.0, None)]), every) is None  # no chord: not counted
+    c_major = chord_tone_mass(tiny_model, with_chords([(0.0, 100.0, frozenset({0, 4, 7}))]), every)
+    assert 0.0 < c_major < 1.0

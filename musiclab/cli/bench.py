@@ -89,7 +89,7 @@ def cmd_bench_edit(a):
         rows = editbench.run_accompany(model, songs, a.takes, log=log)
         keys = ("chord_tone", "on_beat", "on_eighth", "notes_per_s")
         speed = editbench.speed_accompany(model, songs, a.repeats) if a.repeats else None
-        extra = {"accompany_30_s": speed}
+        extra = {"accompany_30_s": speed, "chord_tone_mass": editbench.melody_reliance(model, songs)}
     extra["targets"] = editbench.verdict(quality.table(rows, keys), model.name, a.what, speed)
     _print_table(a, rows, keys, extra)
 
@@ -162,7 +162,9 @@ def _print_table(a, rows: list[dict], keys, extra: dict | None = None) -> None:
     else:
         print(quality.markdown(summary, keys))
         for k, v in (extra or {}).items():
-            if k != "targets":
+            if isinstance(v, dict) and k != "targets":
+                print(f"{k}: " + ", ".join(f"{name} {x:.3f}" for name, x in v.items()))
+            elif k != "targets":
                 print(f"{k}: {v if v is None else round(v, 3)}")
         for target, (measured, met) in (extra or {}).get("targets", {}).items():
             print(f"target {target}: {measured} -> {'not measured' if met is None else 'met' if met else 'NOT met'}")

@@ -238,6 +238,64 @@ def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0
     return rows
 
 
+@torch.no_grad()
+def chord_tone_mass(model, song: Song, melody: Song | None, bars: int = 16) -> float | None:
+    """How much the model's accompaniment reads the melody, teacher-forced: over ``bars`` bars of
+    ``song``'s real PIANO from its melody's first bar, the mean probability the model puts on
+    the annotated chord's pitch classes for the first note at each accompaniment position
+    (its note probabilities summed by pitch class), reading ``melody``'s MELODY moved to the same
+    first bar (None: empty MEL sections). None if no position has a chord."""
+    from ..codecs.barnote import ACCOMP, MELODY
+    from ..codecs.barnote_state import notes_from_pm
+    from ..editing.constrained import seconds_to_step
+
+    codec, S, ppb = model.codec, model.codec.steps_per_bar, model.codec.config.positions_per_beat
+
+    def rows(of: Song, track: int, label: int) -> np.ndarray:  # quantized notes from the song's first bar
+        only = copy.copy(of.pm)
+        only.instruments = [of.pm.instruments[track]]
+        q = codec.quantize(notes_from_pm(only, {0: label}))
+        q[:, 0] -= int(seconds_to_step(of.pm, of.start, ppb)) // S * S
+        return q
+
+    q = rows(song, song.piano, ACCOMP)
+    if melody is not None:
+        q = np.concatenate([rows(melody, melody.melody, MELODY), q])
+    ids = codec.encode(q[q[:, 0] >= 0], 0, bars, two_track=True)[: model.net.get_block_size()]
+    logits, _ = model.net(torch.as_tensor(ids[:-1]).unsqueeze(0))
+    notes = codec.pitch_of >= 0
+    p = torch.softmax(logits[0].float(), -1).numpy()[:, notes]  # (T, notes)
+    pcs_of = codec.pitch_of[notes] % 12
+    b0 = int(seconds_to_step(song.pm, song.start, ppb)) // S
+    chords = [(seconds_to_step(song.pm, a, ppb) - b0 * S, seconds_to_step(song.pm, b, ppb) - b0 * S, c)
+              for a, b, c in song.chords]  # fmt: skip
+    ev = codec.events(ids)  # (onset step, pitch, velocity, duration, track) in stream order
+    masses, k = [], 0
+    for t in range(len(ids) - 1):  # t: a POS id whose next id is a note of the accompaniment
+        if codec.pitch_of[ids[t + 1]] < 0:
+            continue
+        step, track = ev[k, 0], ev[k, 4]
+        k += 1
+        if codec.pos_of[ids[t]] < 0 or track != ACCOMP:
+            continue
+        pcs = next((c for a, b, c in chords if a <= step < b), None)
+        if pcs is not None:
+            masses.append(p[t][np.isin(pcs_of, list(pcs))].sum() / p[t].sum())
+    return float(np.mean(masses)) if masses else None
+
+
+def melody_reliance(model, songs: list[Song]) -> dict:
+    """Mean :func:`chord_tone_mass` over ``songs`` reading their own melody, the next song's,
+    and none: a model that reads the melody scores clearly higher with its own."""
+    reads = {"own melody": lambda i: songs[i], "another song's melody": lambda i: songs[(i + 1) % len(songs)],
+             "no melody": lambda i: None}  # fmt: skip
+    out = {}
+    for name, pick in reads.items():
+        m = [chord_tone_mass(model, s, pick(i)) for i, s in enumerate(songs)]
+        out[name] = float(np.mean([x for x in m if x is not None]))
+    return out
+
+
 def speed_infill(model, spans: list[Span], repeats: int = 3) -> float | None:
     """Median wall seconds of one 8-bar infill (one take) from the first spans with 8 bars of
     music from their start (None if no span has)."""
