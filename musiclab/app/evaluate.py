@@ -30,6 +30,17 @@ def _pts_colour(a: float | None, b: float | None, colour: str) -> str:
     return "off" if a is None or b is None or round((a - b) * 100) == 0 else colour
 
 
+SHARES = (  # (label, compare() stat, delta colour: a rise is good / bad, help)
+    ("In key", "in_key", "normal", "Share of notes in {key} (the seed's key)"),
+    ("Repetition", "repetition", "inverse", "Share of onsets repeating the previous onset's notes exactly"),
+)
+AMOUNTS = (  # (label, compare() stat, number format, unit, help)
+    ("Notes/s", "density", ".1f", "", "Note density"),
+    ("Polyphony", "polyphony", ".1f", "", "Mean notes sounding together"),
+    ("Range", "pitch_range", "d", " st", "Highest minus lowest pitch, semitones"),
+)
+
+
 def metrics_panel(pm: pretty_midi.PrettyMIDI, seed_end: float, seconds: float | None = None) -> None:
     """One compact row: continuation vs seed (in key, repetition, density, polyphony, range,
     pitch distance). ``seconds`` = the asked continuation length (default: to the last note)."""
@@ -40,41 +51,14 @@ def metrics_panel(pm: pretty_midi.PrettyMIDI, seed_end: float, seconds: float | 
         return
     a, b = c["continuation"], c["seed"]
     cols = st.columns(6)
-    cols[0].metric(
-        "In key",
-        _pct(a["in_key"]),
-        _pts(a["in_key"], b["in_key"]),
-        delta_color=_pts_colour(a["in_key"], b["in_key"], "normal"),
-        help=f"Share of notes in {c['key']} (the seed's key); delta vs the seed",
-    )
-    cols[1].metric(
-        "Repetition",
-        _pct(a["repetition"]),
-        _pts(a["repetition"], b["repetition"]),
-        delta_color=_pts_colour(a["repetition"], b["repetition"], "inverse"),
-        help="Share of onsets repeating the previous onset's notes exactly; delta vs the seed",
-    )
-    cols[2].metric(
-        "Notes/s",
-        f"{a['density']:.1f}",
-        _delta(a["density"], b["density"], "+.1f"),
-        delta_color="off",
-        help="Note density; delta vs the seed",
-    )
-    cols[3].metric(
-        "Polyphony",
-        f"{a['polyphony']:.1f}",
-        _delta(a["polyphony"], b["polyphony"], "+.1f"),
-        delta_color="off",
-        help="Mean notes sounding together; delta vs the seed",
-    )
-    cols[4].metric(
-        "Range",
-        "–" if a["pitch_range"] is None else f"{a['pitch_range']} st",
-        _delta(a["pitch_range"], b["pitch_range"], "+d"),
-        delta_color="off",
-        help="Highest minus lowest pitch, semitones; delta vs the seed",
-    )
+    for col, (label, key, rise, what) in zip(cols, SHARES):  # shares: percent, delta in points
+        colour, what = _pts_colour(a[key], b[key], rise), what.format(key=c["key"])
+        col.metric(label, _pct(a[key]), _pts(a[key], b[key]), delta_color=colour, help=f"{what}; delta vs the seed")
+    for col, (label, key, fmt, unit, what) in zip(cols[2:], AMOUNTS):
+        value = "–" if a[key] is None else format(a[key], fmt) + unit
+        col.metric(
+            label, value, _delta(a[key], b[key], "+" + fmt), delta_color="off", help=f"{what}; delta vs the seed"
+        )
     w = c["distance"]["pc_wasserstein"]
     cols[5].metric(
         "Drift (st)",

@@ -178,32 +178,18 @@ def evaluate_file(pm: pretty_midi.PrettyMIDI, against=None, corpus=None, seed_en
         raise ValueError("expected at most one of --against, --corpus, --seed-end")
     if seed_end is not None:
         c = compare(pm, seed_end)
-        return {
-            "key": c["key"],
-            "a": c["continuation"],
-            "b": c["seed"],
-            "distance": c["distance"],
-            "columns": ("continuation", "seed"),
-        }
+        return _sides(c["key"], c["continuation"], c["seed"], c["distance"], ("continuation", "seed"))
     if against is not None:
         c = compare_files(pm, against)
-        return {
-            "key": c["key"],
-            "a": c["file"],
-            "b": c["reference"],
-            "distance": c["distance"],
-            "columns": ("file", "reference"),
-        }
+        return _sides(c["key"], c["file"], c["reference"], c["distance"], ("file", "reference"))
     if corpus is not None:
         a, ref = segment_stats(pm), corpus_stats(corpus)
-        return {
-            "key": a["key"],
-            "a": a,
-            "b": ref,
-            "distance": distances(a, ref),
-            "columns": ("file", f"corpus ({ref['files']} files)"),
-        }
-    return {"key": None, "a": segment_stats(pm), "b": None, "distance": None, "columns": ("file", None)}
+        return _sides(a["key"], a, ref, distances(a, ref), ("file", f"corpus ({ref['files']} files)"))
+    return _sides(None, segment_stats(pm), None, None, ("file", None))
+
+
+def _sides(key, a: dict, b: dict | None, distance: dict | None, columns: tuple) -> dict:
+    return {"key": key, "a": a, "b": b, "distance": distance, "columns": columns}
 
 
 def load_corpus(folder: str | Path, max_files: int = 500) -> tuple[list[pretty_midi.PrettyMIDI], list[str]]:
