@@ -273,3 +273,26 @@ def test_chord_tone_mass_reads_the_accompaniments_positions_under_their_chords(t
     assert chord_tone_mass(tiny_model, with_chords([(0.0, 100.0, None)]), every) is None  # no chord: not counted
     c_major = chord_tone_mass(tiny_model, with_chords([(0.0, 100.0, frozenset({0, 4, 7}))]), every)
     assert 0.0 < c_major < 1.0
+
+
+def test_train_flagship_ships_a_finished_run_to_out_and_not_an_unfinished_one(corpus_dirs, tmp_path):
+    import subprocess
+    import sys
+
+    from musiclab.serving.weights import load_model
+
+    cfg = {"total_steps": 2, "batch_size": 2, "warmup_steps": 1, "eval_every": 2,
+           "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_ff": 64},
+           "examples": {"block_size": 64, "suffix_tokens": 16}}  # fmt: skip
+    (tmp_path / "tiny.json").write_text(json.dumps(cfg))
+    out = tmp_path / "weights" / "flagship"
+    args = [sys.executable, "-m", "musiclab", "train-flagship", "--data", *(f"{k}={v}" for k, v in corpus_dirs.items()),
+            "--run", str(tmp_path / "run"), "--out", str(out), "--config", str(tmp_path / "tiny.json")]  # fmt: skip
+    first = subprocess.run([*args, "--max-minutes", "0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert not out.exists()  # stopped after one step of two: nothing shipped
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"shipped {out}" in done.stdout and "2 steps" in done.stdout
+    model = load_model("flagship", root=out.parent, device="cpu")
+    assert model.card["steps"] == 2 and model.net.config.n_layer == 1

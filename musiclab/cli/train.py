@@ -65,9 +65,14 @@ def cmd_train_flagship(a):
     except TypeError as e:
         raise UserError(f"bad flagship training config: {e}") from None
     try:
-        train(pc)
+        run = train(pc)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if json.loads((run / "checkpoint.json").read_text())["step"] >= pc.total_steps:  # finished: ship it
+        from ..training.export import export
+
+        card = export(run, Path(pc.out))
+        print(f"shipped {pc.out}: {card['params']:,} parameters, {card['steps']:,} steps, {card['train_hours']} h")
 
 
 def add_parsers(sub) -> None:
