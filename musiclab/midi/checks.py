@@ -317,7 +317,8 @@ def retime(mid: mido.MidiFile, division: int, limits: Limits, event_cut: int | N
         timed = [_cut(rows, cut) for rows in timed]
         kept = sum(1 for rows in timed for _, m in rows if m.type == "note_on" and m.velocity > 0)
         seconds = _seconds_at(timed[0], tpb, cut)
-        notice = f"the file is over the limit ({limit}): kept its first {seconds / 60:.1f} min ({kept:,}{of} notes)"
+        noun = "note" if (n_notes if of else kept) == 1 else "notes"
+        notice = f"the file is over the limit ({limit}): kept its first {seconds / 60:.1f} min ({kept:,}{of} {noun})"
         max_tick = cut
     # a coarser grid when needed; even 1 tick per beat fits, as max_beats < TICK_BUDGET
     new_tpb = tpb if max_tick <= TICK_BUDGET else max(1, tpb * TICK_BUDGET // max_tick)

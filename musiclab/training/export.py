@@ -28,7 +28,8 @@ COMMAND = (
     "--run RUN1 --out weights/flagship --config configs/flagship.json  # resumable; run again after a stop\n"
     "# each later run starts from the weights of the one before:\n"
     "python -m musiclab train-flagship --data ... --run RUN2 --init RUN1 --out weights/flagship --config configs/flagship-run2.json\n"
-    "python -m musiclab train-flagship --data ... --run RUN3 --init RUN2 --out weights/flagship --config configs/flagship-run3.json"
+    "python -m musiclab train-flagship --data ... --run RUN3 --init RUN2 --out weights/flagship --config configs/flagship-run3.json\n"
+    "python -m musiclab train-flagship --data ... --run RUN4 --init RUN3 --out weights/flagship --config configs/flagship-run4.json"
 )
 
 
