@@ -110,6 +110,14 @@ def test_withheld_accompaniment_bars_keep_their_melody_and_lose_only_their_acc_s
     assert (ev[ev[:, 4] == ACCOMP][:, 0] // S).tolist() == [b for b in range(12) if has_acc[b]]
     whole = np.split(ids, np.flatnonzero(ids == codec.bar)[1:])
     assert all(np.array_equal(b, w) for b, w, a in zip(bars, whole, has_acc) if a)  # the rest is untouched
+    leads = set()
+    for seed in range(40):  # p = 0: only the lead-in, 1 to 8 bars
+        out = withhold_accompaniment(ids, codec, np.random.default_rng(seed), p=0.0)
+        has_acc = [codec.ids["ACC"] in b for b in np.split(out, np.flatnonzero(out == codec.bar)[1:])]
+        lead = has_acc.index(True)
+        assert 1 <= lead <= 8 and all(has_acc[lead:])
+        leads.add(lead)
+    assert len(leads) > 4
 
 
 def _tiny(corpus_dirs, run, steps, **kw):
@@ -261,20 +269,51 @@ def test_infill_ends_where_the_model_writes_past_the_span_instead_of_cramming_it
     assert state.done.all()
 
 
-def test_chord_tone_mass_reads_the_accompaniments_positions_under_their_chords(tiny_model):
+class _Oracle(torch.nn.Module):
+    """A "model" whose every probability is on the id that really follows (teacher-forced: 1.0)."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab, self.w = vocab, torch.nn.Parameter(torch.zeros(1))
+
+    def get_block_size(self) -> int:
+        return 1024
+
+    def forward(self, x):
+        logits = torch.full((*x.shape, self.vocab), -1e9)
+        logits[0, :-1].scatter_(1, x[0, 1:, None], 0.0)
+        return logits, None
+
+
+def test_chord_tone_mass_lines_the_accompaniment_up_with_its_chords():
+    from types import SimpleNamespace
+
+    from conftest import CHORDS
+
     from musiclab.evaluation.editbench import Song, chord_tone_mass
 
-    def with_chords(chords):  # song(): MELODY track 0, PIANO track 1, its first note at 0 s
-        return Song("x", song(bars=8), 0, 1, 0.0, chords, np.arange(0.0, 20.0, 0.6))
+    beat, model = 0.6, SimpleNamespace(codec=BarNoteCodec(), net=_Oracle(BarNoteCodec().vocab_size))
 
-    every = with_chords([(0.0, 100.0, frozenset(range(12)))])
-    assert chord_tone_mass(tiny_model, every, every) == pytest.approx(1.0)  # all of a note's mass, each time
-    assert chord_tone_mass(tiny_model, every, None) == pytest.approx(1.0)
-    assert chord_tone_mass(tiny_model, with_chords([(0.0, 100.0, None)]), every) is None  # no chord: not counted
-    c_major = chord_tone_mass(tiny_model, with_chords([(0.0, 100.0, frozenset({0, 4, 7}))]), every)
-    assert 0.0 < c_major < 1.0
+    def bar_late(bars_late: int, chords_late: int = 0) -> Song:  # song(): its PIANO plays each bar's chord
+        pm = song(bars=8)
+        for inst in pm.instruments:
+            for n in inst.notes:
+                n.start, n.end = n.start + 4 * beat * bars_late, n.end + 4 * beat * bars_late
+        chords = [(4 * beat * (b + bars_late + chords_late), 4 * beat * (b + bars_late + chords_late + 1),
+                   frozenset(p % 12 for p in CHORDS[b % 4])) for b in range(8)]  # fmt: skip
+        return Song("x", pm, 0, 1, 4 * beat * bars_late, chords, np.arange(0.0, 30.0, beat))
+
+    right, late = bar_late(1), bar_late(1, chords_late=1)
+    assert chord_tone_mass(model, right, right) == 1.0  # every real PIANO note is a chord tone of its bar
+    assert chord_tone_mass(model, right, bar_late(0)) == 1.0  # another song's melody, moved to this one's first bar
+    assert chord_tone_mass(model, right, None) == 1.0
+    # chords a bar late: a position's first (lowest) note is its bar's root, in none of the bar before's chords
+    assert chord_tone_mass(model, late, late) == 0.0
+    none = Song("x", right.pm, 0, 1, right.start, [(a, b, None) for a, b, _ in right.chords], right.beats)
+    assert chord_tone_mass(model, none, none) is None  # "N" chords are not counted
 
 
+@pytest.mark.integration
 def test_train_flagship_ships_a_finished_run_to_out_and_not_an_unfinished_one(corpus_dirs, tmp_path):
     import subprocess
     import sys

@@ -174,7 +174,8 @@ def test_eight_sessions_at_once_all_get_audio_and_a_ninth_is_queued(browser, ser
         assert not failures, failures
         assert all(d >= MUSIC_S for d in durations), durations
         print(f"  targets: median <= {TARGET_MEDIAN_S:g} s, p95 <= {TARGET_P95_S:g} s (asserted x {MARGIN:g})")
-        assert np.median(crowd) <= MARGIN * TARGET_MEDIAN_S and np.percentile(crowd, 95) <= MARGIN * TARGET_P95_S
+        median, p95 = np.median(crowd), np.percentile(crowd, 95)
+        assert median <= MARGIN * TARGET_MEDIAN_S and p95 <= MARGIN * TARGET_P95_S, (median, p95, solo_s)
         # more sessions than generators: the late ones waited their turn and were told so
         assert ahead[SESSIONS] is not None and ahead[SESSIONS] >= 1, ahead
     finally:

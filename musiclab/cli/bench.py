@@ -162,10 +162,16 @@ def _print_table(a, rows: list[dict], keys, extra: dict | None = None) -> None:
     else:
         print(quality.markdown(summary, keys))
         for k, v in (extra or {}).items():
-            if isinstance(v, dict) and k != "targets":
-                print(f"{k}: " + ", ".join(f"{name} {x:.3f}" for name, x in v.items()))
-            elif k != "targets":
-                print(f"{k}: {v if v is None else round(v, 3)}")
+            if k == "targets":
+                continue
+            shown = (
+                ", ".join(f"{n} {x:.3f}" for n, x in v.items())
+                if isinstance(v, dict)
+                else v
+                if v is None
+                else round(v, 3)
+            )
+            print(f"{k}: {shown}")
         for target, (measured, met) in (extra or {}).get("targets", {}).items():
             print(f"target {target}: {measured} -> {'not measured' if met is None else 'met' if met else 'NOT met'}")
 

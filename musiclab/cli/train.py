@@ -71,7 +71,10 @@ def cmd_train_flagship(a):
     if json.loads((run / "checkpoint.json").read_text())["step"] >= pc.total_steps:  # finished: ship it
         from ..training.export import export
 
-        card = export(run, Path(pc.out))
+        try:
+            card = export(run, Path(pc.out))
+        except (OSError, ValueError) as e:
+            raise UserError(f"the run finished but could not be shipped to {pc.out}: {e}") from None
         print(f"shipped {pc.out}: {card['params']:,} parameters, {card['steps']:,} steps, {card['train_hours']} h")
 
 

@@ -102,7 +102,7 @@ def repeat_before(span: Span, codec) -> pretty_midi.PrettyMIDI:
 @torch.no_grad()
 def _bits(net, ids: list[int], first: int) -> float:
     """-log2 p of ids[first:] given everything before them (one window)."""
-    x = torch.as_tensor(ids, dtype=torch.long)
+    x = torch.as_tensor(ids, dtype=torch.long, device=next(net.parameters()).device)
     logits, _ = net(x[:-1].unsqueeze(0))
     nll = F.cross_entropy(logits[0].float(), x[1:], reduction="none")
     return float(nll[first - 1 :].sum()) / math.log(2)
@@ -246,53 +246,67 @@ def chord_tone_mass(model, song: Song, melody: Song | None, bars: int = 16) -> f
     (its note probabilities summed by pitch class), reading ``melody``'s MELODY moved to the same
     first bar (None: empty MEL sections). None if no position has a chord."""
     from ..codecs.barnote import ACCOMP, MELODY
-    from ..codecs.barnote_state import notes_from_pm
     from ..editing.constrained import seconds_to_step
 
-    codec, S, ppb = model.codec, model.codec.steps_per_bar, model.codec.config.positions_per_beat
-
-    def rows(of: Song, track: int, label: int) -> np.ndarray:  # quantized notes from the song's first bar
-        only = copy.copy(of.pm)
-        only.instruments = [of.pm.instruments[track]]
-        q = codec.quantize(notes_from_pm(only, {0: label}))
-        q[:, 0] -= int(seconds_to_step(of.pm, of.start, ppb)) // S * S
-        return q
-
-    q = rows(song, song.piano, ACCOMP)
+    codec = model.codec
+    q = _from_first_bar(model, song, song.piano, ACCOMP)
     if melody is not None:
-        q = np.concatenate([rows(melody, melody.melody, MELODY), q])
+        q = np.concatenate([_from_first_bar(model, melody, melody.melody, MELODY), q])
     ids = codec.encode(q[q[:, 0] >= 0], 0, bars, two_track=True)[: model.net.get_block_size()]
-    logits, _ = model.net(torch.as_tensor(ids[:-1]).unsqueeze(0))
+    x = torch.as_tensor(ids, device=next(model.net.parameters()).device).unsqueeze(0)
     notes = codec.pitch_of >= 0
-    p = torch.softmax(logits[0].float(), -1).numpy()[:, notes]  # (T, notes)
-    pcs_of = codec.pitch_of[notes] % 12
-    b0 = int(seconds_to_step(song.pm, song.start, ppb)) // S
-    chords = [(seconds_to_step(song.pm, a, ppb) - b0 * S, seconds_to_step(song.pm, b, ppb) - b0 * S, c)
-              for a, b, c in song.chords]  # fmt: skip
-    ev = codec.events(ids)  # (onset step, pitch, velocity, duration, track) in stream order
-    masses, k = [], 0
-    for t in range(len(ids) - 1):  # t: a POS id whose next id is a note of the accompaniment
+    p = torch.softmax(model.net(x)[0][0].float(), -1).cpu().numpy()[:, notes]  # (T, notes): what follows ids[t]
+    is_chord_tone = [np.isin(codec.pitch_of[notes] % 12, list(c)) if c else None for _, _, c in song.chords]
+    ppb, first = codec.config.positions_per_beat, _first_bar(model, song)
+    spans = np.array([[seconds_to_step(song.pm, t, ppb) - first for t in (a, b)] for a, b, _ in song.chords]).reshape(
+        -1, 2
+    )
+    ev = codec.events(ids)  # one row per note id, in stream order: (onset step, pitch, velocity, duration, track)
+    masses, k = [], -1
+    for t in range(len(ids) - 1):
         if codec.pitch_of[ids[t + 1]] < 0:
             continue
-        step, track = ev[k, 0], ev[k, 4]
-        k += 1
-        if codec.pos_of[ids[t]] < 0 or track != ACCOMP:
+        k += 1  # ids[t + 1] is the k-th note; only the first at a position (after its POS) counts
+        if codec.pos_of[ids[t]] < 0 or ev[k, 4] != ACCOMP:
             continue
-        pcs = next((c for a, b, c in chords if a <= step < b), None)
-        if pcs is not None:
-            masses.append(p[t][np.isin(pcs_of, list(pcs))].sum() / p[t].sum())
+        c = int(np.searchsorted(spans[:, 0], ev[k, 0], side="right")) - 1  # the chord sounding then, if any
+        if c >= 0 and ev[k, 0] < spans[c, 1] and is_chord_tone[c] is not None:
+            masses.append(p[t][is_chord_tone[c]].sum() / p[t].sum())
     return float(np.mean(masses)) if masses else None
 
 
-def melody_reliance(model, songs: list[Song]) -> dict:
-    """Mean :func:`chord_tone_mass` over ``songs`` reading their own melody, the next song's,
-    and none: a model that reads the melody scores clearly higher with its own."""
-    reads = {"own melody": lambda i: songs[i], "another song's melody": lambda i: songs[(i + 1) % len(songs)],
-             "no melody": lambda i: None}  # fmt: skip
+def _first_bar(model, song: Song) -> int:
+    """Grid step of the bar holding ``song``'s first melody note (the benches' bar 0)."""
+    from ..editing.constrained import seconds_to_step
+
+    ppb, S = model.codec.config.positions_per_beat, model.codec.steps_per_bar
+    return math.floor(seconds_to_step(song.pm, song.start, ppb) + 1e-6) // S * S
+
+
+def _from_first_bar(model, song: Song, track: int, label: int) -> np.ndarray:
+    """Quantized notes of one track of ``song``, steps counted from its first bar."""
+    from ..codecs.barnote_state import notes_from_pm
+
+    only = copy.copy(song.pm)
+    only.instruments = [song.pm.instruments[track]]
+    q = model.codec.quantize(notes_from_pm(only, {0: label}))
+    q[:, 0] -= _first_bar(model, song)
+    return q
+
+
+def melody_reliance(model, songs: list[Song]) -> dict | None:
+    """Mean :func:`chord_tone_mass` over ``songs`` reading their own melody, the next song's
+    (with two songs or more), and none: a model that reads the melody scores clearly higher with
+    its own. None if no song has a chord under its accompaniment."""
+    reads = {"own melody": lambda i: songs[i], "no melody": lambda i: None}
+    if len(songs) > 1:
+        reads["another song's melody"] = lambda i: songs[(i + 1) % len(songs)]
     out = {}
     for name, pick in reads.items():
-        m = [chord_tone_mass(model, s, pick(i)) for i, s in enumerate(songs)]
-        out[name] = float(np.mean([x for x in m if x is not None]))
+        m = [x for i, s in enumerate(songs) if (x := chord_tone_mass(model, s, pick(i))) is not None]
+        if not m:
+            return None
+        out[name] = float(np.mean(m))
     return out
 
 

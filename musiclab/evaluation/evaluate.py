@@ -178,17 +178,22 @@ def evaluate_file(pm: pretty_midi.PrettyMIDI, against=None, corpus=None, seed_en
         raise ValueError("expected at most one of --against, --corpus, --seed-end")
     if seed_end is not None:
         c = compare(pm, seed_end)
-        return _sides(c["key"], c["continuation"], c["seed"], c["distance"], ("continuation", "seed"))
+        return _sides(
+            c["key"], a=c["continuation"], b=c["seed"], distance=c["distance"], columns=("continuation", "seed")
+        )
     if against is not None:
         c = compare_files(pm, against)
-        return _sides(c["key"], c["file"], c["reference"], c["distance"], ("file", "reference"))
+        return _sides(c["key"], a=c["file"], b=c["reference"], distance=c["distance"], columns=("file", "reference"))
     if corpus is not None:
         a, ref = segment_stats(pm), corpus_stats(corpus)
-        return _sides(a["key"], a, ref, distances(a, ref), ("file", f"corpus ({ref['files']} files)"))
-    return _sides(None, segment_stats(pm), None, None, ("file", None))
+        return _sides(
+            a["key"], a=a, b=ref, distance=distances(a, ref), columns=("file", f"corpus ({ref['files']} files)")
+        )
+    return _sides(None, a=segment_stats(pm), b=None, distance=None, columns=("file", None))
 
 
-def _sides(key, a: dict, b: dict | None, distance: dict | None, columns: tuple) -> dict:
+def _sides(key, *, a: dict, b: dict | None, distance: dict | None, columns: tuple) -> dict:
+    """evaluate_file's answer: side ``a`` (the file or continuation) against side ``b``, named by ``columns``."""
     return {"key": key, "a": a, "b": b, "distance": distance, "columns": columns}
 
 

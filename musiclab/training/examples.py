@@ -81,7 +81,7 @@ def make_example(codec: BarNoteCodec, notes: Notes, kind: str, rng: np.random.Ge
     if two_track and rng.random() < cfg.p_accompany:
         b = int(rng.integers(lo, hi))
         ids = codec.encode(q, b, min(b + REGION_BARS, hi), two_track=True)
-        if rng.random() < cfg.p_cold:
+        if cfg.p_cold and rng.random() < cfg.p_cold:  # no draw at 0: older runs' streams stay as they were
             ids = withhold_accompaniment(ids, codec, rng, cfg.p_withhold)
         return _fit(ids, n), "accompany"
     if rng.random() < cfg.p_infill and hi - lo > 2:
