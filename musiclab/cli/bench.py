@@ -153,6 +153,13 @@ def _validation_set(a):
         raise UserError(str(e)) from None
 
 
+def _shown(v) -> str:
+    """An extra figure of a bench table: a number, None, or {name: number}."""
+    if isinstance(v, dict):
+        return ", ".join(f"{name} {x:.3f}" for name, x in v.items())
+    return str(v if v is None else round(v, 3))
+
+
 def _print_table(a, rows: list[dict], keys, extra: dict | None = None) -> None:
     from ..evaluation import quality
 
@@ -164,14 +171,7 @@ def _print_table(a, rows: list[dict], keys, extra: dict | None = None) -> None:
         for k, v in (extra or {}).items():
             if k == "targets":
                 continue
-            shown = (
-                ", ".join(f"{n} {x:.3f}" for n, x in v.items())
-                if isinstance(v, dict)
-                else v
-                if v is None
-                else round(v, 3)
-            )
-            print(f"{k}: {shown}")
+            print(f"{k}: {_shown(v)}")
         for target, (measured, met) in (extra or {}).get("targets", {}).items():
             print(f"target {target}: {measured} -> {'not measured' if met is None else 'met' if met else 'NOT met'}")
 
