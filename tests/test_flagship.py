@@ -3,7 +3,9 @@ continue / infill / accompany on a small real model trained here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,11 +14,11 @@ from conftest import ROOT, make_song_corpus, song
 from safetensors.torch import load_file
 
 from musiclab.codecs.barnote import ACCOMP, HIGH, LOW, MELODY, BarNoteCodec, Notes
-from musiclab.codecs.barnote_state import notes_from_pm
+from musiclab.codecs.barnote_state import BarNoteState, BarNoteTokenizer, notes_from_pm, pace_of
 from musiclab.editing.accompany import accompany
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
-from musiclab.generation.sampling import SettingsError, generate
+from musiclab.generation.sampling import Sampling, SettingsError, draw, filter_logits, finish, generate, loop, prepare
 from musiclab.training import corpus as corpus_mod
 from musiclab.training.examples import ExampleConfig, augment, make_example, withhold_accompaniment
 from musiclab.training.pretrain import PretrainConfig, train
@@ -191,6 +193,64 @@ def test_continuation_starts_at_the_seed_end_and_fills_the_length(tiny_model):
     assert [(n.start, n.pitch) for n in alone.midi.instruments[-1].notes] == [
         (n.start, n.pitch) for n in takes[1].midi.instruments[-1].notes
     ]
+
+
+def test_truncation_keeps_the_models_odds_of_another_note():
+    # half the mass "move on" (one position id), half "another note" spread over 1,000 note ids:
+    # top-k 10 over all ids would keep 9 notes (1% of the draws), drawn by kind it keeps half
+    tok = BarNoteTokenizer()
+    logits = torch.full((1, tok.vocab_size), -math.inf)
+    logits[0, tok.pos_base + 12] = math.log(0.5)
+    notes = tok.note_base + np.arange(0, 3000, 3)
+    logits[0, notes] = torch.log(torch.linspace(0.5, 1.5, 1000) * 0.5 / 1000)
+    rows = 600
+    gens = [torch.Generator().manual_seed(i) for i in range(rows)]
+    state = BarNoteState(tok, rows, 0, 480, first_bar=0)
+    drawn = tok.sample(logits.repeat(rows, 1), Sampling(temperature=1.0, top_k=10), state, gens).numpy()
+    is_note = tok.pitch_of[drawn] >= 0
+    assert 0.43 < is_note.mean() < 0.57
+    assert set(drawn[is_note]) <= set(notes[-10:].tolist())  # within the kind, top-k still cuts
+    one_pass = draw(filter_logits(logits.repeat(rows, 1), Sampling(temperature=1.0, top_k=10)), gens).numpy()
+    assert (tok.pitch_of[one_pass] >= 0).mean() < 0.05
+
+
+def test_pace_counts_the_bars_with_music_and_pulls_a_take_back_to_it():
+    tok = BarNoteTokenizer()
+    S = tok.steps_per_bar
+    # bar 1: a 3-note chord on each beat (12 notes, 4 onsets); nothing before bar 1 or after bar 2
+    beat_long = tok.note_base + 5 * tok.n_vel  # pitch 21, the 12-step (one beat) duration bin
+    q = np.array([[S + b * 12, 60 + k, beat_long, 0, 80] for b in range(4) for k in (0, 4, 7)])
+    pace = pace_of(tok, q, [(-5 * S, 2 * S)])  # bar 0 and before hold no music: not counted
+    assert (pace.notes, pace.onsets, pace.log2_length) == pytest.approx((12 / S, 4 / S, np.log2(12)))
+    assert pace_of(tok, q, [(3 * S, 9 * S)]) is None
+    state = BarNoteState(tok, 2, 0, 8 * S, first_bar=0, pace=pace)
+    state.advance(np.array([tok.pos_base + 0, tok.pos_base + 0]))
+    state.advance(np.array([tok.note_base, tok.note_base]))  # one note at step 0 in both takes
+    state.done[0] = True  # take 0 waits while take 1 strikes a note on each next step: far too dense
+    for _ in range(6):
+        state.advance(np.array([0, tok.pos_base + state.pos[1] + 1]))
+        state.advance(np.array([0, tok.note_base + 50 * (state.pos[1] + 1)]))
+    state.done[0] = False
+    bias = state.pace_bias().numpy()
+    later = bias[:, tok.pos_base + 40] - bias[:, tok.pos_base + 13]
+    assert later[1] > 0 and later[1] > later[0]  # the dense take is pushed to wait, to the bar line too
+    assert bias[1, tok.bar] > bias[0, tok.bar]
+    assert bias[0, beat_long] > 0  # take 0's one-note "chord" is thinner than the pace's 3
+    # both took the shortest length (1 step): longer notes are pulled up, the longest the most
+    assert bias[0, beat_long + tok.n_vel] > bias[0, beat_long] > bias[0, tok.note_base]
+
+
+def test_a_lower_pace_makes_a_sparser_take(tiny_model):
+    pm = song(3)
+    counts = {}
+    for name, scale in (("own", 1.0), ("half", 0.5)):
+        s = Sampling(temperature=0.9, top_p=0.95)
+        run = prepare(tiny_model, pm, s, 6.0, 12.0, 4, 11, None)
+        p = run.prompt.pace
+        run.state.pace = dataclasses.replace(p, notes=p.notes * scale, onsets=p.onsets * scale)
+        loop(run)
+        counts[name] = [len(t.midi.instruments[-1].notes) for t in finish(run)]
+    assert sum(counts["half"]) < 0.8 * sum(counts["own"]), counts
 
 
 def test_infill_keeps_everything_outside_the_span(tiny_model):

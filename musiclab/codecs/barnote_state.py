@@ -12,11 +12,15 @@ records what was drawn. Three jobs share it:
 Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at most
 ``max_notes_per_position``); positions rise within a bar (section); a bar may pass with no
 onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
+Pace (continue, infill): each take is pulled back towards the notes per step and onsets per
+step of the music around it (the seed's last bars; the bars either side of a span), because
+left alone the model drifts off them (docs/flagship.md, "Pace").
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +44,7 @@ class BarNotePrompt:
     program: int
     key: tuple[int, str]
     bar_has_notes: bool = False  # the bar holding end_step already has onsets
+    pace: Pace | None = None  # the seed's last bars
     extra: dict = field(default_factory=dict)
 
 
@@ -53,6 +58,38 @@ def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = No
 def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: int, bpm: float) -> tuple[float, float]:
     """(grid step of ``seconds``, seconds per step at ``bpm``, the tempo in force there)."""
     return pm.time_to_tick(seconds) / pm.resolution * positions_per_beat, 60.0 / bpm / positions_per_beat
+
+
+PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
+ONSET_PULL = 2.0  # nats of logit per e-fold too few (many) onsets, per pace-typical gap ahead (0 = off)
+CHORD_PULL = 8.0  # nats of logit per e-fold too thin (thick) chords, on another note here (0 = off)
+LENGTH_PULL = 1.0  # nats of logit per octave too short (long) notes, per octave of a note's length (0 = off)
+
+
+@dataclass
+class Pace:
+    """How busy some music is, on the bar/note grid."""
+
+    notes: float  # notes per grid step
+    onsets: float  # onsets (steps with a note) per grid step
+    log2_length: float  # mean log2 of the notes' lengths in grid steps (sustain pedal included)
+
+
+def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) -> Pace | None:
+    """The :class:`Pace` of quantized rows ``q`` with onsets in the ``windows`` [lo, hi) steps,
+    each cut to the bars that hold music (a window reaching before the first bar or past the
+    last is not counted as silence); None without notes there."""
+    if not len(q):
+        return None
+    S = codec.steps_per_bar
+    first, last = q[:, 0].min() // S * S, (q[:, 0].max() // S + 1) * S
+    windows = [(max(lo, first), min(hi, last)) for lo, hi in windows]
+    steps = sum(max(hi - lo, 0) for lo, hi in windows)
+    rows = np.concatenate([q[(q[:, 0] >= lo) & (q[:, 0] < hi)] for lo, hi in windows])
+    if steps <= 0 or not len(rows):
+        return None
+    length = float(np.log2(codec.dur_of[rows[:, 2]]).mean())
+    return Pace(len(rows) / steps, len(np.unique(rows[:, 0])) / steps, length)
 
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
@@ -70,7 +107,8 @@ class BarNoteState:
 
     def __init__(self, codec: BarNoteCodec, batch: int, start_step: int, target: int, *, first_bar: int,
                  bar_has_notes: bool = False, fill_bars: int | None = None, end_step: int | None = None,
-                 pitch_ok: np.ndarray | None = None, max_empty_bars: int = 1):  # fmt: skip
+                 pitch_ok: np.ndarray | None = None, max_empty_bars: int = 1,
+                 pace: Pace | None = None):  # fmt: skip
         self.codec, S = codec, codec.steps_per_bar
         self.target, self.fill_bars, self.end_step = target, fill_bars, end_step
         self.max_empty_bars = max_empty_bars
@@ -83,6 +121,10 @@ class BarNoteState:
         self.n_here = np.zeros(batch, dtype=np.int64)
         self.bar_notes = np.full(batch, bar_has_notes)
         self.empty_run = np.zeros(batch, dtype=np.int64)
+        self.origin, self.pace = start_step, pace  # the pace to keep, or None
+        self.notes_drawn = np.zeros(batch, dtype=np.int64)
+        self.onsets_drawn = np.zeros(batch, dtype=np.int64)
+        self.log2_lengths = np.zeros(batch)  # sum over the notes drawn
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
         self.done = np.zeros(batch, dtype=bool)
@@ -121,6 +163,31 @@ class BarNoteState:
     def mask(self) -> torch.Tensor:
         return torch.from_numpy(np.stack([self._row(b) for b in range(len(self.done))]))
 
+    def pace_bias(self) -> torch.Tensor | None:
+        """(B, V) logit offsets that pull each take back to ``pace``: a take playing fewer onsets
+        than the pace makes later positions (and the bar line) costlier, one with thinner chords
+        makes another note at this position likelier, one with shorter notes makes longer notes
+        likelier; the reverse when it plays more. Each take's counts start from one bar at the
+        pace, so its first notes are the model's own."""
+        p = self.pace
+        if p is None or not (ONSET_PULL or CHORD_PULL or LENGTH_PULL):
+            return None
+        c, S = self.codec, self.codec.steps_per_bar
+        pos = self.pos.astype(np.float64)
+        made = np.maximum(self.bar * S + np.maximum(pos, 0) - self.origin, 0)
+        onsets, notes = self.onsets_drawn + p.onsets * S, self.notes_drawn + p.notes * S  # with the prior bar
+        sparse = np.log(p.onsets * (made + S) / onsets)  # > 0: too few onsets
+        thin = np.log(p.notes / p.onsets * onsets / notes)  # > 0: too few notes an onset
+        short = p.log2_length - (self.log2_lengths + p.log2_length * p.notes * S) / notes  # > 0: too short
+        bias = np.zeros((len(self.done), c.vocab_size), np.float32)
+        length = np.log2(np.maximum(c.dur_of[c.note_base :], 1)) - p.log2_length  # (notes,) octaves off the pace
+        bias[:, c.note_base :] = (np.where(self.n_here > 0, CHORD_PULL * thin, 0.0)[:, None]
+                                  + LENGTH_PULL * short[:, None] * length[None, :])  # fmt: skip
+        gaps = (np.arange(S)[None, :] - pos[:, None]) * p.onsets  # steps ahead, in the pace's mean gaps
+        bias[:, c.pos_base : c.note_base] = -ONSET_PULL * sparse[:, None] * gaps
+        bias[:, c.bar] = -ONSET_PULL * sparse * (S - pos) * p.onsets
+        return torch.from_numpy(bias)
+
     def forced(self) -> np.ndarray:
         """(B,) the next forced id of each take, -1 where the model samples."""
         return np.array([q[0] if q else -1 for q in self.queue], dtype=np.int64)
@@ -151,9 +218,12 @@ class BarNoteState:
                     self.done[b] = True
                     continue
                 self.pos[b], self.n_here[b], self.last_pitch[b], self.expect_note[b] = c.pos_of[i], 0, 0, True
+                self.onsets_drawn[b] += 1
             elif c.pitch_of[i] >= 0:
                 self.last_pitch[b], self.expect_note[b], self.bar_notes[b] = c.pitch_of[i], False, True
                 self.n_here[b] += 1
+                self.notes_drawn[b] += 1
+                self.log2_lengths[b] += np.log2(c.dur_of[i])
             else:
                 raise ValueError(f"expected a bar/note BAR, POS or NOTE id while sampling, got {i}")
             self.ids[b].append(i)
@@ -218,7 +288,7 @@ class ContinueState(BarNoteState):
             pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
         S = codec.steps_per_bar
         super().__init__(codec, batch, prompt.end_step, target, first_bar=prompt.end_step // S,
-                         bar_has_notes=prompt.bar_has_notes, pitch_ok=pitch_ok)  # fmt: skip
+                         bar_has_notes=prompt.bar_has_notes, pitch_ok=pitch_ok, pace=prompt.pace)  # fmt: skip
         self.prompt, self.end_seconds = prompt, prompt.start_seconds + seconds
 
     def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
@@ -252,7 +322,8 @@ class BarNoteTokenizer(BarNoteCodec):
         end_step = max(int(np.ceil(cut - 1e-6)), last + 1)
         ids = self.encode(q, 0, end_step // S + 1).tolist()
         has = last // S == end_step // S
-        return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has)
+        pace = pace_of(self, q, [(end_step - PACE_BARS * S, end_step)])
+        return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has, pace)
 
     def prompt_tensor(self, prompt: BarNotePrompt, batch: int, max_len: int | None = None) -> torch.Tensor:
         """(B, T) ids: the prompt's last ids (from a bar line) repeated for each take."""
@@ -263,8 +334,21 @@ class BarNoteTokenizer(BarNoteCodec):
         return ContinueState(self, batch, prompt, seconds, key_lock)
 
     def sample(self, logits: torch.Tensor, s, state: BarNoteState, gens) -> torch.Tensor:
-        """Categorical draw (B,) from masked logits (B, V); the penalty hits recent pitches."""
+        """Draw (B,) ids from masked logits (B, V) in two steps: the kind of the next token (a note,
+        a later position, or a bar line / end) from the model's own probabilities, then the id of
+        that kind under the temperature, top-k, top-p, min-p and the penalty on recent pitches.
+
+        Why: a note's probability is spread over thousands of (pitch, duration, velocity) ids and
+        "move on" over a few, so truncating all ids at once drops notes: at top-p 0.95 the
+        flagship played 0.78x the real density, drawn this way 0.94x (docs/flagship.md)."""
         from ..generation.sampling import draw, filter_logits
 
         recent = state.recent_ids() if s.repetition_penalty != 1 else None
-        return draw(filter_logits(logits, s, recent), gens)
+        pull = state.pace_bias()
+        if pull is not None:
+            logits = logits + pull.to(logits.device)
+        if s.temperature == 0:
+            return draw(filter_logits(logits, s, recent), gens)
+        kinds = self.kinds.to(logits.device)  # (V, 3) one-hot: note, position, other
+        kind = draw(torch.softmax(logits.float(), -1) @ kinds, gens)  # (B,)
+        return draw(filter_logits(logits.masked_fill(kinds[:, kind].T == 0, -math.inf), s, recent), gens)

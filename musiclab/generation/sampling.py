@@ -9,7 +9,8 @@ The story of one step (``B`` takes sampled as one batch):
 4. divide by the temperature (0 = greedy), keep the top-k ids, the top-p nucleus, and
    ids with at least ``min_p`` times the best probability;
 5. draw one id per take from that take's own random stream (so take i is the same
-   whether sampled alone or in a batch of 4);
+   whether sampled alone or in a batch of 4). The bar/note codec first draws the kind of
+   token (note, position, bar line) from the model's own probabilities and does 3-5 within it;
 6. feed the ids back: ``model.step`` -> new logits; the tokenizer's clock advances.
 Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
 """
@@ -143,7 +144,7 @@ def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
     """One id per row, row b drawing from its own generator ``gens[b]`` (inverse CDF)."""
     u = torch.stack([torch.rand((), generator=g) for g in gens]).to(probs.device)
     cdf = probs.float().cumsum(-1)
-    ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1)
+    ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)  # never a 0-mass id
     return ids.clamp_(max=probs.size(-1) - 1)
 
 
