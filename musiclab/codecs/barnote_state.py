@@ -63,7 +63,6 @@ def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: i
 PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
 ONSET_PULL = 2.0  # nats of logit per e-fold too few (many) onsets, per pace-typical gap ahead (0 = off)
 CHORD_PULL = 8.0  # nats of logit per e-fold too thin (thick) chords, on another note here (0 = off)
-LENGTH_PULL = 1.0  # nats of logit per octave too short (long) notes, per octave of a note's length (0 = off)
 
 
 @dataclass
@@ -72,7 +71,6 @@ class Pace:
 
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
-    log2_length: float  # mean log2 of the notes' lengths in grid steps (sustain pedal included)
 
 
 def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) -> Pace | None:
@@ -88,8 +86,7 @@ def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) 
     rows = np.concatenate([q[(q[:, 0] >= lo) & (q[:, 0] < hi)] for lo, hi in windows])
     if steps <= 0 or not len(rows):
         return None
-    length = float(np.log2(codec.dur_of[rows[:, 2]]).mean())
-    return Pace(len(rows) / steps, len(np.unique(rows[:, 0])) / steps, length)
+    return Pace(len(rows) / steps, len(np.unique(rows[:, 0])) / steps)
 
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
@@ -124,7 +121,6 @@ class BarNoteState:
         self.origin, self.pace = start_step, pace  # the pace to keep, or None
         self.notes_drawn = np.zeros(batch, dtype=np.int64)
         self.onsets_drawn = np.zeros(batch, dtype=np.int64)
-        self.log2_lengths = np.zeros(batch)  # sum over the notes drawn
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
         self.done = np.zeros(batch, dtype=bool)
@@ -166,11 +162,10 @@ class BarNoteState:
     def pace_bias(self) -> torch.Tensor | None:
         """(B, V) logit offsets that pull each take back to ``pace``: a take playing fewer onsets
         than the pace makes later positions (and the bar line) costlier, one with thinner chords
-        makes another note at this position likelier, one with shorter notes makes longer notes
-        likelier; the reverse when it plays more. Each take's counts start from one bar at the
-        pace, so its first notes are the model's own."""
+        makes another note at this position likelier; the reverse when it plays more. Each
+        take's counts start from one bar at the pace, so its first notes are the model's own."""
         p = self.pace
-        if p is None or not (ONSET_PULL or CHORD_PULL or LENGTH_PULL):
+        if p is None or not (ONSET_PULL or CHORD_PULL):
             return None
         c, S = self.codec, self.codec.steps_per_bar
         pos = self.pos.astype(np.float64)
@@ -178,11 +173,8 @@ class BarNoteState:
         onsets, notes = self.onsets_drawn + p.onsets * S, self.notes_drawn + p.notes * S  # with the prior bar
         sparse = np.log(p.onsets * (made + S) / onsets)  # > 0: too few onsets
         thin = np.log(p.notes / p.onsets * onsets / notes)  # > 0: too few notes an onset
-        short = p.log2_length - (self.log2_lengths + p.log2_length * p.notes * S) / notes  # > 0: too short
         bias = np.zeros((len(self.done), c.vocab_size), np.float32)
-        length = np.log2(np.maximum(c.dur_of[c.note_base :], 1)) - p.log2_length  # (notes,) octaves off the pace
-        bias[:, c.note_base :] = (np.where(self.n_here > 0, CHORD_PULL * thin, 0.0)[:, None]
-                                  + LENGTH_PULL * short[:, None] * length[None, :])  # fmt: skip
+        bias[:, c.note_base :] = np.where(self.n_here > 0, CHORD_PULL * thin, 0.0)[:, None]
         gaps = (np.arange(S)[None, :] - pos[:, None]) * p.onsets  # steps ahead, in the pace's mean gaps
         bias[:, c.pos_base : c.note_base] = -ONSET_PULL * sparse[:, None] * gaps
         bias[:, c.bar] = -ONSET_PULL * sparse * (S - pos) * p.onsets
@@ -223,7 +215,6 @@ class BarNoteState:
                 self.last_pitch[b], self.expect_note[b], self.bar_notes[b] = c.pitch_of[i], False, True
                 self.n_here[b] += 1
                 self.notes_drawn[b] += 1
-                self.log2_lengths[b] += np.log2(c.dur_of[i])
             else:
                 raise ValueError(f"expected a bar/note BAR, POS or NOTE id while sampling, got {i}")
             self.ids[b].append(i)
