@@ -230,7 +230,7 @@ def test_pace_counts_the_bars_with_music_and_pulls_a_take_back_to_it():
         state.advance(np.array([0, tok.pos_base + state.pos[1] + 1]))
         state.advance(np.array([0, tok.note_base + 50 * (state.pos[1] + 1)]))
     state.done[0] = False
-    bias = state.pace_bias().numpy()
+    bias = state.keep_pace(torch.zeros(2, tok.vocab_size)).numpy()
     later = bias[:, tok.pos_base + 40] - bias[:, tok.pos_base + 13]
     assert later[1] > 0 and later[1] > later[0]  # the dense take is pushed to wait, to the bar line too
     assert bias[1, tok.bar] > bias[0, tok.bar]

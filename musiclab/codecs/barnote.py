@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import symusic
-import torch
 
 from .common import HIGH, LOW
 
@@ -148,8 +147,6 @@ class BarNoteCodec:
         self.vel_of = np.where(note, np.asarray(c.vel_values)[k % self.n_vel], 0)
         i = np.arange(self.vocab_size)
         self.pos_of = np.where((i >= self.pos_base) & (i < self.note_base), i - self.pos_base, -1)
-        kind = np.where(self.pitch_of >= 0, 0, np.where(self.pos_of >= 0, 1, 2))  # note, position, other
-        self.kinds = torch.nn.functional.one_hot(torch.from_numpy(kind), 3).float()  # (V, 3)
 
     @classmethod
     def from_dict(cls, d: dict) -> BarNoteCodec:

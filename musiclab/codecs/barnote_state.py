@@ -159,26 +159,27 @@ class BarNoteState:
     def mask(self) -> torch.Tensor:
         return torch.from_numpy(np.stack([self._row(b) for b in range(len(self.done))]))
 
-    def pace_bias(self) -> torch.Tensor | None:
-        """(B, V) logit offsets that pull each take back to ``pace``: a take playing fewer onsets
-        than the pace makes later positions (and the bar line) costlier, one with thinner chords
-        makes another note at this position likelier; the reverse when it plays more. Each
+    def keep_pace(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits pulled towards ``pace`` (unchanged without one): a take playing fewer
+        onsets than the pace makes later positions (and the bar line) costlier, one with thinner
+        chords makes another note at this position likelier; the reverse when it plays more. Each
         take's counts start from one bar at the pace, so its first notes are the model's own."""
         p = self.pace
         if p is None or not (ONSET_PULL or CHORD_PULL):
-            return None
+            return logits
         c, S = self.codec, self.codec.steps_per_bar
         pos = self.pos.astype(np.float64)
         made = np.maximum(self.bar * S + np.maximum(pos, 0) - self.origin, 0)
         onsets, notes = self.onsets_drawn + p.onsets * S, self.notes_drawn + p.notes * S  # with the prior bar
         sparse = np.log(p.onsets * (made + S) / onsets)  # > 0: too few onsets
         thin = np.log(p.notes / p.onsets * onsets / notes)  # > 0: too few notes an onset
-        bias = np.zeros((len(self.done), c.vocab_size), np.float32)
-        bias[:, c.note_base :] = np.where(self.n_here > 0, CHORD_PULL * thin, 0.0)[:, None]
         gaps = (np.arange(S)[None, :] - pos[:, None]) * p.onsets  # steps ahead, in the pace's mean gaps
-        bias[:, c.pos_base : c.note_base] = -ONSET_PULL * sparse[:, None] * gaps
-        bias[:, c.bar] = -ONSET_PULL * sparse * (S - pos) * p.onsets
-        return torch.from_numpy(bias)
+        to = lambda a: torch.as_tensor(a, dtype=logits.dtype, device=logits.device)  # noqa: E731
+        logits = logits.clone()
+        logits[:, c.note_base :] += to(np.where(self.n_here > 0, CHORD_PULL * thin, 0.0))[:, None]
+        logits[:, c.pos_base : c.note_base] -= to(ONSET_PULL * sparse[:, None] * gaps)
+        logits[:, c.bar] -= to(ONSET_PULL * sparse * (S - pos) * p.onsets)
+        return logits
 
     def forced(self) -> np.ndarray:
         """(B,) the next forced id of each take, -1 where the model samples."""
@@ -335,11 +336,13 @@ class BarNoteTokenizer(BarNoteCodec):
         from ..generation.sampling import draw, filter_logits
 
         recent = state.recent_ids() if s.repetition_penalty != 1 else None
-        pull = state.pace_bias()
-        if pull is not None:
-            logits = logits + pull.to(logits.device)
+        logits = state.keep_pace(logits)
         if s.temperature == 0:
             return draw(filter_logits(logits, s, recent), gens)
-        kinds = self.kinds.to(logits.device)  # (V, 3) one-hot: note, position, other
-        kind = draw(torch.softmax(logits.float(), -1) @ kinds, gens)  # (B,)
-        return draw(filter_logits(logits.masked_fill(kinds[:, kind].T == 0, -math.inf), s, recent), gens)
+        kinds = ((self.note_base, self.vocab_size), (self.pos_base, self.note_base), (0, self.pos_base))  # ids by kind
+        odds = torch.stack([logits[:, a:z].float().logsumexp(-1) for a, z in kinds], -1).softmax(-1)  # (B, 3)
+        within = torch.full_like(logits, -math.inf)
+        for b, k in enumerate(draw(odds, gens).tolist()):
+            a, z = kinds[k]
+            within[b, a:z] = logits[b, a:z]
+        return draw(filter_logits(within, s, recent), gens)
