@@ -14,7 +14,7 @@ from conftest import ROOT, make_song_corpus, song
 from safetensors.torch import load_file
 
 from musiclab.codecs.barnote import ACCOMP, HIGH, LOW, MELODY, BarNoteCodec, Notes
-from musiclab.codecs.barnote_state import BarNoteState, BarNoteTokenizer, notes_from_pm, pace_of
+from musiclab.codecs.barnote_state import BarNoteState, BarNoteTokenizer, Pace, notes_from_pm, pace_of
 from musiclab.editing.accompany import accompany
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
@@ -217,24 +217,38 @@ def test_truncation_keeps_the_models_odds_of_another_note():
 def test_pace_counts_the_bars_with_music_and_pulls_a_take_back_to_it():
     tok = BarNoteTokenizer()
     S = tok.steps_per_bar
-    # bar 1: a 3-note chord on each beat (12 notes, 4 onsets); nothing before bar 1 or after bar 2
-    q = np.array([[S + b * 12, 60 + k, tok.note_base, 0, 80] for b in range(4) for k in (0, 4, 7)])
-    pace = pace_of(tok, q, [(-5 * S, 2 * S)])  # bar 0 and before hold no music: not counted
+    # bar 1: a 3-note chord on each beat (12 notes, 4 onsets), its top note doubled on a second track
+    q = np.array(
+        [
+            [S + b * 12, 60 + k, tok.note_base, t, 80]
+            for b in range(4)
+            for k in (0, 4, 7)
+            for t in ((0, 1) if k == 7 else (0,))
+        ]
+    )
+    pace = pace_of(tok, q, [(-5 * S, 2 * S)])  # no music before bar 1 or after it: not counted as silence
     assert (pace.notes, pace.onsets) == pytest.approx((12 / S, 4 / S))
     assert pace_of(tok, q, [(3 * S, 9 * S)]) is None
     state = BarNoteState(tok, 2, 0, 8 * S, first_bar=0, pace=pace)
-    state.advance(np.array([tok.pos_base + 0, tok.pos_base + 0]))
-    state.advance(np.array([tok.note_base, tok.note_base]))  # one note at step 0 in both takes
-    state.done[0] = True  # take 0 waits while take 1 strikes a note on each next step: far too dense
-    for _ in range(6):
-        state.advance(np.array([0, tok.pos_base + state.pos[1] + 1]))
-        state.advance(np.array([0, tok.note_base + 50 * (state.pos[1] + 1)]))
+    # take 0: one note at step 0 and one at step 40 (too sparse); take 1: a note on each of steps 0-6 (too dense)
+    for pos0, pos1 in [(0, 0), (40, 1), (None, 2), (None, 3), (None, 4), (None, 5), (None, 6)]:
+        state.done[0] = pos0 is None
+        state.advance(np.array([tok.pos_base + (pos0 or 0), tok.pos_base + pos1]))
+        state.advance(np.array([tok.note_base + 50 * (pos0 or 0), tok.note_base + 50 * pos1]))
     state.done[0] = False
     bias = state.keep_pace(torch.zeros(2, tok.vocab_size)).numpy()
-    later = bias[:, tok.pos_base + 40] - bias[:, tok.pos_base + 13]
-    assert later[1] > 0 and later[1] > later[0]  # the dense take is pushed to wait, to the bar line too
-    assert bias[1, tok.bar] > bias[0, tok.bar]
-    assert bias[0, tok.note_base] > 0  # take 0's one-note "chord" is thinner than the pace's 3
+    later = bias[:, tok.pos_base + 47] - bias[:, tok.pos_base + 41]
+    assert later[0] < 0 < later[1]  # the sparse take is hurried on, the dense one held back...
+    assert bias[0, tok.bar] < 0 < bias[1, tok.bar]  # ...to the bar line too
+    assert bias[0, tok.note_base] > 0  # one note an onset is thinner than the pace's 3: another note is likelier
+    # an infill's span ends at step 24 of its only bar: a sparse take is held back from closing it
+    span = BarNoteState(tok, 1, 0, 24, first_bar=0, fill_bars=0, end_step=24, pace=pace)
+    span.advance(np.array([tok.pos_base + 20]))
+    span.advance(np.array([tok.note_base]))
+    bias = span.keep_pace(torch.zeros(1, tok.vocab_size)).numpy()
+    assert bias[0, tok.ids["EOM"]] == bias[0, tok.bar] < 0
+    with pytest.raises(ValueError, match="onsets > 0"):
+        Pace(0.1, 0.0)
 
 
 def test_a_lower_pace_makes_a_sparser_take(tiny_model):
@@ -242,11 +256,12 @@ def test_a_lower_pace_makes_a_sparser_take(tiny_model):
     counts = {}
     for name, scale in (("own", 1.0), ("half", 0.5)):
         s = Sampling(temperature=0.9, top_p=0.95)
-        run = prepare(tiny_model, pm, s, 6.0, 12.0, 4, 11, None)
-        p = run.prompt.pace
-        run.state.pace = dataclasses.replace(p, notes=p.notes * scale, onsets=p.onsets * scale)
-        loop(run)
-        counts[name] = [len(t.midi.instruments[-1].notes) for t in finish(run)]
+        with torch.inference_mode():  # as generate() runs
+            run = prepare(tiny_model, pm, s, 6.0, 12.0, 4, 11, None)
+            p = run.prompt.pace
+            run.state.pace = dataclasses.replace(p, notes=p.notes * scale, onsets=p.onsets * scale)
+            loop(run)
+            counts[name] = [len(t.midi.instruments[-1].notes) for t in finish(run)]
     assert sum(counts["half"]) < 0.8 * sum(counts["own"]), counts
 
 

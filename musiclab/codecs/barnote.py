@@ -138,6 +138,11 @@ class BarNoteCodec:
         self.pos_base = self.fill_base + MAX_FILL_BARS + 1
         self.note_base = self.pos_base + self.steps_per_bar
         self.vocab_size = self.note_base + (HIGH - LOW + 1) * self.n_dur * self.n_vel
+        self.kinds = (
+            (self.note_base, self.vocab_size),
+            (self.pos_base, self.note_base),
+            (0, self.pos_base),
+        )  # note, position, other ids
         self._log_dur = np.log(np.asarray(c.dur_bins, dtype=np.float64))
         # per-id lookup tables: pitch (-1 if not a note), duration steps, velocity, position (-1)
         k = np.arange(self.vocab_size) - self.note_base

@@ -14,7 +14,7 @@ Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at 
 onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
 Pace (continue, infill): each take is pulled back towards the notes per step and onsets per
 step of the music around it (the seed's last bars; the bars either side of a span), because
-left alone the model drifts off them (docs/flagship.md, "Pace").
+left alone the model drifts off them (docs/flagship.md, "How it samples").
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ class Pace:
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
 
+    def __post_init__(self):
+        if not (self.notes >= self.onsets > 0):
+            raise ValueError(f"expected notes >= onsets > 0 per step, got {self.notes} and {self.onsets}")
+
 
 def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) -> Pace | None:
     """The :class:`Pace` of quantized rows ``q`` with onsets in the ``windows`` [lo, hi) steps,
@@ -86,7 +90,8 @@ def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) 
     rows = np.concatenate([q[(q[:, 0] >= lo) & (q[:, 0] < hi)] for lo, hi in windows])
     if steps <= 0 or not len(rows):
         return None
-    return Pace(len(rows) / steps, len(np.unique(rows[:, 0])) / steps)
+    notes = np.unique(rows[:, :2], axis=0)  # (step, pitch): a unison across tracks is one note, as the stream writes it
+    return Pace(len(notes) / steps, len(np.unique(notes[:, 0])) / steps)
 
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
@@ -161,24 +166,29 @@ class BarNoteState:
 
     def keep_pace(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, V) logits pulled towards ``pace`` (unchanged without one): a take playing fewer
-        onsets than the pace makes later positions (and the bar line) costlier, one with thinner
-        chords makes another note at this position likelier; the reverse when it plays more. Each
-        take's counts start from one bar at the pace, so its first notes are the model's own."""
+        onsets than the pace makes later positions (and the bar line, or the end of an infill's
+        span) costlier, one with thinner chords makes another note at this position likelier; the
+        reverse when it plays more. Each take's counts start from one bar at the pace, so its
+        first notes are the model's own."""
         p = self.pace
         if p is None or not (ONSET_PULL or CHORD_PULL):
             return logits
         c, S = self.codec, self.codec.steps_per_bar
-        pos = self.pos.astype(np.float64)
-        made = np.maximum(self.bar * S + np.maximum(pos, 0) - self.origin, 0)
+        pos, at = self.pos.astype(np.float64), self.bar * S  # at: the current bar's first step
+        steps_made = np.maximum(at + np.maximum(pos, 0) - self.origin, 0)
         onsets, notes = self.onsets_drawn + p.onsets * S, self.notes_drawn + p.notes * S  # with the prior bar
-        sparse = np.log(p.onsets * (made + S) / onsets)  # > 0: too few onsets
+        sparse = np.log(p.onsets * (steps_made + S) / onsets)  # > 0: too few onsets
         thin = np.log(p.notes / p.onsets * onsets / notes)  # > 0: too few notes an onset
         gaps = (np.arange(S)[None, :] - pos[:, None]) * p.onsets  # steps ahead, in the pace's mean gaps
-        to = lambda a: torch.as_tensor(a, dtype=logits.dtype, device=logits.device)  # noqa: E731
+        end = np.full(len(self.done), S)  # the bar line moves on to the next bar's step 0...
+        if self.fill_bars is not None:  # ...but in an infill's last bar it (or EOM) ends the span at end_step
+            end = np.where(self.bars_done >= self.fill_bars, self.end_step - at, S)
+        ends = np.maximum(end - pos, 0) * p.onsets
         logits = logits.clone()
-        logits[:, c.note_base :] += to(np.where(self.n_here > 0, CHORD_PULL * thin, 0.0))[:, None]
-        logits[:, c.pos_base : c.note_base] -= to(ONSET_PULL * sparse[:, None] * gaps)
-        logits[:, c.bar] -= to(ONSET_PULL * sparse * (S - pos) * p.onsets)
+        logits[:, c.note_base :] += logits.new_tensor(np.where(self.n_here > 0, CHORD_PULL * thin, 0.0))[:, None]
+        logits[:, c.pos_base : c.note_base] -= logits.new_tensor(ONSET_PULL * sparse[:, None] * gaps)
+        for i in (c.bar, c.ids["EOM"]):
+            logits[:, i] -= logits.new_tensor(ONSET_PULL * sparse * ends)
         return logits
 
     def forced(self) -> np.ndarray:
@@ -327,8 +337,10 @@ class BarNoteTokenizer(BarNoteCodec):
 
     def sample(self, logits: torch.Tensor, s, state: BarNoteState, gens) -> torch.Tensor:
         """Draw (B,) ids from masked logits (B, V) in two steps: the kind of the next token (a note,
-        a later position, or a bar line / end) from the model's own probabilities, then the id of
-        that kind under the temperature, top-k, top-p, min-p and the penalty on recent pitches.
+        a later position, or a bar line / end) from the model's untempered odds with the pace's
+        offsets (``keep_pace``), then the id of that kind under the temperature, top-k, top-p,
+        min-p and the penalty on recent pitches (so top-k 1 is the likeliest id of the drawn kind;
+        temperature 0 takes the likelier kind, then its likeliest id).
 
         Why: a note's probability is spread over thousands of (pitch, duration, velocity) ids and
         "move on" over a few, so truncating all ids at once drops notes: at top-p 0.95 the
@@ -337,12 +349,10 @@ class BarNoteTokenizer(BarNoteCodec):
 
         recent = state.recent_ids() if s.repetition_penalty != 1 else None
         logits = state.keep_pace(logits)
-        if s.temperature == 0:
-            return draw(filter_logits(logits, s, recent), gens)
-        kinds = ((self.note_base, self.vocab_size), (self.pos_base, self.note_base), (0, self.pos_base))  # ids by kind
-        odds = torch.stack([logits[:, a:z].float().logsumexp(-1) for a, z in kinds], -1).softmax(-1)  # (B, 3)
+        odds = torch.stack([logits[:, a:z].float().logsumexp(-1) for a, z in self.kinds], -1).softmax(-1)  # (B, 3)
+        kind = odds.argmax(-1) if s.temperature == 0 else draw(odds, gens)
         within = torch.full_like(logits, -math.inf)
-        for b, k in enumerate(draw(odds, gens).tolist()):
-            a, z = kinds[k]
+        for b, k in enumerate(kind.tolist()):
+            a, z = self.kinds[k]
             within[b, a:z] = logits[b, a:z]
         return draw(filter_logits(within, s, recent), gens)

@@ -9,8 +9,9 @@ The story of one step (``B`` takes sampled as one batch):
 4. divide by the temperature (0 = greedy), keep the top-k ids, the top-p nucleus, and
    ids with at least ``min_p`` times the best probability;
 5. draw one id per take from that take's own random stream (so take i is the same
-   whether sampled alone or in a batch of 4). The bar/note codec first draws the kind of
-   token (note, position, bar line) from the model's own probabilities and does 3-5 within it;
+   whether sampled alone or in a batch of 4). The bar/note codec (the flagship) first pulls
+   each take towards the pace of the music around it and draws the kind of token (note,
+   position, bar line) from the untempered odds, then does 3-5 within that kind;
 6. feed the ids back: ``model.step`` -> new logits; the tokenizer's clock advances.
 Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
 """
@@ -69,6 +70,7 @@ class Sampling:
 
     temperature: >= 0; 0 means greedy (argmax), 1 the model's own distribution.
     top_k: keep the k most likely ids (0 = off). top_p: nucleus mass in (0, 1] (1 = off).
+    (Bar/note models apply these within the kind of token drawn first: BarNoteTokenizer.sample.)
     min_p: drop ids below min_p x the best probability (0 = off).
     repetition_penalty: >= 1; logits of recently used ids are divided by it (1 = off).
     key_lock: only pitches of the seed's estimated key.
