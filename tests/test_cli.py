@@ -210,7 +210,7 @@ def test_accompany_keeps_the_melody_and_adds_a_track(midi_file, tmp_path):
     [
         ("infill", ["--start", "30", "--end", "34"], "past the end"),
         ("infill", ["--start", "5", "--end", "5"], "empty"),
-        ("infill", ["--start", "6", "--end", "5"], "start 6 s is not before end 5 s"),
+        ("infill", ["--start", "6", "--end", "5"], "starts at 6 s, after its end at 5 s"),
         ("infill", ["--model", "lstm", "--start", "4", "--end", "8"], "flagship"),
         ("accompany", ["--melody-track", "2"], "--melody-track 2 does not exist; the file has tracks 1..1"),
         ("accompany", ["--model", "lstm", "--melody-track", "1"], "flagship"),

@@ -69,7 +69,10 @@ def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     assert at.get("audio")[0].proto.url != before  # the mix without the accompaniment
 
 
-@pytest.mark.parametrize("start,end,words", [(10.0, 5.0, "is empty"), (6.0, 6.0, "is empty")])
+@pytest.mark.parametrize(
+    "start,end,words",
+    [(10.0, 5.0, "starts at 10 s, after its end at 5 s"), (6.0, 6.0, "is empty"), (5.0, 99.0, "ends at 99 s, past")],
+)
 def test_a_bad_span_is_refused_with_a_reason_and_nothing_is_lost(flagship, start, end, words):
     at = _app(JOPLIN)
     at.number_input(key="edit_from").set_value(start)

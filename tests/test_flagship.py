@@ -295,7 +295,7 @@ def test_accompany_keeps_the_melody(tiny_model):
 
 @pytest.mark.parametrize(
     "start,end,msg",
-    [(30.0, 40.0, "past the end"), (5.0, 5.0, "is empty"), (8.0, 4.0, "is empty"), (5.0, 99.0, "past the end")],
+    [(30.0, 40.0, "past the end"), (5.0, 5.0, "is empty"), (8.0, 4.0, "after its end"), (5.0, 99.0, "past the end")],
 )
 def test_bad_spans_say_what_is_wrong(tiny_model, start, end, msg):
     with pytest.raises(SettingsError, match=msg):

@@ -296,7 +296,7 @@ def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True
                 *LIMITS["temperature"],
                 step=0.05,
                 key=f"{key}temperature",
-                help="0 = greedy",
+                help="0 = greedy: always the likeliest next note, which soon repeats itself in a loop",
                 persist_state=KEEP,
             ),  # fmt: skip
             top_k=st.slider("Top-k (0 = off)", *LIMITS["top_k"], key=f"{key}top_k", persist_state=KEEP),

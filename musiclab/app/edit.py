@@ -93,15 +93,17 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
     if unit == "bars":
         downs = [float(t) for t in pm.get_downbeats()] + [end]
         n = max(len(downs) - 1, 1)
-        a = c1.number_input("From bar", 1, n, 1, key="edit_bar_from")
-        b = c2.number_input("To bar (included)", 1, n, min(n, 4), key="edit_bar_to")
-        new = (round(downs[a - 1], 2), round(downs[min(b, n)], 2))
-        st.caption(f"Bars {a}-{b} = {new[0]:.2f}-{new[1]:.2f} s (bars from the file's meter and tempo)")
+        # no upper bound: a capped input keeps its old value when a bar past the end is typed
+        a = c1.number_input("From bar", 1, None, 1, key="edit_bar_from")
+        b = c2.number_input("To bar (included)", 1, None, min(n, 4), key="edit_bar_to")
+        bar_s = (downs[-1] - downs[0]) / n  # bars past the end lie past the music's end: refused with its length
+        new = tuple(round(downs[k] if k <= n else end + (k - n) * bar_s, 2) for k in (a - 1, b))
+        st.caption(f"Bars {a}-{b} = {new[0]:.2f}-{new[1]:.2f} s (the file has {n} bars, from its meter and tempo)")
         ss.pop("edit_from", None), ss.pop("edit_to", None)  # back in seconds, they show this span
     else:
-        new = (float(c1.number_input("From (s)", 0.0, end, step=0.5, key="edit_from")),
-               float(c2.number_input("To (s)", 0.0, end, step=0.5, key="edit_to")))  # fmt: skip
-        st.caption("Drag a box on the piano roll to choose the span, or type it here.")
+        new = (float(c1.number_input("From (s)", 0.0, None, step=0.5, key="edit_from")),
+               float(c2.number_input("To (s)", 0.0, None, step=0.5, key="edit_to")))  # fmt: skip
+        st.caption(f"Drag a box on the piano roll to choose the span, or type it here (the music lasts {end:g} s).")
     ss[K.EDIT_SPAN] = new
     return new
 

@@ -103,8 +103,10 @@ def check_span(pm: pretty_midi.PrettyMIDI, start, end, what: str = "span") -> tu
     for name, v in (("start", start), ("end", end)):
         if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) or v < 0:
             raise SettingsError(f"{what} {name} = {v!r} is not accepted; expected seconds >= 0")
-    if start >= end:
-        raise SettingsError(f"the {what} is empty: start {start:g} s is not before end {end:g} s")
+    if start > end:
+        raise SettingsError(f"the {what} starts at {start:g} s, after its end at {end:g} s: the start must come first")
+    if start == end:
+        raise SettingsError(f"the {what} is empty: it starts and ends at {start:g} s")
     if start >= length:
         raise SettingsError(f"the {what} starts at {start:g} s, past the end of the music ({length:.1f} s)")
     if end > length + 0.01:
