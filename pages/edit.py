@@ -10,6 +10,7 @@ from musiclab.app.edit import (
     dragged_span,
     editing_models,
     melody_track,
+    replace_toggle,
     reset_span_for,
     roll,
     run_edit,
@@ -44,7 +45,8 @@ with left:
             kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data, "Tracks to infill"))
         else:
             kw = dict(melody_track=melody_track(pm))
-            st.caption("The model reads the melody track only; every track is kept and the accompaniment is added.")
+            kw["replace_others"] = replace_toggle(pm, kw["melody_track"])
+            st.caption("The model reads the melody track only; the melody is kept exactly.")
             if st.toggle("Only a span", key="edit_accompany_span"):
                 kw["start"], kw["end"] = shade = span_inputs(pm, dragged)
         kw.update(sampling_knobs("edit_", expanded=False, model=name))

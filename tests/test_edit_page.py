@@ -27,6 +27,10 @@ def _app(example: str) -> AppTest:
     return at
 
 
+def notes_of(inst) -> list[tuple]:
+    return [(n.start, n.end, n.pitch, n.velocity) for n in inst.notes]
+
+
 def notes(pm, skip: str | None = None) -> list[tuple]:
     return sorted((n.start, n.end, n.pitch, n.velocity) for i in pm.instruments if i.name != skip for n in i.notes)
 
@@ -62,7 +66,15 @@ def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     assert not at.exception and not at.error, [e.value for e in at.error]
     (take,) = at.session_state["takes"]
     pm, source = load_midi(take["midi"]), load_midi(list_examples()[MOZART])
-    assert notes(pm, skip="musiclab accompaniment") == notes(source)  # the melody (and the rest) kept
+    assert at.toggle(key="edit_replace_others").value  # four strings: the other three give way by default
+    start, end = take["span"]
+    kept = [
+        (n.start, n.end, n.pitch, n.velocity)
+        for i in source.instruments[1:]
+        for n in i.notes
+        if not start <= n.start < end
+    ]
+    assert notes(pm, skip="musiclab accompaniment") == sorted(notes_of(source.instruments[0]) + kept)
     assert pm.instruments[-1].name == "musiclab accompaniment" and pm.instruments[-1].notes
     before = at.get("audio")[0].proto.url
     at.toggle(key=f"mute_{take['id']}").set_value(True).run()

@@ -293,6 +293,19 @@ def test_accompany_keeps_the_melody(tiny_model):
         assert all(0 <= n.start < pm.get_end_time() for n in acc.notes)
 
 
+def test_accompany_can_replace_the_other_tracks_in_its_span(tiny_model):
+    pm = song(9, bars=12)  # MELODY and PIANO
+    span = (4.8, 14.4)
+    kept, replaced = (accompany(tiny_model, pm, 0, start=span[0], end=span[1], random_seed=4, replace_others=r)[0].midi
+                      for r in (False, True))  # fmt: skip
+    rows = lambda inst: [(n.start, n.end, n.pitch, n.velocity) for n in inst.notes]  # noqa: E731
+    for out in (kept, replaced):
+        assert rows(out.instruments[0]) == rows(pm.instruments[0])  # the melody, exactly
+    assert rows(kept.instruments[1]) == rows(pm.instruments[1])
+    outside = [r for r in rows(pm.instruments[1]) if not span[0] <= r[0] < span[1]]
+    assert rows(replaced.instruments[1]) == outside and len(outside) < len(pm.instruments[1].notes)
+
+
 @pytest.mark.parametrize(
     "start,end,msg",
     [(30.0, 40.0, "past the end"), (5.0, 5.0, "is empty"), (8.0, 4.0, "after its end"), (5.0, 99.0, "past the end")],

@@ -121,6 +121,16 @@ def melody_track(pm) -> int:
     )  # fmt: skip
 
 
+def replace_toggle(pm, melody: int) -> bool:
+    """Whether the file's other pitched tracks give way to the new accompaniment in the span (a
+    toggle, on by default: two accompaniments at once rarely sound right); False without any."""
+    if not [t for t in non_drum_tracks(pm) if t != melody]:
+        return False
+    return st.toggle("Replace the other tracks", value=True, key="edit_replace_others",
+                     help="On: the accompaniment is heard instead of the file's other tracks, within the "
+                     "span (the downloads keep them outside it). Off: it is added to them.")  # fmt: skip
+
+
 def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
     """Run the edit in this page's turn of the generation queue; new takes go to the session's
     takes (shown here and on Compose). A refused or failed edit shows why; nothing is lost."""

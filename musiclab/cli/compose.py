@@ -115,7 +115,8 @@ def cmd_accompany(a):
     model, pm = _job_inputs(a)
     if not 1 <= a.melody_track <= len(pm.instruments):
         raise UserError(f"--melody-track {a.melody_track} does not exist; the file has tracks 1..{len(pm.instruments)}")
-    takes = accompany(model, pm, a.melody_track - 1, start=a.start, end=a.end, threads=threads(model), **sampling(a))
+    takes = accompany(model, pm, a.melody_track - 1, start=a.start, end=a.end, replace_others=a.replace_others,
+                      threads=threads(model), **sampling(a))  # fmt: skip
     _write_takes(takes, a.out, a.wav)
 
 
@@ -211,6 +212,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--melody-track", type=finite(int), required=True, help="the melody's track, 1-based")
     s.add_argument("--start", type=finite(float), help="seconds (default: the melody's first note)")
     s.add_argument("--end", type=finite(float), help="seconds (default: the melody's last note)")
+    s.add_argument("--replace-others", action="store_true",
+                   help="drop the other pitched tracks' notes in the span (default: keep every track)")  # fmt: skip
     s.set_defaults(fn=cmd_accompany)
 
 

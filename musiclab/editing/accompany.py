@@ -25,9 +25,12 @@ from . import constrained
 def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: float | None = None,
               end: float | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
               min_p: float = 0.0, repetition_penalty: float = 1.0, key_lock: bool = False, variations: int = 1,
-              random_seed: int | None = None, progress=None, stop=None, threads=None) -> list[Take]:  # fmt: skip
+              replace_others: bool = False, random_seed: int | None = None, progress=None, stop=None,
+              threads=None) -> list[Take]:  # fmt: skip
     """``variations`` copies of ``pm`` with an accompaniment under track ``melody_track`` from
-    ``start`` to ``end`` seconds (default: the melody's first to last note)."""
+    ``start`` to ``end`` seconds (default: the melody's first to last note). The melody is kept
+    exactly; so are the other tracks, unless ``replace_others``: then their pitched notes starting
+    in the span are dropped, so the new accompaniment is heard instead of the old one."""
     constrained.check_model(model, "accompany")
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     constrained.check_settings(s, variations)
@@ -64,11 +67,21 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     takes = []
     for b in range(variations):
         midi = _with_accompaniment(pm, state.events(b), codec, s0, s1)
+        if replace_others:
+            _drop_others(midi, melody_track, start, end)
         info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
-                "span": [start, end], "settings": s.__dict__.copy(), **facts,
+                "span": [start, end], "replaced_others": bool(replace_others), "settings": s.__dict__.copy(), **facts,
                 "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(Take(midi, info))
     return takes
+
+
+def _drop_others(pm: pretty_midi.PrettyMIDI, melody_track: int, start: float, end: float) -> None:
+    """Drop the notes starting in [start, end) seconds of every pitched track but the melody and
+    the new accompaniment (the last track)."""
+    for t, inst in enumerate(pm.instruments[:-1]):
+        if t != melody_track and not inst.is_drum:
+            inst.notes = [n for n in inst.notes if not start <= n.start < end]
 
 
 def _with_accompaniment(pm, events, codec, s0, s1) -> pretty_midi.PrettyMIDI:
