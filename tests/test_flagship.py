@@ -228,6 +228,8 @@ def test_pace_counts_the_bars_with_music_and_pulls_a_take_back_to_it():
     )
     pace = pace_of(tok, q, [(-5 * S, 2 * S)])  # no music before bar 1 or after it: not counted as silence
     assert (pace.notes, pace.onsets) == pytest.approx((12 / S, 4 / S))
+    assert pace.palette[0] == pace.palette[4] == pace.palette[7] == pytest.approx(4.5 / 18)  # C E G, smoothed
+    assert pace.palette[2] == pytest.approx(0.5 / 18)
     assert pace_of(tok, q, [(3 * S, 9 * S)]) is None
     state = BarNoteState(tok, 2, 0, 8 * S, first_bar=0, pace=pace)
     # take 0: one note at step 0 and one at step 40 (too sparse); take 1: a note on each of steps 0-6 (too dense)
@@ -251,6 +253,21 @@ def test_pace_counts_the_bars_with_music_and_pulls_a_take_back_to_it():
         Pace(0.1, 0.0)
 
 
+def test_the_palette_pulls_notes_towards_the_pitch_classes_the_take_has_left_out():
+    tok = BarNoteTokenizer()
+    S = tok.steps_per_bar
+    q = np.array([[S + b * 12, 60 + k, tok.note_base, 0, 80] for b in range(4) for k in (0, 4, 7)])  # C E G
+    state = BarNoteState(tok, 1, 0, 8 * S, first_bar=0, pace=pace_of(tok, q, [(S, 2 * S)]))
+    d = tok.note_base + (62 - 21) * tok.n_dur * tok.n_vel  # a D
+    for pos in range(6):  # six Ds: a take wandering off the C major chord
+        state.advance(np.array([tok.pos_base + pos]))
+        state.advance(np.array([d]))
+    bias = state.keep_palette(torch.zeros(1, tok.vocab_size)).numpy()[0]
+    c, e = d - 2 * tok.n_dur * tok.n_vel, d + 2 * tok.n_dur * tok.n_vel
+    assert bias[c] == bias[e] > 0 > bias[d]
+    assert (bias[: tok.note_base] == 0).all()  # only notes move
+
+
 def test_a_lower_pace_makes_a_sparser_take(tiny_model):
     pm = song(3)
     counts = {}
@@ -263,6 +280,20 @@ def test_a_lower_pace_makes_a_sparser_take(tiny_model):
             loop(run)
             counts[name] = [len(t.midi.instruments[-1].notes) for t in finish(run)]
     assert sum(counts["half"]) < 0.8 * sum(counts["own"]), counts
+
+
+def test_a_palette_of_one_pitch_class_brings_more_of_it(tiny_model):
+    pm = song(3)
+    share = {}
+    for name in ("own", "c sharp"):
+        with torch.inference_mode():
+            run = prepare(tiny_model, pm, Sampling(temperature=0.9, top_p=0.95), 6.0, 12.0, 4, 11, None)
+            if name == "c sharp":
+                run.state.pace = dataclasses.replace(run.prompt.pace, palette=(0.01, 0.89) + (0.01,) * 10)
+            loop(run)
+            new = [n.pitch % 12 for t in finish(run) for n in t.midi.instruments[-1].notes]
+        share[name] = new.count(1) / len(new)
+    assert share["c sharp"] > share["own"] + 0.1, share
 
 
 def test_infill_keeps_everything_outside_the_span(tiny_model):

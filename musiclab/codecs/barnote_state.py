@@ -63,6 +63,7 @@ def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: i
 PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
 ONSET_PULL = 2.0  # nats of logit per e-fold too few (many) onsets, per pace-typical gap ahead (0 = off)
 CHORD_PULL = 8.0  # nats of logit per e-fold too thin (thick) chords, on another note here (0 = off)
+PALETTE_PULL = 2.0  # nats of logit per e-fold a pitch class is under (over) used against the pace's (0 = off)
 
 
 @dataclass
@@ -71,10 +72,13 @@ class Pace:
 
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
+    palette: tuple[float, ...] = (1 / 12,) * 12  # share of the notes in each pitch class C..B (smoothed)
 
     def __post_init__(self):
         if not (self.notes >= self.onsets > 0):
             raise ValueError(f"expected notes >= onsets > 0 per step, got {self.notes} and {self.onsets}")
+        if len(self.palette) != 12 or min(self.palette) <= 0:
+            raise ValueError(f"expected 12 pitch-class shares above 0, got {self.palette}")
 
 
 def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) -> Pace | None:
@@ -91,7 +95,8 @@ def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) 
     if steps <= 0 or not len(rows):
         return None
     notes = np.unique(rows[:, :2], axis=0)  # (step, pitch): a unison across tracks is one note, as the stream writes it
-    return Pace(len(notes) / steps, len(np.unique(notes[:, 0])) / steps)
+    palette = (np.bincount(notes[:, 1] % 12, minlength=12) + 0.5) / (len(notes) + 6)  # half a note each: none is 0
+    return Pace(len(notes) / steps, len(np.unique(notes[:, 0])) / steps, tuple(palette.tolist()))
 
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
@@ -126,6 +131,7 @@ class BarNoteState:
         self.origin, self.pace = start_step, pace  # the pace to keep, or None
         self.notes_drawn = np.zeros(batch, dtype=np.int64)
         self.onsets_drawn = np.zeros(batch, dtype=np.int64)
+        self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
         self.done = np.zeros(batch, dtype=bool)
@@ -191,6 +197,21 @@ class BarNoteState:
             logits[:, i] -= logits.new_tensor(ONSET_PULL * sparse * ends)
         return logits
 
+    def keep_palette(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits with each note pulled towards the pace's pitch-class shares: a class the
+        take has used less than the pace made likelier, one used more costlier (counts start from
+        one bar's notes at the pace). Applied within the note kind, so it moves no onsets."""
+        p = self.pace
+        if p is None or not PALETTE_PULL:
+            return logits
+        c, prior = self.codec, p.notes * self.codec.steps_per_bar
+        share = np.asarray(p.palette)
+        used = (self.classes_drawn + share * prior) / (self.notes_drawn[:, None] + prior)  # (B, 12)
+        pull = logits.new_tensor(PALETTE_PULL * np.log(share / used))  # (B, 12)
+        logits = logits.clone()
+        logits[:, c.note_base :] += pull[:, torch.as_tensor(c.pitch_of[c.note_base :] % 12)]
+        return logits
+
     def forced(self) -> np.ndarray:
         """(B,) the next forced id of each take, -1 where the model samples."""
         return np.array([q[0] if q else -1 for q in self.queue], dtype=np.int64)
@@ -226,6 +247,7 @@ class BarNoteState:
                 self.last_pitch[b], self.expect_note[b], self.bar_notes[b] = c.pitch_of[i], False, True
                 self.n_here[b] += 1
                 self.notes_drawn[b] += 1
+                self.classes_drawn[b, c.pitch_of[i] % 12] += 1
             else:
                 raise ValueError(f"expected a bar/note BAR, POS or NOTE id while sampling, got {i}")
             self.ids[b].append(i)
@@ -355,4 +377,5 @@ class BarNoteTokenizer(BarNoteCodec):
         for b, k in enumerate(kind.tolist()):
             a, z = self.kinds[k]
             within[b, a:z] = logits[b, a:z]
+        within = state.keep_palette(within)
         return draw(filter_logits(within, s, recent), gens)
