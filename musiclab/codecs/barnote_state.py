@@ -12,9 +12,9 @@ records what was drawn. Three jobs share it:
 Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at most
 ``max_notes_per_position``); positions rise within a bar (section); a bar may pass with no
 onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
-Pace (continue, infill): each take is pulled back towards the notes per step and onsets per
-step of the music around it (the seed's last bars; the bars either side of a span), because
-left alone the model drifts off them (docs/flagship.md, "How it samples").
+Pace (continue, infill): each take is pulled back towards the notes per step, onsets per step
+and pitch-class shares of the music around it (the seed's last bars; the bars either side of a
+span), because left alone the model drifts off them (docs/flagship.md, "How it samples").
 """
 
 from __future__ import annotations
@@ -64,11 +64,12 @@ PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
 ONSET_PULL = 2.0  # nats of logit per e-fold too few (many) onsets, per pace-typical gap ahead (0 = off)
 CHORD_PULL = 8.0  # nats of logit per e-fold too thin (thick) chords, on another note here (0 = off)
 PALETTE_PULL = 2.0  # nats of logit per e-fold a pitch class is under (over) used against the pace's (0 = off)
+PALETTE_FLOOR = 1 / 24  # added to both shares, so a class rare in the pace is not pushed up for being unplayed
 
 
 @dataclass
 class Pace:
-    """How busy some music is, on the bar/note grid."""
+    """How busy some music is on the bar/note grid, and with which pitch classes."""
 
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
@@ -77,8 +78,8 @@ class Pace:
     def __post_init__(self):
         if not (self.notes >= self.onsets > 0):
             raise ValueError(f"expected notes >= onsets > 0 per step, got {self.notes} and {self.onsets}")
-        if len(self.palette) != 12 or min(self.palette) <= 0:
-            raise ValueError(f"expected 12 pitch-class shares above 0, got {self.palette}")
+        if len(self.palette) != 12 or not np.isfinite(self.palette).all() or abs(sum(self.palette) - 1) > 1e-6:
+            raise ValueError(f"expected 12 finite pitch-class shares summing to 1, got {self.palette}")
 
 
 def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) -> Pace | None:
@@ -132,6 +133,7 @@ class BarNoteState:
         self.notes_drawn = np.zeros(batch, dtype=np.int64)
         self.onsets_drawn = np.zeros(batch, dtype=np.int64)
         self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
+        self._class_of: torch.Tensor | None = None  # pitch class of each note id, on the logits' device
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
         self.done = np.zeros(batch, dtype=bool)
@@ -199,17 +201,20 @@ class BarNoteState:
 
     def keep_palette(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, V) logits with each note pulled towards the pace's pitch-class shares: a class the
-        take has used less than the pace made likelier, one used more costlier (counts start from
-        one bar's notes at the pace). Applied within the note kind, so it moves no onsets."""
+        take has used less than the pace made likelier, one used more costlier, by ``PALETTE_PULL``
+        x log((pace share + floor) / (take's share + floor)) (counts start from one bar's notes at
+        the pace). ``sample`` adds it within the note kind, so it moves no onsets."""
         p = self.pace
         if p is None or not PALETTE_PULL:
             return logits
         c, prior = self.codec, p.notes * self.codec.steps_per_bar
         share = np.asarray(p.palette)
         used = (self.classes_drawn + share * prior) / (self.notes_drawn[:, None] + prior)  # (B, 12)
-        pull = logits.new_tensor(PALETTE_PULL * np.log(share / used))  # (B, 12)
+        pull = logits.new_tensor(PALETTE_PULL * np.log((share + PALETTE_FLOOR) / (used + PALETTE_FLOOR)))  # (B, 12)
+        if self._class_of is None or self._class_of.device != logits.device:
+            self._class_of = torch.as_tensor(c.pitch_of[c.note_base :] % 12, device=logits.device)  # (notes,)
         logits = logits.clone()
-        logits[:, c.note_base :] += pull[:, torch.as_tensor(c.pitch_of[c.note_base :] % 12)]
+        logits[:, c.note_base :] += pull[:, self._class_of]
         return logits
 
     def forced(self) -> np.ndarray:
@@ -360,9 +365,10 @@ class BarNoteTokenizer(BarNoteCodec):
     def sample(self, logits: torch.Tensor, s, state: BarNoteState, gens) -> torch.Tensor:
         """Draw (B,) ids from masked logits (B, V) in two steps: the kind of the next token (a note,
         a later position, or a bar line / end) from the model's untempered odds with the pace's
-        offsets (``keep_pace``), then the id of that kind under the temperature, top-k, top-p,
-        min-p and the penalty on recent pitches (so top-k 1 is the likeliest id of the drawn kind;
-        temperature 0 takes the likelier kind, then its likeliest id).
+        offsets (``keep_pace``), then the id of that kind, notes pulled towards the pace's pitch
+        classes (``keep_palette``), under the temperature (which divides the pulls too), top-k,
+        top-p, min-p and the penalty on recent pitches (so top-k 1 is the likeliest id of the drawn
+        kind; temperature 0 takes the likelier kind, then its likeliest id).
 
         Why: a note's probability is spread over thousands of (pitch, duration, velocity) ids and
         "move on" over a few, so truncating all ids at once drops notes: at top-p 0.95 the

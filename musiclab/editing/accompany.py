@@ -3,8 +3,9 @@
 The model reads each bar as ``BAR MEL <the melody's notes> ACC`` (forced: the melody is given)
 and writes that bar's accompaniment after it (musiclab/codecs/barnote.py, two-track streams),
 so every accompaniment bar is written knowing its melody and everything before it. The melody
-and every other track are kept exactly; the accompaniment is a new track ("musiclab
-accompaniment", GM piano) that players can mute on its own.
+is kept exactly, and so is every other track unless ``replace_others`` (then their pitched notes
+give way in the span); the accompaniment is a new track ("musiclab accompaniment", GM piano)
+that players can mute on its own.
 """
 
 from __future__ import annotations
@@ -78,10 +79,13 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
 
 def _drop_others(pm: pretty_midi.PrettyMIDI, melody_track: int, start: float, end: float) -> None:
     """Drop the notes starting in [start, end) seconds of every pitched track but the melody and
-    the new accompaniment (the last track)."""
+    the new accompaniment (the last track); notes sounding into the span stop at its start."""
     for t, inst in enumerate(pm.instruments[:-1]):
         if t != melody_track and not inst.is_drum:
             inst.notes = [n for n in inst.notes if not start <= n.start < end]
+            for n in inst.notes:
+                if n.start < start < n.end:
+                    n.end = start
 
 
 def _with_accompaniment(pm, events, codec, s0, s1) -> pretty_midi.PrettyMIDI:
