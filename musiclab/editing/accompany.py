@@ -82,7 +82,7 @@ def _drop_others(pm: pretty_midi.PrettyMIDI, melody_track: int, start: float, en
     the new accompaniment (the last track); notes sounding into the span stop at its start."""
     for t, inst in enumerate(pm.instruments[:-1]):
         if t != melody_track and not inst.is_drum:
-            inst.notes = [n for n in inst.notes if not start <= n.start < end]
+            constrained.clear_span(inst, start, end)
             for n in inst.notes:
                 if n.start < start < n.end:
                     n.end = start

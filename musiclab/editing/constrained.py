@@ -97,6 +97,11 @@ def seconds_to_step(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_be
     return pm.time_to_tick(seconds) / pm.resolution * positions_per_beat
 
 
+def clear_span(inst: pretty_midi.Instrument, start: float, end: float) -> None:
+    """Drop ``inst``'s notes whose onsets lie in [start, end) seconds (an edit rewrites them)."""
+    inst.notes = [n for n in inst.notes if not start <= n.start < end]
+
+
 def check_span(pm: pretty_midi.PrettyMIDI, start, end, what: str = "span") -> tuple[float, float]:
     """(start, end) seconds, or a SettingsError saying what is wrong and what is accepted."""
     length = pm.get_end_time()

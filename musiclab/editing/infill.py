@@ -87,8 +87,7 @@ def _with_middle(pm, tracks, start, end, events, codec, s0, s1) -> pretty_midi.P
     """A deep copy of ``pm`` without the chosen tracks' onsets in [start, end), plus the new notes."""
     out = copy.deepcopy(pm)
     for t in tracks:
-        inst = out.instruments[t]
-        inst.notes = [n for n in inst.notes if not start <= n.start < end]
+        constrained.clear_span(out.instruments[t], start, end)
     ppb = codec.config.positions_per_beat
     new = pretty_midi.Instrument(program=pm.instruments[tracks[0]].program, name="musiclab infill")
     ev = events[(events[:, 0] >= s0) & (events[:, 0] < s1)] if len(events) else events

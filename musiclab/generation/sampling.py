@@ -11,7 +11,8 @@ The story of one step (``B`` takes sampled as one batch):
 5. draw one id per take from that take's own random stream (so take i is the same
    whether sampled alone or in a batch of 4). The bar/note codec (the flagship) first pulls
    each take towards the pace of the music around it and draws the kind of token (note,
-   position, bar line) from the untempered odds, then does 3-5 within that kind;
+   position, bar line) from the untempered odds, then does 3-5 within that kind, notes
+   pulled towards the surrounding music's pitch classes;
 6. feed the ids back: ``model.step`` -> new logits; the tokenizer's clock advances.
 Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
 """
