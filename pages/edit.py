@@ -7,6 +7,7 @@ from musiclab.app import keys as K
 from musiclab.app.common import KEEP, ensure_frame, parse_seed, sampling_knobs, track_picker
 from musiclab.app.edit import (
     JOBS,
+    chords_input,
     dragged_span,
     editing_models,
     melody_track,
@@ -46,6 +47,7 @@ with left:
         else:
             kw = dict(melody_track=melody_track(pm))
             kw["replace_others"] = replace_toggle(pm, kw["melody_track"])
+            kw["chords"] = chords_input()
             st.caption("The model reads the melody track only; the melody is kept exactly.")
             if st.toggle("Only a span", key="edit_accompany_span"):
                 kw["start"], kw["end"] = shade = span_inputs(pm, dragged)

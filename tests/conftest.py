@@ -311,3 +311,11 @@ def flagship_weights(tmp_path_factory) -> Path:
             (weights / real.name).symlink_to(real)
     export(root / "run", weights / "flagship")
     return weights
+
+
+@pytest.fixture(scope="session")
+def tiny_model(flagship_weights):
+    """The small flagship trained (augmentation on) and shipped by ``flagship_weights``."""
+    from musiclab.serving.weights import load_model
+
+    return load_model("flagship", root=flagship_weights, device="cpu")

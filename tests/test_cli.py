@@ -214,6 +214,7 @@ def test_accompany_keeps_the_melody_and_adds_a_track(midi_file, tmp_path):
         ("infill", ["--model", "lstm", "--start", "4", "--end", "8"], "flagship"),
         ("accompany", ["--melody-track", "2"], "--melody-track 2 does not exist; the file has tracks 1..1"),
         ("accompany", ["--model", "lstm", "--melody-track", "1"], "flagship"),
+        ("accompany", ["--melody-track", "1", "--chords", "C H7"], "'H7' is not a chord symbol; expected e.g. C, Am"),
     ],
 )
 def test_edit_mistakes_exit_2_with_one_line(midi_file, tmp_path, cmd, args, words):

@@ -76,6 +76,7 @@ def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     ]
     assert notes(pm, skip="musiclab accompaniment") == sorted(notes_of(source.instruments[0]) + kept)
     assert pm.instruments[-1].name == "musiclab accompaniment" and pm.instruments[-1].notes
+    assert any(c.value.startswith("Chords followed, a bar each (estimated from the melody): ") for c in at.caption)
     before = at.get("audio")[0].proto.url
     at.toggle(key=f"mute_{take['id']}").set_value(True).run()
     assert at.get("audio")[0].proto.url != before  # the mix without the accompaniment
@@ -95,6 +96,17 @@ def test_a_bad_span_is_refused_with_a_reason_and_nothing_is_lost(flagship, start
     assert "takes" not in at.session_state or at.session_state["takes"] == []
     assert at.number_input(key="edit_from").value == start  # the settings stay as typed
     assert at.number_input(key="edit_to").max is None  # a capped input would keep its old value in a browser
+
+
+def test_a_bad_chord_symbol_is_refused_with_what_is_accepted(flagship):
+    at = _app(MOZART)
+    at.radio(key="edit_job").set_value("Accompany a melody").run()
+    at.text_input(key="edit_chords").input("C Am H7 G").run()
+    at.button(key="edit_go").click().run()
+    assert not at.exception
+    assert any("'H7' is not a chord symbol; expected e.g. C, Am" in e.value for e in at.error), at.error
+    assert "takes" not in at.session_state or at.session_state["takes"] == []
+    assert at.text_input(key="edit_chords").value == "C Am H7 G"  # kept as typed, to fix
 
 
 def test_without_a_model_that_can_edit_the_page_says_so(tmp_path, monkeypatch):

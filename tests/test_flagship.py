@@ -164,14 +164,6 @@ def test_a_new_run_can_start_from_a_finished_runs_weights(corpus_dirs, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def tiny_model(flagship_weights):
-    """The small flagship trained (augmentation on) and shipped by conftest's ``flagship_weights``."""
-    from musiclab.serving.weights import load_model
-
-    return load_model("flagship", root=flagship_weights, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def tiny_curves(flagship_weights) -> list[dict]:
     return [json.loads(r) for r in (flagship_weights.parent / "run" / "curves.jsonl").read_text().splitlines()]
 

@@ -131,6 +131,15 @@ def replace_toggle(pm, melody: int) -> bool:
                      "span (the downloads keep them outside it). Off: it is added to them.")  # fmt: skip
 
 
+def chords_input() -> str | None:
+    """Chord symbols to follow, one bar each, or None (empty: estimated from the melody)."""
+    text = st.text_input("Chords (optional)", key="edit_chords", placeholder="C Am F G",
+                         help="One chord symbol a bar from the first bar accompanied, e.g. C Am F G7, or "
+                         "C | Am | F G | G7 where two chords share a bar; fewer chords than bars repeat. "
+                         "Empty: chords are estimated from the melody.")  # fmt: skip
+    return text if text.strip() else None
+
+
 def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
     """Run the edit in this page's turn of the generation queue; new takes go to the session's
     takes (shown here and on Compose). A refused or failed edit shows why; nothing is lost."""

@@ -81,6 +81,9 @@ def take_card(take: dict, elsewhere: bool = False) -> None:
         span = take.get("span")  # an edit: its span is shaded, no seed / continuation split
         fig = pianoroll_figure(pm, seed_end=None if span else take["seed_end"], span=span)
         st.plotly_chart(fig, key=f"roll_{take['id']}")
+        if info.get("chords"):
+            how = "estimated from the melody" if info.get("chords_from") == "melody" else "as given"
+            st.caption(f"Chords followed, a bar each ({how}): " + " | ".join(info["chords"]))
         if take.get("kind") != "accompaniment" and take["seed_end"] > 0:  # nothing before to compare with
             metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
         midi = take["midi"]

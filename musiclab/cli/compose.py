@@ -116,7 +116,7 @@ def cmd_accompany(a):
     if not 1 <= a.melody_track <= len(pm.instruments):
         raise UserError(f"--melody-track {a.melody_track} does not exist; the file has tracks 1..{len(pm.instruments)}")
     takes = accompany(model, pm, a.melody_track - 1, start=a.start, end=a.end, replace_others=a.replace_others,
-                      threads=threads(model), **sampling(a))  # fmt: skip
+                      chords=a.chords, threads=threads(model), **sampling(a))  # fmt: skip
     _write_takes(takes, a.out, a.wav)
 
 
@@ -214,6 +214,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--end", type=finite(float), help="seconds (default: the melody's last note)")
     s.add_argument("--replace-others", action="store_true",
                    help="drop the other pitched tracks' notes in the span (default: keep every track)")  # fmt: skip
+    s.add_argument("--chords", help='chord symbols, one bar each from the first bar accompanied: "C Am F G", or '
+                   '"C | Am | F G" (two chords share a bar); fewer repeat; default: estimated from the melody')  # fmt: skip
     s.set_defaults(fn=cmd_accompany)
 
 

@@ -8,7 +8,8 @@ records what was drawn. Three jobs share it:
 * infill: the middle of a span [``start``, ``end``) steps: ``fill_bars`` BARs, positions
   inside the span only; EOM, or a BAR or position at or past the span's end in its last bar, ends it;
 * accompany: forced tokens (the melody's ``BAR MEL ... ACC`` of each bar, ``forced()``) and
-  sampled accompaniment notes in between, until ``target``.
+  sampled accompaniment notes in between, until ``target``; its notes are pulled towards the
+  chords sounding (``harmony``: given, or estimated from the melody; editing/harmony.py).
 Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at most
 ``max_notes_per_position``); positions rise within a bar (section); a bar may pass with no
 onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
@@ -141,6 +142,7 @@ class BarNoteState:
         self.note_above = np.stack([pitch_ok & (codec.pitch_of > p) for p in range(129)])  # (129, V)
         self.on_bar = None  # accompany: called with (row, new bar) to queue that bar's forced tokens
         self.section = MAIN  # the section the first drawn ids are in (accompany: ACCOMP)
+        self.harmony = None  # accompany: the chords to follow (editing/harmony.Harmony), or None
 
     # ---- what may come next ----
     def _limit(self, b: int) -> int:
@@ -207,14 +209,27 @@ class BarNoteState:
         p = self.pace
         if p is None or not PALETTE_PULL:
             return logits
-        c, prior = self.codec, p.notes * self.codec.steps_per_bar
+        prior = p.notes * self.codec.steps_per_bar
         share = np.asarray(p.palette)
         used = (self.classes_drawn + share * prior) / (self.notes_drawn[:, None] + prior)  # (B, 12)
         pull = logits.new_tensor(PALETTE_PULL * np.log((share + PALETTE_FLOOR) / (used + PALETTE_FLOOR)))  # (B, 12)
+        return self._add_by_class(logits, pull)
+
+    def keep_harmony(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits with the notes of the chord sounding at each take's position ``harmony.pull``
+        nats likelier (unchanged without ``harmony``, or where no chord sounds)."""
+        if self.harmony is None or not self.harmony.pull:
+            return logits
+        tones = self.harmony.at(self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0))  # (B, 12)
+        return self._add_by_class(logits, logits.new_tensor(self.harmony.pull * tones))
+
+    def _add_by_class(self, logits: torch.Tensor, by_class: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits plus ``by_class`` (B, 12) on each note id of that pitch class."""
+        c = self.codec
         if self._class_of is None or self._class_of.device != logits.device:
             self._class_of = torch.as_tensor(c.pitch_of[c.note_base :] % 12, device=logits.device)  # (notes,)
         logits = logits.clone()
-        logits[:, c.note_base :] += pull[:, self._class_of]
+        logits[:, c.note_base :] += by_class[:, self._class_of]
         return logits
 
     def forced(self) -> np.ndarray:
@@ -366,7 +381,7 @@ class BarNoteTokenizer(BarNoteCodec):
         """Draw (B,) ids from masked logits (B, V) in two steps: the kind of the next token (a note,
         a later position, or a bar line / end) from the model's untempered odds with the pace's
         offsets (``keep_pace``), then the id of that kind, notes pulled towards the pace's pitch
-        classes (``keep_palette``), under the temperature (which divides the pulls too), top-k,
+        classes (``keep_palette``) and an accompaniment's chords (``keep_harmony``), under the temperature (which divides the pulls too), top-k,
         top-p, min-p and the penalty on recent pitches (so top-k 1 is the likeliest id of the drawn
         kind; temperature 0 takes the likelier kind, then its likeliest id).
 
@@ -383,5 +398,5 @@ class BarNoteTokenizer(BarNoteCodec):
         for b, k in enumerate(kind.tolist()):
             a, z = self.kinds[k]
             within[b, a:z] = logits[b, a:z]
-        within = state.keep_palette(within)
+        within = state.keep_harmony(state.keep_palette(within))
         return draw(filter_logits(within, s, recent), gens)

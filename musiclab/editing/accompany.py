@@ -21,17 +21,20 @@ from ..codecs.barnote_state import BarNoteState, notes_from_pm
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
 from . import constrained
+from .harmony import Harmony, estimate_chords, parse_chords
 
 
 def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: float | None = None,
               end: float | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
               min_p: float = 0.0, repetition_penalty: float = 1.0, key_lock: bool = False, variations: int = 1,
-              replace_others: bool = False, random_seed: int | None = None, progress=None, stop=None,
-              threads=None) -> list[Take]:  # fmt: skip
+              replace_others: bool = False, chords: str | Harmony | None = None, random_seed: int | None = None,
+              progress=None, stop=None, threads=None) -> list[Take]:  # fmt: skip
     """``variations`` copies of ``pm`` with an accompaniment under track ``melody_track`` from
     ``start`` to ``end`` seconds (default: the melody's first to last note). The melody is kept
     exactly; so are the other tracks, unless ``replace_others``: then their pitched notes starting
-    in the span are dropped, so the new accompaniment is heard instead of the old one."""
+    in the span are dropped, so the new accompaniment is heard instead of the old one. ``chords``:
+    chord symbols, a bar each from the span's first bar ("C Am F G", "C | Am | F G"; fewer loop;
+    editing/harmony.parse_chords), or None to follow chords estimated from the melody."""
     constrained.check_model(model, "accompany")
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     constrained.check_settings(s, variations)
@@ -50,7 +53,8 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     b0, b1 = s0 // S, (s1 - 1) // S + 1  # whole bars, so each bar's melody is read whole
     only = copy.copy(pm)
     only.instruments = [mel]
-    q = codec.quantize(notes_from_pm(only, {0: MELODY}))
+    melody = notes_from_pm(only, {0: MELODY})
+    q = codec.quantize(melody)
     bars = {b: codec.encode(q, b, b + 1, two_track=True).tolist() for b in range(b0, b1)}  # BAR MEL ... ACC
     pitch_ok = None
     if key_lock:
@@ -64,6 +68,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
             state.queue[row] = list(bars[bar][1:])
 
     state.on_bar, state.section = on_bar, ACCOMP
+    state.harmony = _harmony(chords, melody, codec, b0, b1)
     facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
@@ -71,10 +76,23 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
         if replace_others:
             _drop_others(midi, melody_track, start, end)
         info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
-                "span": [start, end], "replaced_others": bool(replace_others), "settings": s.__dict__.copy(), **facts,
+                "span": [start, end], "replaced_others": bool(replace_others), "chords": state.harmony.names,
+                "chords_from": "melody" if chords is None else "given", "settings": s.__dict__.copy(), **facts,
                 "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(Take(midi, info))
     return takes
+
+
+def _harmony(chords, melody, codec, b0: int, b1: int) -> Harmony:
+    """The chords to follow over bars [b0, b1): ``chords`` as given (symbols a bar each from b0, or
+    a Harmony), else estimated from the melody's notes (barnote.Notes)."""
+    if isinstance(chords, Harmony):
+        return chords
+    if isinstance(chords, str):
+        return parse_chords(chords, b0, b1 - b0, codec.steps_per_bar)
+    if chords is not None:
+        raise SettingsError(f"chords = {chords!r} is not accepted; expected chord symbols such as 'C Am F G', or None")
+    return estimate_chords(melody, codec.config.positions_per_beat, b0, b1 - b0, codec.steps_per_bar)
 
 
 def _drop_others(pm: pretty_midi.PrettyMIDI, melody_track: int, start: float, end: float) -> None:

@@ -10,11 +10,13 @@ Likelihood: bits per note of the real span's tokens given both sides (infill lay
 the same prefix only (continuation layout).
 
 ``python -m musiclab bench accompany``: on validation POP909 songs the melody (MELODY track,
-alone) of 30 s from its first note is accompanied; the accompaniment's chord-tone share (onsets
-whose pitch class is in the annotated chord sounding then; "N" chords skipped) and the shares
-on the annotated beats and on their eighth-note grid (within a tenth of a beat) sit next to the song's
-real PIANO track and another song's PIANO track laid under this melody. POP909's files start
-at an arbitrary offset from their bars: each song is moved (in ticks) so its first annotated downbeat
+alone) of 30 s from its first note is accompanied twice: with chords estimated from the melody,
+and given the song's annotated chords (as a user who knows them types them). The
+accompaniment's chord-tone share (onsets whose pitch class is in the annotated chord sounding
+then; "N" chords skipped) and the shares on the annotated beats and on their eighth-note grid
+(within a tenth of a beat) sit next to the song's real PIANO track, another song's PIANO track
+laid under this melody, and the melody itself (how far the melody alone names its chords).
+POP909's files start at an arbitrary offset from their bars: each song is moved (in ticks) so its first annotated downbeat
 falls on a bar line (as in training), its annotations with it.
 """
 
@@ -213,7 +215,8 @@ def accompaniment_stats(notes: list, song: Song) -> dict:
 
 def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0, log=print) -> list[dict]:
     """Rows {path, system, take, chord_tone, on_beat, on_eighth, notes_per_s} for the real PIANO track,
-    another song's PIANO track laid under this melody, and the model's accompaniments."""
+    another song's PIANO track laid under this melody, the melody itself, and the model's
+    accompaniments of the melody alone (chords estimated from it) and given the annotated chords."""
     from ..editing.accompany import accompany
 
     rows = []
@@ -227,15 +230,33 @@ def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0
             moved = [pretty_midi.Note(n.velocity, n.pitch, n.start + d, n.end + d)
                      for n in other.pm.instruments[other.piano].notes]  # fmt: skip
             rows.append({**base, "system": "another song's PIANO", "take": 0, **accompaniment_stats(moved, song)})
+        rows.append({**base, "system": "the MELODY itself", "take": 0,
+                     **accompaniment_stats(song.pm.instruments[song.melody].notes, song)})  # fmt: skip
         melody = copy.copy(song.pm)
         melody.instruments = [song.pm.instruments[song.melody]]
-        made = accompany(model, melody, 0, start=song.start, end=song.start + ACCOMPANY_S, variations=takes,
-                         random_seed=random_seed + 1000 * i, **app_defaults(model.card))  # fmt: skip
-        for t, take in enumerate(made):
-            notes = take.midi.instruments[-1].notes  # the new "musiclab accompaniment" track
-            rows.append({**base, "system": f"{model.name} accompany", "take": t, **accompaniment_stats(notes, song)})
+        for system, chords in (("accompany", None), ("accompany, given chords", song_harmony(song, model.codec))):
+            made = accompany(model, melody, 0, start=song.start, end=song.start + ACCOMPANY_S, variations=takes,
+                             chords=chords, random_seed=random_seed + 1000 * i, **app_defaults(model.card))  # fmt: skip
+            for t, take in enumerate(made):
+                notes = take.midi.instruments[-1].notes  # the new "musiclab accompaniment" track
+                rows.append({**base, "system": f"{model.name} {system}", "take": t, **accompaniment_stats(notes, song)})
         log(f"  {song.path}")
     return rows
+
+
+def song_harmony(song: Song, codec):
+    """The song's annotated chords as a Harmony on the codec's grid (what a user who knows the
+    chords would type), over the whole song."""
+    from ..editing.constrained import seconds_to_step
+    from ..editing.harmony import Harmony
+
+    ppb = codec.config.positions_per_beat
+    step = lambda t: int(round(seconds_to_step(song.pm, t, ppb)))  # noqa: E731
+    tones = np.zeros((step(song.pm.get_end_time()) + 1, 12), dtype=bool)
+    for a, b, pcs in song.chords:
+        if pcs:
+            tones[step(a) : step(b), list(pcs)] = True
+    return Harmony(0, tones, [])
 
 
 @torch.no_grad()
@@ -356,7 +377,8 @@ def verdict(summary: list[dict], model: str, job: str, seconds: float | None) ->
                                                               (me["bits_both"] or 0) < (me["bits_prefix"] or 0)),
             **fast,
         }  # fmt: skip
-    me, real = row[f"{model} accompany"], row["real PIANO"]
-    gap = abs((me["chord_tone"] or 0) - (real["chord_tone"] or 0))
-    return {"chord-tone share within 0.1 of the real PIANO's": ((me["chord_tone"], real["chord_tone"]), gap <= 0.1),
-            **fast}  # fmt: skip
+    real, out = row["real PIANO"]["chord_tone"] or 0, {}
+    for system, how in (("accompany", "the melody alone"), ("accompany, given chords", "given the chords")):
+        me = row[f"{model} {system}"]["chord_tone"] or 0
+        out[f"chord-tone share within 0.1 of the real PIANO's, {how}"] = ((me, real), abs(me - real) <= 0.1)
+    return {**out, **fast}

@@ -1,0 +1,99 @@
+"""The chords an accompaniment follows: chord symbols read per bar, chords estimated from a
+melody, and the pull that makes an accompaniment play them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+from conftest import CHORDS, song
+
+from musiclab.codecs.barnote_state import BarNoteState, notes_from_pm
+from musiclab.editing.accompany import accompany
+from musiclab.editing.harmony import chord_tones, estimate_chords, parse_chords
+from musiclab.generation.sampling import SettingsError
+
+S = 16  # steps a bar in these hand-made cases
+
+
+def tones_at(h, step: int) -> set[int]:
+    return set(np.flatnonzero(h.at(np.array([step]))[0]).tolist())
+
+
+def test_chord_symbols_read_per_bar_split_shared_bars_and_loop():
+    h = parse_chords("C | Am | F G7 | Bb/D", 2, 6, S)
+    assert h.names == ["C", "Am", "F G7", "Bb/D", "C", "Am"]  # fewer bars of chords than asked: they loop
+    assert tones_at(h, 2 * S) == {0, 4, 7} and tones_at(h, 3 * S + 15) == {9, 0, 4}
+    assert tones_at(h, 4 * S + 7) == {5, 9, 0} and tones_at(h, 4 * S + 8) == {7, 11, 2, 5}  # halves of one bar
+    assert tones_at(h, 5 * S) == {10, 2, 5}  # B flat, written as musicians do
+    assert tones_at(h, 2 * S - 1) == set() and tones_at(h, 8 * S) == set()  # outside the span: no chord
+    h = parse_chords("Dm % N G", 0, 4, S)
+    assert h.names == ["Dm", "Dm", "N", "G"] and tones_at(h, S) == {2, 5, 9} and tones_at(h, 2 * S) == set()
+
+
+@pytest.mark.parametrize("text", ["H7", "C Xyz", "|", "  "])
+def test_a_bad_chord_symbol_says_what_is_accepted(text):
+    with pytest.raises(SettingsError, match="chord symbol|no chords were given") as e:
+        parse_chords(text, 0, 4, S)
+    assert "e.g. C" in str(e.value)
+
+
+def test_chord_tones_of_common_symbols():
+    assert chord_tones("F#m7") == {6, 9, 1, 4} and chord_tones("Ebmaj7") == {3, 7, 10, 2}
+    assert chord_tones("Csus4") == {0, 5, 7} and chord_tones("b-") == {10, 2, 5}
+
+
+def _melody(bars: list[list[int]], tempo: float = 120.0) -> pretty_midi.PrettyMIDI:
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    inst = pretty_midi.Instrument(0, name="MELODY")
+    beat = 60.0 / tempo
+    for b, pitches in enumerate(bars):
+        for k, p in enumerate(pitches):  # one note a beat
+            inst.notes.append(pretty_midi.Note(90, p, (4 * b + k) * beat, (4 * b + k + 1) * beat))
+    pm.instruments.append(inst)
+    return pm
+
+
+def test_chords_estimated_from_an_arpeggiated_melody_are_its_chords():
+    pm = _melody([[72, 76, 79, 76], [69, 72, 76, 72], [], [65, 69, 72, 77], [67, 71, 74, 79, 67]])
+    h = estimate_chords(notes_from_pm(pm), 4, 0, 5, S)
+    assert h.names == ["C", "Am", "Am", "F", "G"]  # a bar without melody keeps the chord before
+
+
+def test_chords_estimated_from_a_melody_with_passing_notes_are_mostly_right():
+    pm = song(9, bars=12)
+    pm.instruments = pm.instruments[:1]
+    names = estimate_chords(notes_from_pm(pm), 4, 0, 12, S).names
+    truth = ["C", "Am", "F", "G"] * 3
+    assert sum(a == b for a, b in zip(names, truth)) >= 10, names
+
+
+def test_the_pull_raises_the_chords_notes_by_its_strength(tiny_model):
+    codec = tiny_model.codec
+    state = BarNoteState(codec, 2, 0, 4 * codec.steps_per_bar, first_bar=0)
+    state.harmony = parse_chords("C F#", 0, 4, codec.steps_per_bar)
+    state.bar[:] = [0, 1]
+    state.pos[:] = 3
+    out = state.keep_harmony(torch.zeros(2, codec.vocab_size))
+    notes = codec.pitch_of[codec.note_base :] % 12
+    for b, chord in enumerate(({0, 4, 7}, {6, 10, 1})):
+        raised = out[b, codec.note_base :].numpy() > 0
+        assert set(notes[raised].tolist()) == chord
+        assert torch.allclose(out[b, codec.note_base :][raised], torch.tensor(state.harmony.pull))
+    assert (out[:, : codec.note_base] == 0).all()  # positions and bar lines are left alone
+
+
+def test_accompaniment_follows_given_chords_and_says_which(tiny_model):
+    pm = song(9, bars=8)
+    pm.instruments = pm.instruments[:1]  # C Am F G under the melody
+    share = {}
+    for chords in (None, "F#"):
+        takes = accompany(tiny_model, pm, 0, chords=chords, variations=2, random_seed=3, top_p=0.95)
+        notes = [n.pitch % 12 for t in takes for n in t.midi.instruments[-1].notes]
+        share[chords] = np.isin(notes, [6, 10, 1]).mean()
+        info = takes[0].info
+        assert info["chords_from"] == ("melody" if chords is None else "given") and len(info["chords"]) == 8
+    assert info["chords"] == ["F#"] * 8
+    assert share["F#"] > share[None] + 0.2, share
+    assert CHORDS  # the song's own chords are C Am F G (conftest)
