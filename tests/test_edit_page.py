@@ -76,7 +76,8 @@ def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     ]
     assert notes(pm, skip="musiclab accompaniment") == sorted(notes_of(source.instruments[0]) + kept)
     assert pm.instruments[-1].name == "musiclab accompaniment" and pm.instruments[-1].notes
-    assert any(c.value.startswith("Chords followed, a bar each (estimated from the melody): ") for c in at.caption)
+    assert any(c.value.startswith("Chords followed, a bar each from bar ") and "(estimated from the melody)" in c.value
+               for c in at.caption)  # fmt: skip
     before = at.get("audio")[0].proto.url
     at.toggle(key=f"mute_{take['id']}").set_value(True).run()
     assert at.get("audio")[0].proto.url != before  # the mix without the accompaniment
@@ -107,6 +108,9 @@ def test_a_bad_chord_symbol_is_refused_with_what_is_accepted(flagship):
     assert any("'H7' is not a chord symbol; expected e.g. C, Am" in e.value for e in at.error), at.error
     assert "takes" not in at.session_state or at.session_state["takes"] == []
     assert at.text_input(key="edit_chords").value == "C Am H7 G"  # kept as typed, to fix
+    at.radio(key="edit_job").set_value("Infill a passage").run()
+    at.radio(key="edit_job").set_value("Accompany a melody").run()
+    assert at.text_input(key="edit_chords").value == "C Am H7 G"  # and kept across the job switch
 
 
 def test_without_a_model_that_can_edit_the_page_says_so(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from conftest import CHORDS, song
 
 from musiclab.codecs.barnote_state import BarNoteState, notes_from_pm
 from musiclab.editing.accompany import accompany
-from musiclab.editing.harmony import chord_tones, estimate_chords, parse_chords
+from musiclab.editing.harmony import bars_of, chord_tones, estimate_chords, parse_chords
 from musiclab.generation.sampling import SettingsError
 
 S = 16  # steps a bar in these hand-made cases
@@ -21,27 +21,54 @@ def tones_at(h, step: int) -> set[int]:
     return set(np.flatnonzero(h.at(np.array([step]))[0]).tolist())
 
 
+def bars(n: int, first: int = 0, size: int = S) -> list[tuple[int, int]]:
+    return [(first + k * size, first + (k + 1) * size) for k in range(n)]
+
+
 def test_chord_symbols_read_per_bar_split_shared_bars_and_loop():
-    h = parse_chords("C | Am | F G7 | Bb/D", 2, 6, S)
+    h = parse_chords("C | Am | F G7 | Bb/D", bars(6, first=2 * S))
     assert h.names == ["C", "Am", "F G7", "Bb/D", "C", "Am"]  # fewer bars of chords than asked: they loop
     assert tones_at(h, 2 * S) == {0, 4, 7} and tones_at(h, 3 * S + 15) == {9, 0, 4}
     assert tones_at(h, 4 * S + 7) == {5, 9, 0} and tones_at(h, 4 * S + 8) == {7, 11, 2, 5}  # halves of one bar
     assert tones_at(h, 5 * S) == {10, 2, 5}  # B flat, written as musicians do
     assert tones_at(h, 2 * S - 1) == set() and tones_at(h, 8 * S) == set()  # outside the span: no chord
-    h = parse_chords("Dm % N G", 0, 4, S)
-    assert h.names == ["Dm", "Dm", "N", "G"] and tones_at(h, S) == {2, 5, 9} and tones_at(h, 2 * S) == set()
+    h = parse_chords("Dm % N.C. G, C", bars(4))
+    assert h.names == ["Dm", "Dm", "N.C.", "G"] and h.unused == 1
+    assert tones_at(h, S) == {2, 5, 9} and tones_at(h, 2 * S) == set()
+    h = parse_chords("C | | F", bars(3))  # an empty bar holds the chord before
+    assert h.names == ["C", "C", "F"] and tones_at(h, S + 3) == {0, 4, 7}
 
 
-@pytest.mark.parametrize("text", ["H7", "C Xyz", "|", "  "])
+def test_chords_follow_the_files_own_bars():
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0.0))
+    inst = pretty_midi.Instrument(0)
+    inst.notes.append(pretty_midi.Note(80, 60, 0.0, 9.0))  # 18 beats: six bars of 3/4
+    pm.instruments.append(inst)
+    first, found = bars_of(pm, 4 * 3 + 2, 4 * 12, 4)  # from a step inside bar 2 to the end of bar 4
+    assert first == 2 and found == [(12, 24), (24, 36), (36, 48)]  # 3 beats x 4 steps
+    h = parse_chords("C G", found)
+    assert tones_at(h, 23) == {0, 4, 7} and tones_at(h, 24) == {7, 11, 2}
+
+
+@pytest.mark.parametrize("text", ["H7", "C Xyz", "|", "  ", "- -", "Q" * 3000])
 def test_a_bad_chord_symbol_says_what_is_accepted(text):
     with pytest.raises(SettingsError, match="chord symbol|no chords were given") as e:
-        parse_chords(text, 0, 4, S)
-    assert "e.g. C" in str(e.value)
+        parse_chords(text, bars(4))
+    assert "e.g. C" in str(e.value) and len(str(e.value)) < 300
 
 
-def test_chord_tones_of_common_symbols():
+def test_every_given_symbol_is_checked_even_past_the_span():
+    with pytest.raises(SettingsError, match="'H7' is not a chord symbol"):
+        parse_chords("C Am F G C H7", bars(2))
+
+
+def test_chord_tones_of_the_spellings_musicians_type():
     assert chord_tones("F#m7") == {6, 9, 1, 4} and chord_tones("Ebmaj7") == {3, 7, 10, 2}
-    assert chord_tones("Csus4") == {0, 5, 7} and chord_tones("b-") == {10, 2, 5}
+    assert chord_tones("Csus4") == {0, 5, 7} and chord_tones("bb") == {10, 2, 5} and chord_tones("B♭") == {10, 2, 5}
+    assert chord_tones("C-7") == chord_tones("Cm7") == {0, 3, 7, 10}  # the jazz minor sign
+    assert chord_tones("Bm7(b5)") == chord_tones("Bø") == {11, 2, 5, 9} and chord_tones("C°") == {0, 3, 6}
+    assert chord_tones("am") == {9, 0, 4} and chord_tones("F♯m") == {6, 9, 1}
 
 
 def _melody(bars: list[list[int]], tempo: float = 120.0) -> pretty_midi.PrettyMIDI:
@@ -57,14 +84,14 @@ def _melody(bars: list[list[int]], tempo: float = 120.0) -> pretty_midi.PrettyMI
 
 def test_chords_estimated_from_an_arpeggiated_melody_are_its_chords():
     pm = _melody([[72, 76, 79, 76], [69, 72, 76, 72], [], [65, 69, 72, 77], [67, 71, 74, 79, 67]])
-    h = estimate_chords(notes_from_pm(pm), 4, 0, 5, S)
+    h = estimate_chords(notes_from_pm(pm), 4, bars(5))
     assert h.names == ["C", "Am", "Am", "F", "G"]  # a bar without melody keeps the chord before
 
 
 def test_chords_estimated_from_a_melody_with_passing_notes_are_mostly_right():
     pm = song(9, bars=12)
     pm.instruments = pm.instruments[:1]
-    names = estimate_chords(notes_from_pm(pm), 4, 0, 12, S).names
+    names = estimate_chords(notes_from_pm(pm), 4, bars(12)).names
     truth = ["C", "Am", "F", "G"] * 3
     assert sum(a == b for a, b in zip(names, truth)) >= 10, names
 
@@ -72,7 +99,7 @@ def test_chords_estimated_from_a_melody_with_passing_notes_are_mostly_right():
 def test_the_pull_raises_the_chords_notes_by_its_strength(tiny_model):
     codec = tiny_model.codec
     state = BarNoteState(codec, 2, 0, 4 * codec.steps_per_bar, first_bar=0)
-    state.harmony = parse_chords("C F#", 0, 4, codec.steps_per_bar)
+    state.harmony = parse_chords("C F#", [(k * codec.steps_per_bar, (k + 1) * codec.steps_per_bar) for k in range(4)])
     state.bar[:] = [0, 1]
     state.pos[:] = 3
     out = state.keep_harmony(torch.zeros(2, codec.vocab_size))
@@ -94,6 +121,7 @@ def test_accompaniment_follows_given_chords_and_says_which(tiny_model):
         share[chords] = np.isin(notes, [6, 10, 1]).mean()
         info = takes[0].info
         assert info["chords_from"] == ("melody" if chords is None else "given") and len(info["chords"]) == 8
+        assert info["chords_first_bar"] == 1
     assert info["chords"] == ["F#"] * 8
     assert share["F#"] > share[None] + 0.2, share
     assert CHORDS  # the song's own chords are C Am F G (conftest)

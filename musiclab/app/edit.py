@@ -133,10 +133,12 @@ def replace_toggle(pm, melody: int) -> bool:
 
 def chords_input() -> str | None:
     """Chord symbols to follow, one bar each, or None (empty: estimated from the melody)."""
-    text = st.text_input("Chords (optional)", key="edit_chords", placeholder="C Am F G",
-                         help="One chord symbol a bar from the first bar accompanied, e.g. C Am F G7, or "
-                         "C | Am | F G | G7 where two chords share a bar; fewer chords than bars repeat. "
-                         "Empty: chords are estimated from the melody.")  # fmt: skip
+    text = st.text_input("Chords (optional)", key="edit_chords", placeholder="C Am F G", persist_state=KEEP,
+                         help="One chord a bar, from the bar where the accompaniment starts (the file's own "
+                         "bars, as the bar inputs count them), e.g. C Am F G7, or C | Am | F G | G7 where two "
+                         "chords share a bar. Slash chords (C/E), N.C. for no chord and % for the bar before "
+                         "are read; C-7 is C minor 7. Fewer chords than bars repeat as a loop; chords past "
+                         "the end are not used. Empty: chords are estimated from the melody.")  # fmt: skip
     return text if text.strip() else None
 
 

@@ -69,6 +69,15 @@ def made_seconds(pm, seed_end: float, info: dict) -> float | None:
     return max(min(max(ends, default=seed_end) - seed_end, asked or float("inf")), 0.5)
 
 
+def chords_caption(info: dict) -> str:
+    """What an accompaniment's chords were: one a bar, from which bar, given or estimated."""
+    how = "estimated from the melody" if info.get("chords_from") == "melody" else "as given"
+    unused = info.get("chords_unused", 0)
+    extra = f"; {unused} bar{'s' * (unused > 1)} of chords past the span not used" if unused else ""
+    return (f"Chords followed, a bar each from bar {info.get('chords_first_bar', 1)} ({how}{extra}): "
+            + " | ".join(info["chords"]))  # fmt: skip
+
+
 def take_card(take: dict, elsewhere: bool = False) -> None:
     """One take's card; ``elsewhere``: on a page other than Compose ("Continue" moves to Compose)."""
     from .evaluate import metrics_panel
@@ -82,8 +91,7 @@ def take_card(take: dict, elsewhere: bool = False) -> None:
         fig = pianoroll_figure(pm, seed_end=None if span else take["seed_end"], span=span)
         st.plotly_chart(fig, key=f"roll_{take['id']}")
         if info.get("chords"):
-            how = "estimated from the melody" if info.get("chords_from") == "melody" else "as given"
-            st.caption(f"Chords followed, a bar each ({how}): " + " | ".join(info["chords"]))
+            st.caption(chords_caption(info))
         if take.get("kind") != "accompaniment" and take["seed_end"] > 0:  # nothing before to compare with
             metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
         midi = take["midi"]

@@ -21,7 +21,7 @@ from ..codecs.barnote_state import BarNoteState, notes_from_pm
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
 from . import constrained
-from .harmony import Harmony, estimate_chords, parse_chords
+from .harmony import Harmony, bars_of, estimate_chords, parse_chords
 
 
 def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: float | None = None,
@@ -33,8 +33,9 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     ``start`` to ``end`` seconds (default: the melody's first to last note). The melody is kept
     exactly; so are the other tracks, unless ``replace_others``: then their pitched notes starting
     in the span are dropped, so the new accompaniment is heard instead of the old one. ``chords``:
-    chord symbols, a bar each from the span's first bar ("C Am F G", "C | Am | F G"; fewer loop;
-    editing/harmony.parse_chords), or None to follow chords estimated from the melody."""
+    chord symbols, a bar each (the file's bars) from the bar holding ``start`` ("C Am F G",
+    "C | Am | F G"; fewer loop; editing/harmony.parse_chords), or None to follow chords estimated
+    from the melody."""
     constrained.check_model(model, "accompany")
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     constrained.check_settings(s, variations)
@@ -68,7 +69,8 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
             state.queue[row] = list(bars[bar][1:])
 
     state.on_bar, state.section = on_bar, ACCOMP
-    state.harmony = _harmony(chords, melody, codec, b0, b1)
+    first_bar, file_bars = bars_of(pm, s0, s1, ppb)  # the file's own bars (its meter), for the chords
+    state.harmony = _harmony(chords, melody, ppb, file_bars)
     facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
@@ -77,22 +79,23 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
             _drop_others(midi, melody_track, start, end)
         info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
                 "span": [start, end], "replaced_others": bool(replace_others), "chords": state.harmony.names,
-                "chords_from": "melody" if chords is None else "given", "settings": s.__dict__.copy(), **facts,
+                "chords_from": "melody" if chords is None else "given", "chords_first_bar": first_bar,
+                "chords_unused": state.harmony.unused, "settings": s.__dict__.copy(), **facts,
                 "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(Take(midi, info))
     return takes
 
 
-def _harmony(chords, melody, codec, b0: int, b1: int) -> Harmony:
-    """The chords to follow over bars [b0, b1): ``chords`` as given (symbols a bar each from b0, or
-    a Harmony), else estimated from the melody's notes (barnote.Notes)."""
+def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]]) -> Harmony:
+    """The chords to follow over ``bars`` (the file's bars, [lo, hi) grid steps): ``chords`` as
+    given (symbols a bar each, or a Harmony), else estimated from the melody's notes (barnote.Notes)."""
     if isinstance(chords, Harmony):
         return chords
     if isinstance(chords, str):
-        return parse_chords(chords, b0, b1 - b0, codec.steps_per_bar)
+        return parse_chords(chords, bars)
     if chords is not None:
         raise SettingsError(f"chords = {chords!r} is not accepted; expected chord symbols such as 'C Am F G', or None")
-    return estimate_chords(melody, codec.config.positions_per_beat, b0, b1 - b0, codec.steps_per_bar)
+    return estimate_chords(melody, positions_per_beat, bars)
 
 
 def _drop_others(pm: pretty_midi.PrettyMIDI, melody_track: int, start: float, end: float) -> None:

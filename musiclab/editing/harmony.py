@@ -2,10 +2,12 @@
 
 A :class:`Harmony` holds the pitch classes of the chord sounding at each grid step of a span;
 the accompaniment's sampler pulls its notes towards them (``BarNoteState.keep_harmony``).
-Chord symbols are read by music21 (``C``, ``Am``, ``F#m7``, ``Bb/D``, ``G7sus4``...). The
-estimate scores the 24 major and minor triads on each half bar of the melody (time spent on
-chord tones minus time off them, with a small bonus for chords of the melody's key) and keeps
-the chord through half bars without melody.
+Bars are the file's own (its meter and tempo map: ``bars_of``), so a 3/4 piece gets a chord
+each three beats. Chord symbols are read by music21 after the spellings musicians type are
+mapped to its own (``Bb``, ``F♯m``, ``C-7`` for C minor 7, ``C°``, ``Bm7(b5)``, ``N.C.``).
+The estimate scores the 24 major and minor triads on each half bar of the melody (time spent
+on chord tones minus time off them, with a small bonus for chords of the melody's key) and
+keeps the chord through half bars without melody.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import pretty_midi
 
 from ..generation.sampling import SettingsError
 
@@ -28,6 +31,8 @@ OFF_WEIGHT = 1.0  # a beat of melody off the chord costs as much as a beat on it
 KEY_BONUS = 0.5  # beats' worth of evidence for a chord of the melody's key
 BAR_CONTEXT = 0.5  # weight of the other half of the bar in a half bar's evidence (two notes rarely name a chord)
 HOLD_BONUS = 0.25  # beats' worth of evidence for keeping the chord of the half bar before
+NO_CHORD = {"N", "NC", "N.C", "N.C."}
+MAX_SHOWN = 24  # characters of a bad symbol quoted back
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Harmony:
     tones: np.ndarray  # (steps, 12) bool
     names: list[str]
     pull: float = GIVEN_PULL  # nats of logit a chord tone gains (BarNoteState.keep_harmony)
+    unused: int = 0  # bars of given chords past the span
 
     def at(self, steps: np.ndarray) -> np.ndarray:
         """(B, 12) bool: the chord at each of ``steps`` (B,) (none outside the span)."""
@@ -49,56 +55,80 @@ class Harmony:
         return out
 
 
+def bars_of(pm: pretty_midi.PrettyMIDI, s0: int, s1: int, positions_per_beat: int) -> tuple[int, list[tuple[int, int]]]:
+    """(number of the first bar, 1-based; [lo, hi) grid steps of each of the file's bars that
+    overlap steps [s0, s1)), from its downbeats (meter and tempo map), the last bar's length
+    repeated past the file's end."""
+    ticks = pm.resolution / positions_per_beat
+    downs = sorted({int(round(pm.time_to_tick(t) / ticks)) for t in pm.get_downbeats()} | {0})
+    size = downs[-1] - downs[-2] if len(downs) > 1 else 4 * positions_per_beat
+    while downs[-1] < s1:
+        downs.append(downs[-1] + size)
+    first = max(int(np.searchsorted(downs, s0, side="right")) - 1, 0)
+    bars = [(a, z) for a, z in zip(downs[first:], downs[first + 1 :]) if a < s1]
+    return first + 1, bars
+
+
+def _spelled(symbol: str) -> str:
+    """A symbol as musicians type it -> music21's spelling (``-`` is its flat; a jazz ``-`` is minor)."""
+    s = symbol.strip().replace("♭", "b").replace("♯", "#").replace("°", "dim").replace("ø", "m7b5")
+    s = re.sub(r"\((.*)\)", r"\1", s)  # Bm7(b5) -> Bm7b5
+    s = re.sub(r"^([A-Ga-g][#b]?)-", r"\1m", s)  # C-7: C minor 7
+    s = re.sub(r"(^|/)([A-Ga-g])b", lambda m: m[1] + m[2].upper() + "-", s)  # Bb/Db -> B-/D-
+    return s[:1].upper() + s[1:]
+
+
 def chord_tones(symbol: str) -> frozenset[int]:
-    """Pitch classes of a chord symbol (``Bb`` and ``B-`` both mean B flat), or a SettingsError."""
+    """Pitch classes of a chord symbol, or a SettingsError saying what is accepted."""
     from music21 import harmony
 
-    text = re.sub(r"(^|/)([A-Ga-g])b", lambda m: m[1] + m[2].upper() + "-", symbol.strip())
     try:
-        c = harmony.ChordSymbol(text[0].upper() + text[1:])
-        return frozenset(p.pitchClass for p in c.pitches)
+        return frozenset(p.pitchClass for p in harmony.ChordSymbol(_spelled(symbol)).pitches)
     except Exception:  # music21 raises ValueError, KeyError or its own errors on a bad symbol
-        raise SettingsError(f"{symbol!r} is not a chord symbol; expected e.g. C, Am, F#m7, Bb/D, G7sus4, "
-                            "N for no chord, % to repeat the bar before") from None  # fmt: skip
+        shown = symbol if len(symbol) <= MAX_SHOWN else symbol[:MAX_SHOWN] + "..."
+        raise SettingsError(f"{shown!r} is not a chord symbol; expected e.g. C, Am, F#m7, Bb/D, G7sus4, "
+                            "N.C. for no chord, % to repeat the bar before; chords are separated by spaces, "
+                            "a bar each, or by | between bars") from None  # fmt: skip
 
 
-def parse_chords(text: str, first_bar: int, bars: int, steps_per_bar: int) -> Harmony:
-    """Chord symbols, one bar each from ``first_bar`` ("C Am F G", or "C | Am | F G | G7" where
-    chords sharing a bar split it evenly): a Harmony over ``bars`` bars. Fewer bars of chords
-    than ``bars`` repeat from the first, as a loop; bars past ``bars`` are not used."""
-    groups = [g.split() for g in text.split("|")] if "|" in text else [[w] for w in text.split()]
-    groups = [g for g in groups if g]
-    if not groups:
-        raise SettingsError("no chords were given; expected chord symbols, one bar each, e.g. C Am F G")
-    S, tones, names, before = steps_per_bar, np.zeros((bars * steps_per_bar, 12), dtype=bool), [], []
-    for k in range(bars):
+def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
+    """Chord symbols, a bar each ("C Am F G", commas allowed, or "C | Am | F G | G7" where chords
+    sharing a bar split it evenly and an empty bar holds the chord before): a Harmony over
+    ``bars`` ([lo, hi) grid steps each). Fewer bars of chords than ``bars`` repeat from the
+    first, as a loop; every symbol is checked, those past the span are counted as unused."""
+    text = text.replace(",", " ")
+    rows = text.strip().strip("|").split("|") if "|" in text else [w for w in text.split() if w != "-"]
+    groups = [[w for w in r.split() if w != "-"] or ["%"] for r in rows]
+    if all(g == ["%"] for g in groups):
+        raise SettingsError("no chords were given; expected chord symbols, a bar each, e.g. C Am F G")
+    known = {w: None if w.upper() in NO_CHORD or w == "%" else chord_tones(w) for g in groups for w in g}
+    lo = bars[0][0]
+    tones, names, before = np.zeros((bars[-1][1] - lo, 12), dtype=bool), [], ["N"]
+    for k, (a, z) in enumerate(bars):
         group = groups[k % len(groups)]
-        if group == ["%"]:
-            group = before or ["N"]
+        group = before if group == ["%"] else group
+        cuts = [a - lo + j * (z - a) // len(group) for j in range(len(group) + 1)]  # chords sharing the bar
         for j, symbol in enumerate(group):
-            if symbol.upper() in ("N", "N.C.", "NC"):
-                continue
-            a, z = k * S + j * S // len(group), k * S + (j + 1) * S // len(group)
-            tones[a:z, list(chord_tones(symbol))] = True
+            if known.get(symbol) is not None:
+                tones[cuts[j] : cuts[j + 1], list(known[symbol])] = True
         names.append(" ".join(group))
         before = group
-    return Harmony(first_bar * S, tones, names)
+    return Harmony(lo, tones, names, unused=max(len(groups) - len(bars), 0))
 
 
-def estimate_chords(notes, positions_per_beat: int, first_bar: int, bars: int, steps_per_bar: int) -> Harmony:
-    """The likeliest major or minor triad on each half bar of a melody's ``notes`` (barnote.Notes:
-    onsets and durations in beats), over ``bars`` bars of ``steps_per_bar`` from ``first_bar``."""
+def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]]) -> Harmony:
+    """The likeliest major or minor triad on each half of each bar ([lo, hi) grid steps) of a
+    melody's ``notes`` (barnote.Notes: onsets and durations in beats)."""
     from ..codecs.common import estimate_key, scale_pitch_classes
 
-    S, half, ppb = steps_per_bar, steps_per_bar // 2, positions_per_beat
-    n = bars * 2
+    ppb = positions_per_beat
+    edges = np.array([x for a, z in bars for x in (a, (a + z) // 2)] + [bars[-1][1]], dtype=float) / ppb  # beats
+    n = len(edges) - 1
     beats = np.zeros((n, 12))  # beats of melody per (half bar, pitch class)
-    lo = first_bar * S / ppb  # beats
     for onset, dur, pitch in zip(notes.onset.tolist(), notes.duration.tolist(), notes.pitch.tolist()):
-        a, z = (onset - lo) * ppb / half, (onset + dur - lo) * ppb / half  # in half bars
-        for w in range(max(int(a), 0), min(int(np.ceil(z)), n)):
-            beats[w, pitch % 12] += (min(z, w + 1) - max(a, w)) * half / ppb
-    pairs = beats.reshape(bars, 2, 12)
+        overlap = np.minimum(edges[1:], onset + dur) - np.maximum(edges[:-1], onset)
+        beats[:, pitch % 12] += np.maximum(overlap, 0)
+    pairs = beats.reshape(len(bars), 2, 12)
     beats = (pairs + BAR_CONTEXT * pairs[:, ::-1]).reshape(n, 12)
     scale = scale_pitch_classes(*estimate_key(notes.pitch, notes.duration)) if len(notes.pitch) else set(range(12))
     in_key = np.array([all(t in scale for t in np.flatnonzero(row)) for row in _TONES])
@@ -110,7 +140,9 @@ def estimate_chords(notes, positions_per_beat: int, first_bar: int, bars: int, s
             s[before] += HOLD_BONUS
         before = before if before is not None and not beats[w].any() else int(s.argmax())
         path.append(before)
-    tones = np.repeat(_TONES[path].astype(bool), [half, S - half] * bars, axis=0)
+    lo = bars[0][0]
+    steps = np.round(edges * ppb).astype(int) - lo
+    tones = np.repeat(_TONES[path].astype(bool), np.diff(steps), axis=0)
     label = [NAMES[TRIADS[i][0]] + TRIADS[i][1] for i in path]
     names = [a if a == b else f"{a} {b}" for a, b in zip(label[::2], label[1::2])]
-    return Harmony(first_bar * S, tones, names, ESTIMATED_PULL)
+    return Harmony(lo, tones, names, ESTIMATED_PULL)
