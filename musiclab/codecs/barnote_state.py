@@ -14,9 +14,8 @@ Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at 
 ``max_notes_per_position``); positions rise within a bar (section); a bar may pass with no
 onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
 Pace (continue, infill): each take is pulled back towards the notes per step, onsets per step
-and pitch-class shares of the music around it (the seed's last bars, a little busier; the bars
-either side of a span), because left alone the model drifts off them (docs/flagship.md, "How it
-samples").
+and pitch-class shares of the music around it (the seed's last bars; the bars either side of a
+span), because left alone the model drifts off them (docs/flagship.md, "How it samples").
 """
 
 from __future__ import annotations
@@ -66,7 +65,6 @@ PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
 ONSET_PULL = 2.0  # nats of logit per e-fold too few (many) onsets, per pace-typical gap ahead (0 = off)
 CHORD_PULL = 8.0  # nats of logit per e-fold too thin (thick) chords, on another note here (0 = off)
 PALETTE_PULL = 2.0  # nats of logit per e-fold a pitch class is under (over) used against the pace's (0 = off)
-SEED_GROWTH = 2**0.15  # a continuation's pace over its seed's: real ones run this much busier (tuning seeds)
 PALETTE_FLOOR = 1 / 24  # added to both shares, so a class rare in the pace is not pushed up for being unplayed
 
 
@@ -369,8 +367,6 @@ class BarNoteTokenizer(BarNoteCodec):
         ids = self.encode(q, 0, end_step // S + 1).tolist()
         has = last // S == end_step // S
         pace = pace_of(self, q, [(end_step - PACE_BARS * S, end_step)])
-        if pace is not None:  # music after a seed tends to be busier than the seed's last bars
-            pace = Pace(pace.notes * SEED_GROWTH, pace.onsets * SEED_GROWTH, pace.palette)
         return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has, pace)
 
     def prompt_tensor(self, prompt: BarNotePrompt, batch: int, max_len: int | None = None) -> torch.Tensor:
