@@ -7,7 +7,7 @@ import numpy as np
 import pretty_midi
 import pytest
 import torch
-from conftest import CHORDS, song
+from conftest import song
 
 from musiclab.codecs.barnote_state import BarNoteState, notes_from_pm
 from musiclab.editing.accompany import accompany
@@ -35,8 +35,8 @@ def test_chord_symbols_read_per_bar_split_shared_bars_and_loop():
     h = parse_chords("Dm % N.C. G, C", bars(4))
     assert h.names == ["Dm", "Dm", "N.C.", "G"] and h.unused == 1
     assert tones_at(h, S) == {2, 5, 9} and tones_at(h, 2 * S) == set()
-    h = parse_chords("C | | F", bars(3))  # an empty bar holds the chord before
-    assert h.names == ["C", "C", "F"] and tones_at(h, S + 3) == {0, 4, 7}
+    h = parse_chords("C | | F %", bars(3))  # an empty bar holds the chord before; so does % within a bar
+    assert h.names == ["C", "C", "F F"] and tones_at(h, S + 3) == {0, 4, 7}
 
 
 def test_chords_follow_the_files_own_bars():
@@ -51,11 +51,22 @@ def test_chords_follow_the_files_own_bars():
     assert tones_at(h, 23) == {0, 4, 7} and tones_at(h, 24) == {7, 11, 2}
 
 
-@pytest.mark.parametrize("text", ["H7", "C Xyz", "|", "  ", "- -", "Q" * 3000])
+@pytest.mark.parametrize("text", ["H7", "C Xyz", "|", "  ", "%", "Q" * 3000])
 def test_a_bad_chord_symbol_says_what_is_accepted(text):
     with pytest.raises(SettingsError, match="chord symbol|no chords were given") as e:
         parse_chords(text, bars(4))
     assert "e.g. C" in str(e.value) and len(str(e.value)) < 300
+
+
+def test_a_lone_dash_is_refused_rather_than_shifting_the_bars():
+    with pytest.raises(SettingsError, match="lone '-' is not read; write % to hold"):
+        parse_chords("C - F G", bars(4))
+
+
+def test_the_bars_of_a_file_whose_meter_changes():
+    pm = _melody([[60] * 4] * 4)  # 16 beats at 120 bpm
+    pm.time_signature_changes += [pretty_midi.TimeSignature(4, 4, 0.0), pretty_midi.TimeSignature(3, 4, 2.0)]
+    assert bars_of(pm, 0, 64, 4) == (1, [(0, 16), (16, 28), (28, 40), (40, 52), (52, 64)])
 
 
 def test_every_given_symbol_is_checked_even_past_the_span():
@@ -68,7 +79,7 @@ def test_chord_tones_of_the_spellings_musicians_type():
     assert chord_tones("Csus4") == {0, 5, 7} and chord_tones("bb") == {10, 2, 5} and chord_tones("B♭") == {10, 2, 5}
     assert chord_tones("C-7") == chord_tones("Cm7") == {0, 3, 7, 10}  # the jazz minor sign
     assert chord_tones("Bm7(b5)") == chord_tones("Bø") == {11, 2, 5, 9} and chord_tones("C°") == {0, 3, 6}
-    assert chord_tones("am") == {9, 0, 4} and chord_tones("F♯m") == {6, 9, 1}
+    assert chord_tones("am") == {9, 0, 4} and chord_tones("F♯m") == {6, 9, 1} and chord_tones("CΔ7") == {0, 4, 7, 11}
 
 
 def _melody(bars: list[list[int]], tempo: float = 120.0) -> pretty_midi.PrettyMIDI:
@@ -83,9 +94,22 @@ def _melody(bars: list[list[int]], tempo: float = 120.0) -> pretty_midi.PrettyMI
 
 
 def test_chords_estimated_from_an_arpeggiated_melody_are_its_chords():
-    pm = _melody([[72, 76, 79, 76], [69, 72, 76, 72], [], [65, 69, 72, 77], [67, 71, 74, 79, 67]])
-    h = estimate_chords(notes_from_pm(pm), 4, bars(5))
-    assert h.names == ["C", "Am", "Am", "F", "G"]  # a bar without melody keeps the chord before
+    pm = _melody([[], [72, 76, 79, 76], [69, 72, 76, 72], [], [65, 69, 72, 77], [67, 71, 74, 79]])
+    h = estimate_chords(notes_from_pm(pm), 4, bars(6))
+    assert h.names == ["C", "C", "Am", "Am", "F", "G"]  # a bar without melody keeps the chord before it
+    assert tones_at(h, 0) == {0, 4, 7}  # bars before the melody take its first chord, not the key's first triad
+    assert estimate_chords(notes_from_pm(_melody([])), 4, bars(2)).names == ["N", "N"]
+
+
+def test_chords_are_estimated_in_the_files_bars_from_any_bar():
+    pm = _melody([[60, 64, 67], [57, 60, 64], [65, 69, 72], [67, 71, 74]])  # 3 beats a bar at 120 bpm...
+    for n in pm.instruments[0].notes:  # ...written into 3/4 bars
+        k = round(n.start / 0.5)
+        n.start, n.end = k // 4 * 1.5 + k % 4 * 0.5, k // 4 * 1.5 + k % 4 * 0.5 + 0.5
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0.0))
+    first, found = bars_of(pm, 12, 48, 4)
+    assert first == 2 and found == [(12, 24), (24, 36), (36, 48)]
+    assert estimate_chords(notes_from_pm(pm), 4, found).names == ["Am", "F", "G"]
 
 
 def test_chords_estimated_from_a_melody_with_passing_notes_are_mostly_right():
@@ -124,4 +148,12 @@ def test_accompaniment_follows_given_chords_and_says_which(tiny_model):
         assert info["chords_first_bar"] == 1
     assert info["chords"] == ["F#"] * 8
     assert share["F#"] > share[None] + 0.2, share
-    assert CHORDS  # the song's own chords are C Am F G (conftest)
+
+
+def test_chords_of_the_wrong_type_or_a_typo_are_refused_before_any_sampling(tiny_model):
+    pm = song(9, bars=4)
+    with pytest.raises(SettingsError, match="chords = 5 is not accepted; expected chord symbols"):
+        accompany(tiny_model, pm, 0, chords=5)
+    with pytest.raises(SettingsError, match="'Hm' is not a chord symbol"):
+        accompany(tiny_model, pm, 0, chords="C Hm", progress=lambda *a: pytest.fail("sampling started"))
+    assert accompany(tiny_model, pm, 0, chords="  ", random_seed=1)[0].info["chords_from"] == "melody"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import streamlit as st
 
 from ..midi.figure import pianoroll_figure
@@ -131,14 +132,20 @@ def replace_toggle(pm, melody: int) -> bool:
                      "span (the downloads keep them outside it). Off: it is added to them.")  # fmt: skip
 
 
-def chords_input() -> str | None:
-    """Chord symbols to follow, one bar each, or None (empty: estimated from the melody)."""
-    text = st.text_input("Chords (optional)", key="edit_chords", placeholder="C Am F G", persist_state=KEEP,
-                         help="One chord a bar, from the bar where the accompaniment starts (the file's own "
-                         "bars, as the bar inputs count them), e.g. C Am F G7, or C | Am | F G | G7 where two "
-                         "chords share a bar. Slash chords (C/E), N.C. for no chord and % for the bar before "
-                         "are read; C-7 is C minor 7. Fewer chords than bars repeat as a loop; chords past "
-                         "the end are not used. Empty: chords are estimated from the melody.")  # fmt: skip
+def chords_input(pm, melody: int, start: float | None) -> str | None:
+    """Chord symbols to follow, one bar each from the bar the accompaniment starts in (shown), or
+    None (empty: estimated from the melody)."""
+    if start is None:
+        start = min((n.start for n in pm.instruments[melody].notes), default=0.0)
+    bar = max(int(np.searchsorted(pm.get_downbeats(), start + 1e-6, side="right")), 1)
+    text = st.text_input(f"Chords from bar {bar} (optional)", key="edit_chords", placeholder="C Am F G",
+                         persist_state=KEEP,
+                         help="One chord a bar (the file's own bars, as the bar inputs count them), from the "
+                         "bar the accompaniment starts in, e.g. C Am F G7, or C | Am | F G | G7 where two "
+                         "chords share a bar. Read: slash chords (C/E), sevenths and the like (F#m7, CΔ7, "
+                         "G7sus4, Bm7b5), N.C. for no chord, % for the bar before; a - after the root is "
+                         "minor (C-7 = Cm7). Fewer chords than bars repeat as a loop; chords past the end "
+                         "are not used. Empty: chords are estimated from the melody.")  # fmt: skip
     return text if text.strip() else None
 
 

@@ -55,6 +55,8 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     only = copy.copy(pm)
     only.instruments = [mel]
     melody = notes_from_pm(only, {0: MELODY})
+    first_bar, file_bars = bars_of(pm, s0, s1, ppb)  # the file's own bars (its meter), for the chords
+    harmony = _harmony(chords, melody, ppb, file_bars)  # a typo in the chords is refused before any work
     q = codec.quantize(melody)
     bars = {b: codec.encode(q, b, b + 1, two_track=True).tolist() for b in range(b0, b1)}  # BAR MEL ... ACC
     pitch_ok = None
@@ -69,8 +71,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
             state.queue[row] = list(bars[bar][1:])
 
     state.on_bar, state.section = on_bar, ACCOMP
-    first_bar, file_bars = bars_of(pm, s0, s1, ppb)  # the file's own bars (its meter), for the chords
-    state.harmony = _harmony(chords, melody, ppb, file_bars)
+    state.harmony = harmony
     facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
@@ -78,9 +79,9 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
         if replace_others:
             _drop_others(midi, melody_track, start, end)
         info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
-                "span": [start, end], "replaced_others": bool(replace_others), "chords": state.harmony.names,
-                "chords_from": "melody" if chords is None else "given", "chords_first_bar": first_bar,
-                "chords_unused": state.harmony.unused, "settings": s.__dict__.copy(), **facts,
+                "span": [start, end], "replaced_others": bool(replace_others), "chords": harmony.names,
+                "chords_from": "melody" if harmony.estimated else "given", "chords_first_bar": first_bar,
+                "chords_unused": harmony.unused, "settings": s.__dict__.copy(), **facts,
                 "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(Take(midi, info))
     return takes
@@ -91,9 +92,9 @@ def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]
     given (symbols a bar each, or a Harmony), else estimated from the melody's notes (barnote.Notes)."""
     if isinstance(chords, Harmony):
         return chords
-    if isinstance(chords, str):
+    if isinstance(chords, str) and chords.strip():
         return parse_chords(chords, bars)
-    if chords is not None:
+    if chords is not None and not isinstance(chords, str):
         raise SettingsError(f"chords = {chords!r} is not accepted; expected chord symbols such as 'C Am F G', or None")
     return estimate_chords(melody, positions_per_beat, bars)
 

@@ -4,10 +4,10 @@ A :class:`Harmony` holds the pitch classes of the chord sounding at each grid st
 the accompaniment's sampler pulls its notes towards them (``BarNoteState.keep_harmony``).
 Bars are the file's own (its meter and tempo map: ``bars_of``), so a 3/4 piece gets a chord
 each three beats. Chord symbols are read by music21 after the spellings musicians type are
-mapped to its own (``Bb``, ``F♯m``, ``C-7`` for C minor 7, ``C°``, ``Bm7(b5)``, ``N.C.``).
+mapped to its own (``Bb``, ``F♯m``, ``C-7`` for C minor 7, ``CΔ7``, ``C°``, ``Bm7(b5)``, ``N.C.``).
 The estimate scores the 24 major and minor triads on each half bar of the melody (time spent
-on chord tones minus time off them, with a small bonus for chords of the melody's key) and
-keeps the chord through half bars without melody.
+on chord tones minus time off them, with a small bonus for chords of the melody's key); a bar
+without melody keeps the chord before it (bars before the melody's first note take its first).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Harmony:
     names: list[str]
     pull: float = GIVEN_PULL  # nats of logit a chord tone gains (BarNoteState.keep_harmony)
     unused: int = 0  # bars of given chords past the span
+    estimated: bool = False  # from the melody (estimate_chords), not given
 
     def at(self, steps: np.ndarray) -> np.ndarray:
         """(B, 12) bool: the chord at each of ``steps`` (B,) (none outside the span)."""
@@ -72,6 +73,7 @@ def bars_of(pm: pretty_midi.PrettyMIDI, s0: int, s1: int, positions_per_beat: in
 def _spelled(symbol: str) -> str:
     """A symbol as musicians type it -> music21's spelling (``-`` is its flat; a jazz ``-`` is minor)."""
     s = symbol.strip().replace("♭", "b").replace("♯", "#").replace("°", "dim").replace("ø", "m7b5")
+    s = re.sub("[Δ△]7?", "maj7", s)
     s = re.sub(r"\((.*)\)", r"\1", s)  # Bm7(b5) -> Bm7b5
     s = re.sub(r"^([A-Ga-g][#b]?)-", r"\1m", s)  # C-7: C minor 7
     s = re.sub(r"(^|/)([A-Ga-g])b", lambda m: m[1] + m[2].upper() + "-", s)  # Bb/Db -> B-/D-
@@ -92,21 +94,30 @@ def chord_tones(symbol: str) -> frozenset[int]:
 
 
 def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
-    """Chord symbols, a bar each ("C Am F G", commas allowed, or "C | Am | F G | G7" where chords
-    sharing a bar split it evenly and an empty bar holds the chord before): a Harmony over
+    """Chord symbols, a bar each ("C Am F G"; commas separate as spaces do), or "C | Am | F G | G7"
+    where chords sharing a bar split it evenly and an empty bar holds the chord before (as % does
+    for a bar, or for the chord before it within one): a Harmony over
     ``bars`` ([lo, hi) grid steps each). Fewer bars of chords than ``bars`` repeat from the
     first, as a loop; every symbol is checked, those past the span are counted as unused."""
     text = text.replace(",", " ")
-    rows = text.strip().strip("|").split("|") if "|" in text else [w for w in text.split() if w != "-"]
-    groups = [[w for w in r.split() if w != "-"] or ["%"] for r in rows]
-    if all(g == ["%"] for g in groups):
+    if re.search(r"(^|\s)-(\s|$)", text):
+        raise SettingsError("a lone '-' is not read; write % to hold the chord for a bar, and separate chords "
+                            "with spaces (a bar each) or | between bars")  # fmt: skip
+    rows = text.strip().strip("|").split("|") if "|" in text else text.split()
+    groups = [r.split() or ["%"] for r in rows]
+    if all(w == "%" for g in groups for w in g):
         raise SettingsError("no chords were given; expected chord symbols, a bar each, e.g. C Am F G")
     known = {w: None if w.upper() in NO_CHORD or w == "%" else chord_tones(w) for g in groups for w in g}
     lo = bars[0][0]
     tones, names, before = np.zeros((bars[-1][1] - lo, 12), dtype=bool), [], ["N"]
     for k, (a, z) in enumerate(bars):
         group = groups[k % len(groups)]
-        group = before if group == ["%"] else group
+        if group == ["%"]:
+            group = before
+        else:  # a % sharing a bar repeats the chord just before it
+            group = [w for w in group]
+            for j, w in enumerate(group):
+                group[j] = (group[j - 1] if j else before[-1]) if w == "%" else w
         cuts = [a - lo + j * (z - a) // len(group) for j in range(len(group) + 1)]  # chords sharing the bar
         for j, symbol in enumerate(group):
             if known.get(symbol) is not None:
@@ -138,11 +149,16 @@ def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]])
         s = score[w].copy()
         if before is not None:
             s[before] += HOLD_BONUS
-        before = before if before is not None and not beats[w].any() else int(s.argmax())
+        before = before if not beats[w].any() else int(s.argmax())  # None until the melody starts
         path.append(before)
+    first = next((c for c in path if c is not None), None)
+    if first is None:  # no melody in the span: no chord to follow
+        return Harmony(bars[0][0], np.zeros((bars[-1][1] - bars[0][0], 12), dtype=bool), ["N"] * len(bars), 0.0,
+                       estimated=True)  # fmt: skip
+    path = [first if c is None else c for c in path]
     lo = bars[0][0]
     steps = np.round(edges * ppb).astype(int) - lo
     tones = np.repeat(_TONES[path].astype(bool), np.diff(steps), axis=0)
     label = [NAMES[TRIADS[i][0]] + TRIADS[i][1] for i in path]
     names = [a if a == b else f"{a} {b}" for a, b in zip(label[::2], label[1::2])]
-    return Harmony(lo, tones, names, ESTIMATED_PULL)
+    return Harmony(lo, tones, names, ESTIMATED_PULL, estimated=True)

@@ -11,7 +11,9 @@ the same prefix only (continuation layout).
 
 ``python -m musiclab bench accompany``: on validation POP909 songs the melody (MELODY track,
 alone) of 30 s from its first note is accompanied twice: with chords estimated from the melody,
-and given the song's annotated chords (as a user who knows them types them). The
+and given the song's annotated chords one or two a bar (the chord at the middle of each half
+bar, as a user who knows them would type them; measured against the same annotations, this
+shows how closely the accompaniment follows the chords it is given, not how it reads a melody). The
 accompaniment's chord-tone share (onsets whose pitch class is in the annotated chord sounding
 then; "N" chords skipped) and the shares on the annotated beats and on their eighth-note grid
 (within a tenth of a beat) sit next to the song's real PIANO track, another song's PIANO track
@@ -245,18 +247,21 @@ def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0
 
 
 def song_harmony(song: Song, codec):
-    """The song's annotated chords as a Harmony on the codec's grid (what a user who knows the
-    chords would type), over the whole song."""
-    from ..editing.constrained import seconds_to_step
-    from ..editing.harmony import Harmony
+    """The song's annotated chords as a user would type them, one or two a bar: a Harmony with
+    the chord sounding at the middle of each half bar (the file's bars) over the whole song."""
+    from ..editing.constrained import seconds_to_step, step_to_seconds
+    from ..editing.harmony import Harmony, bars_of
 
     ppb = codec.config.positions_per_beat
-    step = lambda t: int(round(seconds_to_step(song.pm, t, ppb)))  # noqa: E731
-    tones = np.zeros((step(song.pm.get_end_time()) + 1, 12), dtype=bool)
-    for a, b, pcs in song.chords:
+    _, bars = bars_of(song.pm, 0, int(seconds_to_step(song.pm, song.pm.get_end_time(), ppb)) + 1, ppb)
+    halves = [h for a, z in bars for h in ((a, (a + z) // 2), ((a + z) // 2, z))]
+    middles = step_to_seconds(song.pm, [(a + z) / 2 for a, z in halves], ppb)
+    tones = np.zeros((bars[-1][1] - bars[0][0], 12), dtype=bool)
+    for (a, z), t in zip(halves, middles):
+        pcs = next((c for lo, hi, c in song.chords if lo <= t < hi), None)
         if pcs:
-            tones[step(a) : step(b), list(pcs)] = True
-    return Harmony(0, tones, [])
+            tones[a - bars[0][0] : z - bars[0][0], list(pcs)] = True
+    return Harmony(bars[0][0], tones, [])
 
 
 @torch.no_grad()
