@@ -381,9 +381,10 @@ class BarNoteTokenizer(BarNoteCodec):
         """Draw (B,) ids from masked logits (B, V) in two steps: the kind of the next token (a note,
         a later position, or a bar line / end) from the model's untempered odds with the pace's
         offsets (``keep_pace``), then the id of that kind, notes pulled towards the pace's pitch
-        classes (``keep_palette``) and an accompaniment's chords (``keep_harmony``), under the temperature (which divides the pulls too), top-k,
-        top-p, min-p and the penalty on recent pitches (so top-k 1 is the likeliest id of the drawn
-        kind; temperature 0 takes the likelier kind, then its likeliest id).
+        classes (``keep_palette``) and an accompaniment's chords (``keep_harmony``), under the
+        temperature (which divides the pulls too), top-k, top-p, min-p and the penalty on recent
+        pitches (so top-k 1 is the likeliest id of the drawn kind; temperature 0 takes the likelier
+        kind, then its likeliest id).
 
         Why: a note's probability is spread over thousands of (pitch, duration, velocity) ids and
         "move on" over a few, so truncating all ids at once drops notes: at top-p 0.95 the

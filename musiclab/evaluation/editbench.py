@@ -18,8 +18,8 @@ accompaniment's chord-tone share (onsets whose pitch class is in the annotated c
 then; "N" chords skipped) and the shares on the annotated beats and on their eighth-note grid
 (within a tenth of a beat) sit next to the song's real PIANO track, another song's PIANO track
 laid under this melody, and the melody itself (how far the melody alone names its chords).
-POP909's files start at an arbitrary offset from their bars: each song is moved (in ticks) so its first annotated downbeat
-falls on a bar line (as in training), its annotations with it.
+POP909's files start at an arbitrary offset from their bars: each song is moved (in ticks) so its
+first annotated downbeat falls on a bar line (as in training), its annotations with it.
 """
 
 from __future__ import annotations
