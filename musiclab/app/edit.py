@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import streamlit as st
 
 from ..midi.figure import pianoroll_figure
@@ -135,9 +134,13 @@ def replace_toggle(pm, melody: int) -> bool:
 def chords_input(pm, melody: int, start: float | None) -> str | None:
     """Chord symbols to follow, one bar each from the bar the accompaniment starts in (shown), or
     None (empty: estimated from the melody)."""
+    from ..editing.constrained import seconds_to_step
+    from ..editing.harmony import bars_of
+
     if start is None:
         start = min((n.start for n in pm.instruments[melody].notes), default=0.0)
-    bar = max(int(np.searchsorted(pm.get_downbeats(), start + 1e-6, side="right")), 1)
+    step = int(seconds_to_step(pm, start, 12) + 1e-6)  # any grid: only the bar holding it is asked for
+    bar = bars_of(pm, step, step + 1, 12)[0]  # the bar accompany() counts the chords from
     text = st.text_input(f"Chords from bar {bar} (optional)", key="edit_chords", placeholder="C Am F G",
                          persist_state=KEEP,
                          help="One chord a bar (the file's own bars, as the bar inputs count them), from the "

@@ -22,9 +22,9 @@ from ..generation.sampling import SettingsError
 
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 TRIADS = [(r, q) for r in range(12) for q in ("", "m")]  # (root, "" major / "m" minor)
-_TONES = np.zeros((24, 12))
-for _i, (_r, _q) in enumerate(TRIADS):
-    _TONES[_i, [_r, (_r + (3 if _q else 4)) % 12, (_r + 7) % 12]] = 1
+_TONES = np.array(
+    [[pc in {r, (r + (3 if q else 4)) % 12, (r + 7) % 12} for pc in range(12)] for r, q in TRIADS], dtype=float
+)  # (24, 12): each triad's pitch classes
 GIVEN_PULL = 3.0  # nats of logit a note of a given chord gains (tuned on POP909 songs the benchmark does not use)
 ESTIMATED_PULL = 2.0  # less for an estimated chord, which may be wrong
 OFF_WEIGHT = 1.0  # a beat of melody off the chord costs as much as a beat on it gains
@@ -115,7 +115,7 @@ def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
         if group == ["%"]:
             group = before
         else:  # a % sharing a bar repeats the chord just before it
-            group = [w for w in group]
+            group = list(group)
             for j, w in enumerate(group):
                 group[j] = (group[j - 1] if j else before[-1]) if w == "%" else w
         cuts = [a - lo + j * (z - a) // len(group) for j in range(len(group) + 1)]  # chords sharing the bar
