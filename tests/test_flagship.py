@@ -263,6 +263,26 @@ def test_the_palette_pulls_notes_towards_the_pitch_classes_the_take_has_left_out
     assert 0 < bias[f_sharp] < 0.5 * bias[c]
 
 
+def test_the_pace_pulls_notes_towards_its_durations():
+    tok = BarNoteTokenizer()
+    S, V = tok.steps_per_bar, tok.n_vel
+    short = tok.note_base + (60 - 21) * tok.n_dur * V + 2 * V  # middle C lasting a 16th (bin 2: 4 steps)
+    q = np.array([[S + b * 12, 60, short, 0, 80] for b in range(4)])  # four 16ths
+    pace = pace_of(tok, q, [(S, 2 * S)])
+    assert pace.durations[2] == pytest.approx(4.5 / 9) and pace.durations[9] == pytest.approx(0.5 / 9)
+    state = BarNoteState(tok, 1, 0, 8 * S, first_bar=0, pace=pace)
+    for pos in range(6):  # six whole notes (bin 9: 48 steps): a take drifting from the seed's texture
+        state.advance(np.array([tok.pos_base + pos]))
+        state.advance(np.array([short + 7 * V]))
+    bias = state.keep_palette(torch.zeros(1, tok.vocab_size)).numpy()[0]
+    assert bias[short] > 0 > bias[short + 7 * V]  # short notes likelier, long ones costlier...
+    assert bias[short + 7 * V] == bias[short + 7 * V + 1]  # ...whatever their velocity
+    d_sharp = short + 3 * tok.n_dur * V
+    assert bias[short] - bias[short + 7 * V] == pytest.approx(bias[d_sharp] - bias[d_sharp + 7 * V])  # or pitch
+    with pytest.raises(ValueError, match="duration-bin shares"):
+        Pace(0.1, 0.1, durations=(0.5,) * 10)
+
+
 def test_a_lower_pace_makes_a_sparser_take(tiny_model):
     pm = song(3)
     counts = {}
@@ -289,6 +309,20 @@ def test_a_palette_of_one_pitch_class_brings_more_of_it(tiny_model):
             new = [n.pitch % 12 for t in finish(run) for n in t.midi.instruments[-1].notes]
         share[name] = new.count(1) / len(new)
     assert share["c sharp"] > share["own"] + 0.1, share
+
+
+def test_a_pace_of_long_notes_brings_longer_notes(tiny_model):
+    pm = song(3)
+    beats = {}
+    for name in ("own", "long"):
+        with torch.inference_mode():
+            run = prepare(tiny_model, pm, Sampling(temperature=0.9, top_p=0.95), 6.0, 12.0, 4, 11, None)
+            if name == "long":
+                run.state.pace = dataclasses.replace(run.prompt.pace, durations=(0.01,) * 9 + (0.91,))
+            loop(run)
+            new = [n for t in finish(run) for n in t.midi.instruments[-1].notes]
+        beats[name] = np.median([n.end - n.start for n in new]) * 100 / 60  # the song is at 100 bpm
+    assert beats["long"] > 1.5 * beats["own"], beats
 
 
 def test_infill_keeps_everything_outside_the_span(tiny_model):

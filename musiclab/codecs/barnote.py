@@ -144,11 +144,12 @@ class BarNoteCodec:
             (0, self.pos_base),
         )  # note, position, other ids
         self._log_dur = np.log(np.asarray(c.dur_bins, dtype=np.float64))
-        # per-id lookup tables: pitch (-1 if not a note), duration steps, velocity, position (-1)
+        # per-id lookup tables: pitch (-1 if not a note), duration bin and steps, velocity, position (-1)
         k = np.arange(self.vocab_size) - self.note_base
         note = k >= 0
         self.pitch_of = np.where(note, LOW + k // (self.n_dur * self.n_vel), -1)
-        self.dur_of = np.where(note, np.asarray(c.dur_bins)[(k // self.n_vel) % self.n_dur], 0)
+        self.dur_bin_of = np.where(note, (k // self.n_vel) % self.n_dur, -1)
+        self.dur_of = np.where(note, np.asarray(c.dur_bins)[self.dur_bin_of], 0)
         self.vel_of = np.where(note, np.asarray(c.vel_values)[k % self.n_vel], 0)
         i = np.arange(self.vocab_size)
         self.pos_of = np.where((i >= self.pos_base) & (i < self.note_base), i - self.pos_base, -1)

@@ -13,9 +13,10 @@ records what was drawn. Three jobs share it:
 Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at most
 ``max_notes_per_position``); positions rise within a bar (section); a bar may pass with no
 onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
-Pace (continue, infill): each take is pulled back towards the notes per step, onsets per step
-and pitch-class shares of the music around it (the seed's last bars; the bars either side of a
-span), because left alone the model drifts off them (docs/flagship.md, "How it samples").
+Pace (continue, infill): each take is pulled back towards the notes per step, onsets per step,
+pitch-class shares and note-length shares of the music around it (the seed's last bars; the
+bars either side of a span), because left alone the model drifts off them (docs/flagship.md,
+"How it samples").
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ ONSET_PULL = 2.0  # nats of logit per e-fold too few (many) onsets, per pace-typ
 CHORD_PULL = 8.0  # nats of logit per e-fold too thin (thick) chords, on another note here (0 = off)
 PALETTE_PULL = 2.0  # nats of logit per e-fold a pitch class is under (over) used against the pace's (0 = off)
 PALETTE_FLOOR = 1 / 24  # added to both shares, so a class rare in the pace is not pushed up for being unplayed
+DURATION_PULL = 4.0  # the same for each duration bin's share of the notes (0 = off)
+DURATION_FLOOR = 1 / 20  # as PALETTE_FLOOR, for the 10 duration bins
 
 
 @dataclass
@@ -75,12 +78,19 @@ class Pace:
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
     palette: tuple[float, ...] = (1 / 12,) * 12  # share of the notes in each pitch class C..B (smoothed)
+    durations: tuple[float, ...] | None = None  # share of the notes in each duration bin (smoothed); None: any
 
     def __post_init__(self):
         if not (self.notes >= self.onsets > 0):
             raise ValueError(f"expected notes >= onsets > 0 per step, got {self.notes} and {self.onsets}")
-        if len(self.palette) != 12 or not np.isfinite(self.palette).all() or abs(sum(self.palette) - 1) > 1e-6:
+        if len(self.palette) != 12 or not _are_shares(self.palette):
             raise ValueError(f"expected 12 finite pitch-class shares summing to 1, got {self.palette}")
+        if self.durations is not None and not _are_shares(self.durations):
+            raise ValueError(f"expected finite duration-bin shares summing to 1, got {self.durations}")
+
+
+def _are_shares(x: tuple[float, ...]) -> bool:
+    return bool(np.isfinite(x).all()) and abs(sum(x) - 1) < 1e-6
 
 
 def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) -> Pace | None:
@@ -96,9 +106,13 @@ def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) 
     rows = np.concatenate([q[(q[:, 0] >= lo) & (q[:, 0] < hi)] for lo, hi in windows])
     if steps <= 0 or not len(rows):
         return None
-    notes = np.unique(rows[:, :2], axis=0)  # (step, pitch): a unison across tracks is one note, as the stream writes it
+    _, first_of = np.unique(rows[:, :2], axis=0, return_index=True)  # a unison across tracks is one note, as written
+    notes = rows[first_of]
     palette = (np.bincount(notes[:, 1] % 12, minlength=12) + 0.5) / (len(notes) + 6)  # half a note each: none is 0
-    return Pace(len(notes) / steps, len(np.unique(notes[:, 0])) / steps, tuple(palette.tolist()))
+    bins = codec.dur_bin_of[notes[:, 2]]
+    durations = (np.bincount(bins, minlength=codec.n_dur) + 0.5) / (len(notes) + codec.n_dur / 2)
+    onsets = len(np.unique(notes[:, 0])) / steps
+    return Pace(len(notes) / steps, onsets, tuple(palette.tolist()), tuple(durations.tolist()))
 
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
@@ -134,7 +148,8 @@ class BarNoteState:
         self.notes_drawn = np.zeros(batch, dtype=np.int64)
         self.onsets_drawn = np.zeros(batch, dtype=np.int64)
         self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
-        self._class_of: torch.Tensor | None = None  # pitch class of each note id, on the logits' device
+        self.durations_drawn = np.zeros((batch, codec.n_dur))  # notes drawn per duration bin
+        self._index: dict[str, torch.Tensor] = {}  # pitch class / duration bin of each note id, on the logits' device
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
         self.done = np.zeros(batch, dtype=bool)
@@ -202,18 +217,27 @@ class BarNoteState:
         return logits
 
     def keep_palette(self, logits: torch.Tensor) -> torch.Tensor:
-        """(B, V) logits with each note pulled towards the pace's pitch-class shares: a class the
-        take has used less than the pace made likelier, one used more costlier, by ``PALETTE_PULL``
-        x log((pace share + floor) / (take's share + floor)) (counts start from one bar's notes at
-        the pace). ``sample`` adds it within the note kind, so it moves no onsets."""
+        """(B, V) logits with each note pulled towards the pace's shares of pitch classes and of
+        duration bins: a class (bin) the take has used less than the pace made likelier, one used
+        more costlier, by ``PALETTE_PULL`` (``DURATION_PULL``) x log((pace share + floor) / (take's
+        share + floor)) (counts start from one bar's notes at the pace). ``sample`` adds it within
+        the note kind, so it moves no onsets."""
         p = self.pace
-        if p is None or not PALETTE_PULL:
+        if p is None:
             return logits
         prior = p.notes * self.codec.steps_per_bar
-        share = np.asarray(p.palette)
-        used = (self.classes_drawn + share * prior) / (self.notes_drawn[:, None] + prior)  # (B, 12)
-        pull = logits.new_tensor(PALETTE_PULL * np.log((share + PALETTE_FLOOR) / (used + PALETTE_FLOOR)))  # (B, 12)
-        return self._add_by_class(logits, pull)
+
+        def pull(drawn: np.ndarray, shares: tuple[float, ...], strength: float, floor: float) -> torch.Tensor:
+            share = np.asarray(shares)
+            used = (drawn + share * prior) / (self.notes_drawn[:, None] + prior)  # (B, K)
+            return logits.new_tensor(strength * np.log((share + floor) / (used + floor)))  # (B, K) nats
+
+        if PALETTE_PULL:
+            logits = self._add_by(logits, pull(self.classes_drawn, p.palette, PALETTE_PULL, PALETTE_FLOOR), "class")
+        if DURATION_PULL and p.durations is not None:
+            pulls = pull(self.durations_drawn, p.durations, DURATION_PULL, DURATION_FLOOR)
+            logits = self._add_by(logits, pulls, "duration")
+        return logits
 
     def keep_harmony(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, V) logits with the notes of the chord sounding at each take's position ``harmony.pull``
@@ -221,15 +245,18 @@ class BarNoteState:
         if self.harmony is None or not self.harmony.pull:
             return logits
         tones = self.harmony.at(self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0))  # (B, 12)
-        return self._add_by_class(logits, logits.new_tensor(self.harmony.pull * tones))
+        return self._add_by(logits, logits.new_tensor(self.harmony.pull * tones), "class")
 
-    def _add_by_class(self, logits: torch.Tensor, by_class: torch.Tensor) -> torch.Tensor:
-        """(B, V) logits plus ``by_class`` (B, 12) on each note id of that pitch class."""
+    def _add_by(self, logits: torch.Tensor, table: torch.Tensor, by: str) -> torch.Tensor:
+        """(B, V) logits plus ``table`` (B, K) on each note id of that pitch class (``by`` "class",
+        K = 12) or duration bin ("duration", K = n_dur)."""
         c = self.codec
-        if self._class_of is None or self._class_of.device != logits.device:
-            self._class_of = torch.as_tensor(c.pitch_of[c.note_base :] % 12, device=logits.device)  # (notes,)
+        index = self._index.get(by)
+        if index is None or index.device != logits.device:
+            of = c.pitch_of % 12 if by == "class" else c.dur_bin_of
+            self._index[by] = index = torch.as_tensor(of[c.note_base :], device=logits.device)  # (notes,)
         logits = logits.clone()
-        logits[:, c.note_base :] += by_class[:, self._class_of]
+        logits[:, c.note_base :] += table[:, index]
         return logits
 
     def forced(self) -> np.ndarray:
@@ -268,6 +295,7 @@ class BarNoteState:
                 self.n_here[b] += 1
                 self.notes_drawn[b] += 1
                 self.classes_drawn[b, c.pitch_of[i] % 12] += 1
+                self.durations_drawn[b, c.dur_bin_of[i]] += 1
             else:
                 raise ValueError(f"expected a bar/note BAR, POS or NOTE id while sampling, got {i}")
             self.ids[b].append(i)
@@ -381,7 +409,7 @@ class BarNoteTokenizer(BarNoteCodec):
         """Draw (B,) ids from masked logits (B, V) in two steps: the kind of the next token (a note,
         a later position, or a bar line / end) from the model's untempered odds with the pace's
         offsets (``keep_pace``), then the id of that kind, notes pulled towards the pace's pitch
-        classes (``keep_palette``) and an accompaniment's chords (``keep_harmony``), under the
+        classes and lengths (``keep_palette``) and an accompaniment's chords (``keep_harmony``), under the
         temperature (which divides the pulls too), top-k, top-p, min-p and the penalty on recent
         pitches (so top-k 1 is the likeliest id of the drawn kind; temperature 0 takes the likelier
         kind, then its likeliest id).
