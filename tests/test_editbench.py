@@ -17,8 +17,10 @@ from musiclab.evaluation.editbench import ACCOMPANY_S, Song, accompaniment_stats
 from musiclab.midi.pop909 import read_chords
 
 
-def _song_with(chords: list, beat: float = 0.6) -> Song:
+def _song_with(chords: list, beat: float = 0.6, melody: list | None = None) -> Song:
     pm = pretty_midi.PrettyMIDI()
+    pm.instruments.append(pretty_midi.Instrument(0, name="MELODY"))
+    pm.instruments[0].notes = melody if melody is not None else [pretty_midi.Note(90, 72, 0.0, ACCOMPANY_S)]
     return Song("pop909/x", pm, 0, 1, 0.0, chords, np.arange(0, ACCOMPANY_S + 1, beat))
 
 
@@ -34,18 +36,25 @@ def test_chord_labels_become_pitch_classes_with_their_bass(tmp_path):
 def test_chord_tones_on_the_grid_score_one_and_a_semitone_off_scores_zero():
     sg = _song_with([(0.0, ACCOMPANY_S, frozenset({0, 4, 7}))])
     on = [pretty_midi.Note(80, p, 0.3 * k, 0.3 * k + 0.2) for k, p in enumerate([48, 52, 55, 60] * 5)]  # eighths
-    want = {"chord_tone": 1.0, "on_beat": 0.5, "on_eighth": 1.0, "notes_per_s": 20 / ACCOMPANY_S}
+    want = {"chord_tone": 1.0, "on_beat": 0.5, "on_eighth": 1.0, "notes_per_s": 20 / ACCOMPANY_S, "above_melody": 0.0}
     assert accompaniment_stats(on, sg) == want
     off = [pretty_midi.Note(80, n.pitch + 1, n.start + 0.1, n.end + 0.1) for n in on]  # a sixth of a beat late
     s = accompaniment_stats(off, sg)
     assert s["chord_tone"] == 0.0 and s["on_beat"] == 0.0 and s["on_eighth"] == 0.0
 
 
+def test_above_the_melody_counts_notes_struck_while_it_sounds():
+    melody = [pretty_midi.Note(90, 67, 0.0, 1.0), pretty_midi.Note(90, 60, 2.0, 3.0)]  # G4, a rest, C4
+    sg = _song_with([(0.0, ACCOMPANY_S, frozenset({0, 4, 7}))], melody=melody)
+    notes = [pretty_midi.Note(80, p, t, t + 0.2) for p, t in [(72, 0.5), (64, 0.7), (79, 1.5), (64, 2.5)]]
+    assert accompaniment_stats(notes, sg)["above_melody"] == pytest.approx(2 / 3)  # the note in the rest is not counted
+
+
 def test_no_chord_is_skipped_and_nothing_played_is_none_not_zero():
     sg = _song_with([(0.0, 1.0, None), (1.0, ACCOMPANY_S, frozenset({0, 4, 7}))])
     notes = [pretty_midi.Note(80, 61, 0.3, 0.5), pretty_midi.Note(80, 64, 1.2, 1.5)]
     assert accompaniment_stats(notes, sg)["chord_tone"] == 1.0  # the C# under "N" does not count
-    empty = {"chord_tone": None, "on_beat": None, "on_eighth": None, "notes_per_s": 0.0}
+    empty = {"chord_tone": None, "on_beat": None, "on_eighth": None, "notes_per_s": 0.0, "above_melody": None}
     assert accompaniment_stats([], sg) == empty
 
 

@@ -13,9 +13,10 @@ import torch
 from conftest import ROOT, make_song_corpus, song
 from safetensors.torch import load_file
 
+from musiclab.codecs import barnote_state
 from musiclab.codecs.barnote import ACCOMP, HIGH, LOW, MELODY, BarNoteCodec, Notes
-from musiclab.codecs.barnote_state import BarNoteState, BarNoteTokenizer, Pace, notes_from_pm, pace_of
-from musiclab.editing.accompany import accompany
+from musiclab.codecs.barnote_state import UNDER_PULL, BarNoteState, BarNoteTokenizer, Pace, notes_from_pm, pace_of
+from musiclab.editing.accompany import accompany, melody_top
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
 from musiclab.generation.sampling import Sampling, SettingsError, draw, filter_logits, finish, generate, loop, prepare
@@ -251,7 +252,8 @@ def test_the_palette_pulls_notes_towards_the_pitch_classes_the_take_has_left_out
     tok = BarNoteTokenizer()
     S = tok.steps_per_bar
     q = np.array([[S + b * 12, 60 + k, tok.note_base, 0, 80] for b in range(4) for k in (0, 4, 7)])  # C E G
-    state = BarNoteState(tok, 1, 0, 8 * S, first_bar=0, pace=pace_of(tok, q, [(S, 2 * S)]))
+    pace = dataclasses.replace(pace_of(tok, q, [(S, 2 * S)]), durations=None)  # pitch classes alone
+    state = BarNoteState(tok, 1, 0, 8 * S, first_bar=0, pace=pace)
     d = tok.note_base + (62 - 21) * tok.n_dur * tok.n_vel  # a D
     for pos in range(6):  # six Ds: a take wandering off the C major chord
         state.advance(np.array([tok.pos_base + pos]))
@@ -351,6 +353,39 @@ def test_accompany_keeps_the_melody(tiny_model):
         acc = t.midi.instruments[-1]
         assert acc.name == "musiclab accompaniment" and len(acc.notes) > 8
         assert all(0 <= n.start < pm.get_end_time() for n in acc.notes)
+
+
+def test_the_accompaniment_is_kept_under_the_melody_note_sounding():
+    tok = BarNoteTokenizer()
+    V = tok.n_dur * tok.n_vel
+    q = np.array([[0, 72, tok.note_base + (72 - 21) * V + 5 * tok.n_vel],  # C5 for a beat (12 steps, bin 5)
+                  [6, 67, tok.note_base + (67 - 21) * V + 5 * tok.n_vel]])  # G4 from step 6 to 18  # fmt: skip
+    top = melody_top(tok, q, 0, 24)
+    assert top.tolist() == [72] * 12 + [67] * 6 + [-1] * 6
+    state = BarNoteState(tok, 3, 0, 24, first_bar=0)
+    state.melody_top = (0, top)
+    state.pos[:] = [3, 14, 20]  # under C5, under G4, where the melody rests
+    out = state.keep_under(torch.zeros(3, tok.vocab_size)).numpy()
+    pitch = tok.pitch_of
+    for b, ceiling in enumerate((72, 67, 128)):
+        assert (out[b][pitch > ceiling] == -UNDER_PULL).all() and (out[b][pitch <= ceiling] == 0).all()
+
+
+def test_a_low_melody_keeps_the_accompaniment_lower(tiny_model, monkeypatch):
+    pm = song(9, bars=8)
+    pm.instruments = pm.instruments[:1]
+    for n in pm.instruments[0].notes:
+        n.pitch -= 24  # the melody two octaves down, among the chords the model learned to play
+    above = {}
+    for pull in (0.0, 3.0):
+        monkeypatch.setattr(barnote_state, "UNDER_PULL", pull)
+        takes = accompany(tiny_model, pm, 0, variations=2, random_seed=5, top_p=0.95)
+        mel = pm.instruments[0].notes
+        tops = [max([m.pitch for m in mel if m.start <= n.start < m.end], default=None)
+                for t in takes for n in t.midi.instruments[-1].notes]  # fmt: skip
+        pitches = [n.pitch for t in takes for n in t.midi.instruments[-1].notes]
+        above[pull] = np.mean([p > top for p, top in zip(pitches, tops) if top is not None])
+    assert above[3.0] < above[0.0] - 0.2, above
 
 
 def test_accompany_can_replace_the_other_tracks_in_its_span(tiny_model):

@@ -87,7 +87,7 @@ def cmd_bench_edit(a):
             raise UserError("no validation POP909 song with MELODY and PIANO tracks and 30 s of melody was found")
         log(f"{len(songs)} validation POP909 songs, {editbench.ACCOMPANY_S:g} s each")
         rows = editbench.run_accompany(model, songs, a.takes, log=log)
-        keys = ("chord_tone", "on_beat", "on_eighth", "notes_per_s")
+        keys = ("chord_tone", "on_beat", "on_eighth", "notes_per_s", "above_melody")
         speed = editbench.speed_accompany(model, songs, a.repeats) if a.repeats else None
         extra = {"accompany_30_s": speed, "chord_tone_mass": editbench.melody_reliance(model, songs)}
     extra["targets"] = editbench.verdict(quality.table(rows, keys), model.name, a.what, speed)

@@ -9,7 +9,8 @@ records what was drawn. Three jobs share it:
   inside the span only; EOM, or a BAR or position at or past the span's end in its last bar, ends it;
 * accompany: forced tokens (the melody's ``BAR MEL ... ACC`` of each bar, ``forced()``) and
   sampled accompaniment notes in between, until ``target``; its notes are pulled towards the
-  chords sounding (``harmony``: given, or estimated from the melody; editing/harmony.py).
+  chords sounding (``harmony``: given, or estimated from the melody; editing/harmony.py) and
+  kept under the melody note sounding (``melody_top``).
 Grammar in every job: after POS a NOTE; notes at one position rise in pitch (at most
 ``max_notes_per_position``); positions rise within a bar (section); a bar may pass with no
 onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels are never drawn.
@@ -69,6 +70,7 @@ PALETTE_PULL = 2.0  # nats of logit per e-fold a pitch class is under (over) use
 PALETTE_FLOOR = 1 / 24  # added to both shares, so a class rare in the pace is not pushed up for being unplayed
 DURATION_PULL = 4.0  # the same for each duration bin's share of the notes (0 = off)
 DURATION_FLOOR = 1 / 20  # as PALETTE_FLOOR, for the 10 duration bins
+UNDER_PULL = 1.0  # accompany: nats of logit a note above the melody note sounding loses (0 = off)
 
 
 @dataclass
@@ -158,6 +160,7 @@ class BarNoteState:
         self.on_bar = None  # accompany: called with (row, new bar) to queue that bar's forced tokens
         self.section = MAIN  # the section the first drawn ids are in (accompany: ACCOMP)
         self.harmony = None  # accompany: the chords to follow (editing/harmony.Harmony), or None
+        self.melody_top: tuple[int, np.ndarray] | None = None  # accompany: (first step, (steps,) top melody pitch, -1)
 
     # ---- what may come next ----
     def _limit(self, b: int) -> int:
@@ -246,6 +249,19 @@ class BarNoteState:
             return logits
         tones = self.harmony.at(self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0))  # (B, 12)
         return self._add_by(logits, logits.new_tensor(self.harmony.pull * tones), "class")
+
+    def keep_under(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits with each note above the melody's highest note sounding at the take's
+        position ``UNDER_PULL`` nats costlier, so an accompaniment stays under its melody
+        (unchanged without ``melody_top``, or where the melody rests)."""
+        if self.melody_top is None or not UNDER_PULL:
+            return logits
+        first, top = self.melody_top
+        k = self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0) - first  # (B,)
+        ceiling = np.where((k >= 0) & (k < len(top)), top[np.clip(k, 0, len(top) - 1)], -1)
+        ceiling = np.where(ceiling < 0, 128, ceiling)  # no melody sounding: no ceiling
+        above = torch.from_numpy(self.codec.pitch_of[None, :] > ceiling[:, None]).to(logits.device)  # (B, V)
+        return logits - UNDER_PULL * above.to(logits.dtype)
 
     def _add_by(self, logits: torch.Tensor, table: torch.Tensor, by: str) -> torch.Tensor:
         """(B, V) logits plus ``table`` (B, K) on each note id of that pitch class (``by`` "class",
@@ -427,5 +443,5 @@ class BarNoteTokenizer(BarNoteCodec):
         for b, k in enumerate(kind.tolist()):
             a, z = self.kinds[k]
             within[b, a:z] = logits[b, a:z]
-        within = state.keep_harmony(state.keep_palette(within))
+        within = state.keep_under(state.keep_harmony(state.keep_palette(within)))
         return draw(filter_logits(within, s, recent), gens)

@@ -71,7 +71,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
             state.queue[row] = list(bars[bar][1:])
 
     state.on_bar, state.section = on_bar, ACCOMP
-    state.harmony = harmony
+    state.harmony, state.melody_top = harmony, (b0 * S, melody_top(codec, q, b0 * S, b1 * S))
     facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
@@ -97,6 +97,16 @@ def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]
     if chords is not None and not isinstance(chords, str):
         raise SettingsError(f"chords = {chords!r} is not accepted; expected chord symbols such as 'C Am F G', or None")
     return estimate_chords(melody, positions_per_beat, bars)
+
+
+def melody_top(codec, q: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(hi - lo,) the highest melody pitch sounding at each grid step [lo, hi) (-1: none), from
+    quantized melody rows ``q`` (step, pitch, note id, ...) and their binned lengths."""
+    top = np.full(hi - lo, -1, dtype=np.int64)
+    for step, pitch, nid in q[:, :3].tolist():
+        a, z = max(step - lo, 0), min(step + int(codec.dur_of[nid]) - lo, hi - lo)
+        top[a:z] = np.maximum(top[a:z], pitch)
+    return top
 
 
 def _drop_others(pm: pretty_midi.PrettyMIDI, melody_track: int, start: float, end: float) -> None:

@@ -195,9 +195,13 @@ def pick_songs(corp, root: str, songs: int) -> list[Song]:
 
 def accompaniment_stats(notes: list, song: Song) -> dict:
     """Of ``notes`` with onsets in the song's span: chord-tone share ("N" chords skipped), shares
-    on the beat and on the eighth-note grid (within a tenth of a beat), notes per second."""
+    on the beat and on the eighth-note grid (within a tenth of a beat), notes per second, and the
+    share above the melody (of the notes struck while a melody note sounds, those higher than it)."""
     start, end = song.start, song.start + ACCOMPANY_S
     notes = [n for n in notes if start <= n.start < end]
+    melody = song.pm.instruments[song.melody].notes
+    tops = [max((m.pitch for m in melody if m.start <= n.start < m.end), default=None) for n in notes]
+    above = [n.pitch > top for n, top in zip(notes, tops) if top is not None]
     hits = tones = 0
     for n in notes:
         pcs = next((c for a, b, c in song.chords if a <= n.start < b), None)
@@ -212,11 +216,12 @@ def accompaniment_stats(notes: list, song: Song) -> dict:
         return float((np.abs(on[:, None] - grid[None, :]).min(1) <= tol).mean()) if len(on) else None
 
     return {"chord_tone": hits / tones if tones else None, "on_beat": share(song.beats),
-            "on_eighth": share(eighths), "notes_per_s": len(notes) / ACCOMPANY_S}  # fmt: skip
+            "on_eighth": share(eighths), "notes_per_s": len(notes) / ACCOMPANY_S,
+            "above_melody": float(np.mean(above)) if above else None}  # fmt: skip
 
 
 def run_accompany(model, songs: list[Song], takes: int = 2, random_seed: int = 0, log=print) -> list[dict]:
-    """Rows {path, system, take, chord_tone, on_beat, on_eighth, notes_per_s} for the real PIANO track,
+    """Rows {path, system, take, chord_tone, on_beat, on_eighth, notes_per_s, above_melody} for the real PIANO track,
     another song's PIANO track laid under this melody, the melody itself, and the model's
     accompaniments of the melody alone (chords estimated from it) and given the annotated chords."""
     from ..editing.accompany import accompany
