@@ -268,8 +268,8 @@ def test_the_palette_pulls_notes_towards_the_pitch_classes_the_take_has_left_out
 def test_the_pace_pulls_notes_towards_its_durations():
     tok = BarNoteTokenizer()
     S, V = tok.steps_per_bar, tok.n_vel
-    short = tok.note_base + (60 - 21) * tok.n_dur * V + 2 * V  # middle C lasting a 16th (bin 2: 4 steps)
-    q = np.array([[S + b * 12, 60, short, 0, 80] for b in range(4)])  # four 16ths
+    short = tok.note_base + (60 - 21) * tok.n_dur * V + 2 * V  # middle C lasting a triplet eighth (bin 2: 4 steps)
+    q = np.array([[S + b * 12, 60, short, 0, 80] for b in range(4)])  # four of them, a beat apart
     pace = pace_of(tok, q, [(S, 2 * S)])
     assert pace.durations[2] == pytest.approx(4.5 / 9) and pace.durations[9] == pytest.approx(0.5 / 9)
     state = BarNoteState(tok, 1, 0, 8 * S, first_bar=0, pace=pace)
@@ -357,17 +357,19 @@ def test_accompany_keeps_the_melody(tiny_model):
 
 def test_the_accompaniment_is_kept_under_the_melody_note_sounding():
     tok = BarNoteTokenizer()
-    V = tok.n_dur * tok.n_vel
-    q = np.array([[0, 72, tok.note_base + (72 - 21) * V + 5 * tok.n_vel],  # C5 for a beat (12 steps, bin 5)
-                  [6, 67, tok.note_base + (67 - 21) * V + 5 * tok.n_vel]])  # G4 from step 6 to 18  # fmt: skip
-    top = melody_top(tok, q, 0, 24)
-    assert top.tolist() == [72] * 12 + [67] * 6 + [-1] * 6
-    state = BarNoteState(tok, 3, 0, 24, first_bar=0)
-    state.melody_top = (0, top)
-    state.pos[:] = [3, 14, 20]  # under C5, under G4, where the melody rests
+    S = tok.steps_per_bar
+    # in beats: a C7 over in bar 0, then C5 for 6 beats from bar 2 (longer than any length bin), G4 over it
+    melody = Notes(np.array([0.0, 8.0, 9.5]), np.array([4.0, 6.0, 1.0]), np.array([96, 72, 67]),
+                   np.array([90] * 3), np.array([MELODY] * 3))  # fmt: skip
+    top = melody_top(melody, 12, 2 * S, 4 * S)  # bars 2-3 only
+    assert top.tolist() == [72] * 72 + [-1] * 24  # the G4 under the C5 changes nothing; C7 ended before
+    state = BarNoteState(tok, 3, 2 * S, 4 * S, first_bar=2)
+    state.melody_top = (2 * S, top)
+    state.bar[:] = [2, 3, 3]
+    state.pos[:] = [3, 20, 30]  # under the C5, under its held end (beat 6), where the melody rests
     out = state.keep_under(torch.zeros(3, tok.vocab_size)).numpy()
     pitch = tok.pitch_of
-    for b, ceiling in enumerate((72, 67, 128)):
+    for b, ceiling in enumerate((72, 72, 128)):
         assert (out[b][pitch > ceiling] == -UNDER_PULL).all() and (out[b][pitch <= ceiling] == 0).all()
 
 

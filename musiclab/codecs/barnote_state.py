@@ -75,7 +75,7 @@ UNDER_PULL = 1.0  # accompany: nats of logit a note above the melody note soundi
 
 @dataclass
 class Pace:
-    """How busy some music is on the bar/note grid, and with which pitch classes."""
+    """How busy some music is on the bar/note grid, with which pitch classes and note lengths."""
 
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
@@ -160,7 +160,7 @@ class BarNoteState:
         self.on_bar = None  # accompany: called with (row, new bar) to queue that bar's forced tokens
         self.section = MAIN  # the section the first drawn ids are in (accompany: ACCOMP)
         self.harmony = None  # accompany: the chords to follow (editing/harmony.Harmony), or None
-        self.melody_top: tuple[int, np.ndarray] | None = None  # accompany: (first step, (steps,) top melody pitch, -1)
+        self.melody_top: tuple[int, np.ndarray] | None = None  # accompany: (first grid step, (steps,) top melody pitch)
 
     # ---- what may come next ----
     def _limit(self, b: int) -> int:
@@ -425,10 +425,10 @@ class BarNoteTokenizer(BarNoteCodec):
         """Draw (B,) ids from masked logits (B, V) in two steps: the kind of the next token (a note,
         a later position, or a bar line / end) from the model's untempered odds with the pace's
         offsets (``keep_pace``), then the id of that kind, notes pulled towards the pace's pitch
-        classes and lengths (``keep_palette``) and an accompaniment's chords (``keep_harmony``), under the
-        temperature (which divides the pulls too), top-k, top-p, min-p and the penalty on recent
-        pitches (so top-k 1 is the likeliest id of the drawn kind; temperature 0 takes the likelier
-        kind, then its likeliest id).
+        classes and lengths (``keep_palette``), an accompaniment's chords (``keep_harmony``) and
+        under its melody (``keep_under``), under the temperature (which divides the pulls too),
+        top-k, top-p, min-p and the penalty on recent pitches (so top-k 1 is the likeliest id of
+        the drawn kind; temperature 0 takes the likelier kind, then its likeliest id).
 
         Why: a note's probability is spread over thousands of (pitch, duration, velocity) ids and
         "move on" over a few, so truncating all ids at once drops notes: at top-p 0.95 the

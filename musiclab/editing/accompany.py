@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pretty_midi
 
-from ..codecs.barnote import ACCOMP, MELODY
+from ..codecs.barnote import ACCOMP, MELODY, Notes
 from ..codecs.barnote_state import BarNoteState, notes_from_pm
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
@@ -71,7 +71,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
             state.queue[row] = list(bars[bar][1:])
 
     state.on_bar, state.section = on_bar, ACCOMP
-    state.harmony, state.melody_top = harmony, (b0 * S, melody_top(codec, q, b0 * S, b1 * S))
+    state.harmony, state.melody_top = harmony, (b0 * S, melody_top(melody, ppb, b0 * S, b1 * S))
     facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
@@ -99,13 +99,14 @@ def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]
     return estimate_chords(melody, positions_per_beat, bars)
 
 
-def melody_top(codec, q: np.ndarray, lo: int, hi: int) -> np.ndarray:
+def melody_top(melody: Notes, positions_per_beat: int, lo: int, hi: int) -> np.ndarray:
     """(hi - lo,) the highest melody pitch sounding at each grid step [lo, hi) (-1: none), from
-    quantized melody rows ``q`` (step, pitch, note id, ...) and their binned lengths."""
+    the melody's notes (beats; their own lengths, held notes past 4 beats included)."""
     top = np.full(hi - lo, -1, dtype=np.int64)
-    for step, pitch, nid in q[:, :3].tolist():
-        a, z = max(step - lo, 0), min(step + int(codec.dur_of[nid]) - lo, hi - lo)
-        top[a:z] = np.maximum(top[a:z], pitch)
+    on = np.round(melody.onset * positions_per_beat).astype(np.int64) - lo
+    off = np.round((melody.onset + melody.duration) * positions_per_beat).astype(np.int64) - lo
+    for a, z, pitch in zip(np.clip(on, 0, hi - lo), np.clip(off, 0, hi - lo), melody.pitch.tolist()):
+        top[a:z] = np.maximum(top[a:z], pitch)  # a note outside [lo, hi) clips to an empty range
     return top
 
 

@@ -12,7 +12,8 @@ The story of one step (``B`` takes sampled as one batch):
    whether sampled alone or in a batch of 4). The bar/note codec (the flagship) first pulls
    each take towards the pace of the music around it and draws the kind of token (note,
    position, bar line) from the untempered odds, then does 3-5 within that kind, notes
-   pulled towards the surrounding music's pitch classes;
+   pulled towards the surrounding music's pitch classes and note lengths (an accompaniment's
+   towards its chords, and under its melody);
 6. feed the ids back: ``model.step`` -> new logits; the tokenizer's clock advances.
 Stops when every take has ``seconds`` of new music (or ``stop()`` says so).
 """
