@@ -58,6 +58,22 @@ def test_infill_a_typed_span_makes_new_takes_and_keeps_the_rest(flagship):
     }
 
 
+def test_an_edit_of_a_take_lists_its_new_takes_at_once_and_keeps_the_source_picked(flagship):
+    at = _app(JOPLIN)
+    at.number_input(key="edit_from").set_value(4.0)
+    at.number_input(key="edit_to").set_value(8.0)
+    at.button(key="edit_go").click().run()
+    at.radio(key="edit_source").set_value("A take").run()
+    first = at.session_state["takes"][0]["label"]
+    assert at.selectbox(key="edit_take").value == first
+    at.button(key="edit_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    labels = [t["label"] for t in at.session_state["takes"]]
+    assert labels[1] == f"Take 2 · infill of {first.removesuffix(' · flagship')} · flagship"
+    assert at.selectbox(key="edit_take").options == labels[::-1]  # the new take is listed in the same click
+    assert at.selectbox(key="edit_take").value == first
+
+
 def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     at = _app(MOZART)
     at.radio(key="edit_job").set_value("Accompany a melody").run()

@@ -32,8 +32,9 @@ def test_chord_symbols_read_per_bar_split_shared_bars_and_loop():
     assert tones_at(h, 4 * S + 7) == {5, 9, 0} and tones_at(h, 4 * S + 8) == {7, 11, 2, 5}  # halves of one bar
     assert tones_at(h, 5 * S) == {10, 2, 5}  # B flat, written as musicians do
     assert tones_at(h, 2 * S - 1) == set() and tones_at(h, 8 * S) == set()  # outside the span: no chord
+    assert h.looped
     h = parse_chords("Dm % N.C. G, C", bars(4))
-    assert h.names == ["Dm", "Dm", "N.C.", "G"] and h.unused == 1
+    assert h.names == ["Dm", "Dm", "N.C.", "G"] and h.unused == 1 and not h.looped
     assert tones_at(h, S) == {2, 5, 9} and tones_at(h, 2 * S) == set()
     h = parse_chords("C | | F %", bars(3))  # an empty bar holds the chord before; so does % within a bar
     assert h.names == ["C", "C", "F F"] and tones_at(h, S + 3) == {0, 4, 7}
@@ -49,6 +50,8 @@ def test_chords_follow_the_files_own_bars():
     assert first == 2 and found == [(12, 24), (24, 36), (36, 48)]  # 3 beats x 4 steps
     h = parse_chords("C G", found)
     assert tones_at(h, 23) == {0, 4, 7} and tones_at(h, 24) == {7, 11, 2}
+    assert bars_of(pm, 12 - 1, 48, 4)[0] == 2  # a 16th before bar 2's line: it starts there, as counted
+    assert bars_of(pm, 12 - 2, 48, 4)[0] == 1  # an eighth before: in bar 1
 
 
 @pytest.mark.parametrize("text", ["H7", "C Xyz", "|", "  ", "%", "Q" * 3000])
@@ -157,3 +160,13 @@ def test_chords_of_the_wrong_type_or_a_typo_are_refused_before_any_sampling(tiny
     with pytest.raises(SettingsError, match="'Hm' is not a chord symbol"):
         accompany(tiny_model, pm, 0, chords="C Hm", progress=lambda *a: pytest.fail("sampling started"))
     assert accompany(tiny_model, pm, 0, chords="  ", random_seed=1)[0].info["chords_from"] == "melody"
+
+
+def test_the_caption_says_when_given_chords_loop():
+    from musiclab.app.takes import chords_caption
+
+    info = {"chords_from": "given", "chords_first_bar": 5, "chords": ["C", "G", "C", "G"], "chords_looped": True}
+    assert (
+        chords_caption(info) == "Chords followed, a bar each from bar 5 (as given, repeated as a loop): C | G | C | G"
+    )
+    assert "loop" not in chords_caption({**info, "chords_looped": False})

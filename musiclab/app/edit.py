@@ -177,7 +177,8 @@ def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
     made = []
     for i, pm_new in enumerate(takes, 1):  # Takes
         start, end = pm_new.info["span"]
-        take = new_take(pm_new, start, f"Take {n + i} · {what} of {label} · {model_name}")
+        source = label.removesuffix(f" · {model_name}")  # a take's label already names its model
+        take = new_take(pm_new, start, f"Take {n + i} · {what} of {source} · {model_name}")
         take["span"], take["kind"] = (start, end), what
         take["info"]["seconds"] = end - start  # metrics: the new span against the music before it
         take["seconds"] = pm_new.midi.get_end_time()  # the whole piece (a long one plays around the span)
@@ -185,3 +186,4 @@ def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
     st.session_state[K.TAKES].extend(made)
     st.session_state[K.EDIT_MADE] = [t["id"] for t in made]
     prerender_audio([playable(t)[0] for t in made[::-1]])
+    st.rerun()  # the take picker above was drawn before these takes existed

@@ -74,6 +74,7 @@ def chords_caption(info: dict) -> str:
     how = "estimated from the melody" if info.get("chords_from") == "melody" else "as given"
     unused = info.get("chords_unused", 0)
     extra = f"; {unused} bar{'s' * (unused > 1)} of chords past the span not used" if unused else ""
+    extra += ", repeated as a loop" if info.get("chords_looped") else ""
     return (f"Chords followed, a bar each from bar {info.get('chords_first_bar', 1)} ({how}{extra}): "
             + " | ".join(info["chords"]))  # fmt: skip
 

@@ -70,7 +70,7 @@ PALETTE_PULL = 2.0  # nats of logit per e-fold a pitch class is under (over) use
 PALETTE_FLOOR = 1 / 24  # added to both shares, so a class rare in the pace is not pushed up for being unplayed
 DURATION_PULL = 4.0  # the same for each duration bin's share of the notes (0 = off)
 DURATION_FLOOR = 1 / 20  # as PALETTE_FLOOR, for the 10 duration bins
-UNDER_PULL = 1.0  # accompany: nats of logit a note above the melody note sounding loses (0 = off)
+UNDER_PULL = 2.0  # accompany: nats of logit a note above the melody note sounding loses (0 = off)
 
 
 @dataclass

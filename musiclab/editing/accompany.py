@@ -81,7 +81,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
         info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
                 "span": [start, end], "replaced_others": bool(replace_others), "chords": harmony.names,
                 "chords_from": "melody" if harmony.estimated else "given", "chords_first_bar": first_bar,
-                "chords_unused": harmony.unused, "settings": s.__dict__.copy(), **facts,
+                "chords_unused": harmony.unused, "chords_looped": harmony.looped, "settings": s.__dict__.copy(), **facts,
                 "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(Take(midi, info))
     return takes

@@ -46,6 +46,7 @@ class Harmony:
     pull: float = GIVEN_PULL  # nats of logit a chord tone gains (BarNoteState.keep_harmony)
     unused: int = 0  # bars of given chords past the span
     estimated: bool = False  # from the melody (estimate_chords), not given
+    looped: bool = False  # fewer bars of chords were given than the span holds: they repeat
 
     def at(self, steps: np.ndarray) -> np.ndarray:
         """(B, 12) bool: the chord at each of ``steps`` (B,) (none outside the span)."""
@@ -59,13 +60,15 @@ class Harmony:
 def bars_of(pm: pretty_midi.PrettyMIDI, s0: int, s1: int, positions_per_beat: int) -> tuple[int, list[tuple[int, int]]]:
     """(number of the first bar, 1-based; [lo, hi) grid steps of each of the file's bars that
     overlap steps [s0, s1)), from its downbeats (meter and tempo map), the last bar's length
-    repeated past the file's end."""
+    repeated past the file's end. A span starting within a 16th before a bar line starts in that bar."""
     ticks = pm.resolution / positions_per_beat
     downs = sorted({int(round(pm.time_to_tick(t) / ticks)) for t in pm.get_downbeats()} | {0})
     size = downs[-1] - downs[-2] if len(downs) > 1 else 4 * positions_per_beat
     while downs[-1] < s1:
         downs.append(downs[-1] + size)
     first = max(int(np.searchsorted(downs, s0, side="right")) - 1, 0)
+    if downs[first + 1] - s0 <= positions_per_beat // 4 and downs[first + 1] < s1:
+        first += 1  # a span starting a 16th or less before a bar line starts there, as a musician counts
     bars = [(a, z) for a, z in zip(downs[first:], downs[first + 1 :]) if a < s1]
     return first + 1, bars
 
@@ -124,7 +127,7 @@ def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
                 tones[cuts[j] : cuts[j + 1], list(known[symbol])] = True
         names.append(" ".join(group))
         before = group
-    return Harmony(lo, tones, names, unused=max(len(groups) - len(bars), 0))
+    return Harmony(lo, tones, names, unused=max(len(groups) - len(bars), 0), looped=len(groups) < len(bars))
 
 
 def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]]) -> Harmony:
