@@ -74,6 +74,21 @@ def test_an_edit_of_a_take_lists_its_new_takes_at_once_and_keeps_the_source_pick
     assert at.selectbox(key="edit_take").value == first
 
 
+def test_switching_the_span_to_bars_keeps_the_bars_that_hold_it(flagship):
+    at = _app(JOPLIN)
+    at.number_input(key="edit_from").set_value(4.5)
+    at.number_input(key="edit_to").set_value(9.5).run()
+    at.radio(key="edit_unit").set_value("bars").run()
+    downs = load_midi(list_examples()[JOPLIN]).get_downbeats()
+    a, b = at.number_input(key="edit_bar_from").value, at.number_input(key="edit_bar_to").value
+    assert a > 1 and downs[a - 1] <= 4.5 < downs[a] and downs[b - 1] < 9.5 <= downs[b], (a, b)
+    assert not at.warning and not at.exception
+    at.number_input(key="edit_bar_to").set_value(b + 1).run()
+    at.radio(key="edit_unit").set_value("seconds").run()
+    assert at.number_input(key="edit_from").value == pytest.approx(downs[a - 1], abs=0.01)  # and back
+    assert at.number_input(key="edit_to").value == pytest.approx(downs[b + 1], abs=0.01)
+
+
 def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     at = _app(MOZART)
     at.radio(key="edit_job").set_value("Accompany a melody").run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import streamlit as st
 
 from ..midi.figure import pianoroll_figure
@@ -53,7 +54,7 @@ def reset_span_for(pm) -> None:
     ss = st.session_state
     piece = f"{pm.get_end_time():.3f}/{sum(len(i.notes) for i in pm.instruments)}"
     if ss.get("edit_for") != piece:
-        for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_dragged"):
+        for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_bar_from", "edit_bar_to", "edit_dragged"):
             ss.pop(k, None)
         ss["edit_for"] = piece
 
@@ -93,9 +94,12 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
     if unit == "bars":
         downs = [float(t) for t in pm.get_downbeats()] + [end]
         n = max(len(downs) - 1, 1)
+        first = max(int(np.searchsorted(downs, span[0] + 1e-6, side="right")), 1)  # the bars holding the span
+        ss.setdefault("edit_bar_from", min(first, n))
+        ss.setdefault("edit_bar_to", min(max(int(np.searchsorted(downs, span[1] - 1e-6, side="right")), first), n))
         # no upper bound: a capped input keeps its old value when a bar past the end is typed
-        a = c1.number_input("From bar", 1, None, 1, key="edit_bar_from")
-        b = c2.number_input("To bar (included)", 1, None, min(n, 4), key="edit_bar_to")
+        a = c1.number_input("From bar", 1, None, key="edit_bar_from")
+        b = c2.number_input("To bar (included)", 1, None, key="edit_bar_to")
         bar_s = (downs[-1] - downs[0]) / n  # bars past the end lie past the music's end: refused with its length
         new = tuple(round(downs[k] if k <= n else end + (k - n) * bar_s, 2) for k in (a - 1, b))
         st.caption(f"Bars {a}-{b} = {new[0]:.2f}-{new[1]:.2f} s (the file has {n} bars, from its meter and tempo)")
@@ -104,6 +108,7 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
         new = (float(c1.number_input("From (s)", 0.0, None, step=0.5, key="edit_from")),
                float(c2.number_input("To (s)", 0.0, None, step=0.5, key="edit_to")))  # fmt: skip
         st.caption(f"Drag a box on the piano roll to choose the span, or type it here (the music lasts {end:g} s).")
+        ss.pop("edit_bar_from", None), ss.pop("edit_bar_to", None)  # back in bars, they show this span
     ss[K.EDIT_SPAN] = new
     return new
 
