@@ -20,7 +20,9 @@ import pretty_midi
 
 from ..generation.sampling import SettingsError
 
-NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # C major / A minor's usual names
+SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 TRIADS = [(r, q) for r in range(12) for q in ("", "m")]  # (root, "" major / "m" minor)
 _TONES = np.array(
     [[pc in {r, (r + (3 if q else 4)) % 12, (r + 7) % 12} for pc in range(12)] for r, q in TRIADS], dtype=float
@@ -55,6 +57,14 @@ class Harmony:
         out = np.zeros((len(k), 12), dtype=bool)
         out[inside] = self.tones[k[inside]]
         return out
+
+
+def names_in(key: tuple[int, str]) -> tuple[str, ...]:
+    """Names of the 12 roots as a key's signature spells them: sharps in G, D, A, E, B, F# major
+    (and their relative minors), flats in F, Bb, Eb, Ab, Db, else C major's usual names."""
+    tonic, mode = key
+    fifths = (tonic + (3 if mode == "minor" else 0)) * 7 % 12  # the relative major's place on the circle
+    return SHARP_NAMES if 1 <= fifths <= 6 else FLAT_NAMES if fifths >= 7 else NAMES
 
 
 def bars_of(pm: pretty_midi.PrettyMIDI, s0: int, s1: int, positions_per_beat: int) -> tuple[int, list[tuple[int, int]]]:
@@ -144,7 +154,8 @@ def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]])
         beats[:, pitch % 12] += np.maximum(overlap, 0)
     pairs = beats.reshape(len(bars), 2, 12)
     beats = (pairs + BAR_CONTEXT * pairs[:, ::-1]).reshape(n, 12)
-    scale = scale_pitch_classes(*estimate_key(notes.pitch, notes.duration)) if len(notes.pitch) else set(range(12))
+    key = estimate_key(notes.pitch, notes.duration) if len(notes.pitch) else (0, "major")
+    scale = scale_pitch_classes(*key) if len(notes.pitch) else set(range(12))
     in_key = np.array([all(t in scale for t in np.flatnonzero(row)) for row in _TONES])
     score = beats @ _TONES.T - OFF_WEIGHT * beats @ (1 - _TONES).T + KEY_BONUS * in_key  # (n, 24)
     path, before = [], None
@@ -162,6 +173,7 @@ def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]])
     lo = bars[0][0]
     steps = np.round(edges * ppb).astype(int) - lo
     tones = np.repeat(_TONES[path].astype(bool), np.diff(steps), axis=0)
-    label = [NAMES[TRIADS[i][0]] + TRIADS[i][1] for i in path]
+    spelled = names_in(key)
+    label = [spelled[TRIADS[i][0]] + TRIADS[i][1] for i in path]
     names = [a if a == b else f"{a} {b}" for a, b in zip(label[::2], label[1::2])]
     return Harmony(lo, tones, names, ESTIMATED_PULL, estimated=True)
