@@ -61,7 +61,7 @@ with left:
             st.error(f"Could not edit: {err}")
 with right:
     if pm is not None:
-        roll(pm, shade)
+        roll(pm, shade, melody=kw.get("melody_track"))
     made = set(st.session_state.get(K.EDIT_MADE, []))
     for take in [t for t in st.session_state.get(K.TAKES, [])[::-1] if t["id"] in made]:
         take_card(take, elsewhere=True)

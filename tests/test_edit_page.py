@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import ROOT, use_weights
 from streamlit.testing.v1 import AppTest
@@ -93,6 +95,10 @@ def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     at = _app(MOZART)
     at.radio(key="edit_job").set_value("Accompany a melody").run()
     next(s for s in at.selectbox if s.label == "Melody track").set_value(0).run()
+    roll = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [len([x for x in t["x"] if x is not None]) // 2 for t in roll["data"] if t.get("name") == "melody"] == [
+        len(load_midi(list_examples()[MOZART]).instruments[0].notes)
+    ]  # the melody track in its own colour on the roll
     at.button(key="edit_go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (take,) = at.session_state["takes"]

@@ -266,7 +266,7 @@ def test_edited_tracks_get_their_own_colour_and_a_span_is_shaded():
     import pretty_midi as pm_
     from conftest import make_midi
 
-    from musiclab.midi.figure import NEW_COLOUR, SPAN_COLOUR, TRACK_COLOURS
+    from musiclab.midi.figure import MELODY_COLOUR, NEW_COLOUR, SPAN_COLOUR, TRACK_COLOURS
 
     pm = make_midi(seconds=6)
     inf = pm_.Instrument(0, name="musiclab infill")
@@ -285,6 +285,10 @@ def test_edited_tracks_get_their_own_colour_and_a_span_is_shaded():
     assert fig.layout.dragmode == "select"
     (rect,) = fig.layout.shapes
     assert (rect.x0, rect.x1, rect.fillcolor) == (2.0, 3.0, SPAN_COLOUR)
+    tune = pianoroll_figure(pm, melody=0)  # the seed's own track, picked as a melody
+    assert {t.name: t.line.color for t in tune.data}["melody"] == MELODY_COLOUR and "notes" not in {
+        t.name for t in tune.data
+    }
     assert pianoroll_figure(pm).layout.dragmode == "zoom" and "onsets" not in {
         t.name for t in pianoroll_figure(pm).data
     }

@@ -69,12 +69,12 @@ def dragged_span(pm, key: str = "edit_roll") -> tuple[float, float] | None:
     return None
 
 
-def roll(pm, span: tuple[float, float] | None, key: str = "edit_roll") -> None:
-    """The source's piano roll with ``span`` shaded; dragging a box on it selects a span. Drawn after
-    the inputs, so it shades what Regenerate will use (a new figure also drops the old selection)."""
-    st.plotly_chart(
-        pianoroll_figure(pm, span=span, selectable=True, height=300), on_select="rerun", selection_mode="box", key=key
-    )
+def roll(pm, span: tuple[float, float] | None, melody: int | None = None, key: str = "edit_roll") -> None:
+    """The source's piano roll with ``span`` shaded and the ``melody`` track in its own colour;
+    dragging a box on it selects a span. Drawn after the inputs, so it shades what Regenerate will
+    use (a new figure also drops the old selection)."""
+    fig = pianoroll_figure(pm, span=span, selectable=True, height=300, melody=melody)
+    st.plotly_chart(fig, on_select="rerun", selection_mode="box", key=key)
 
 
 def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:

@@ -17,6 +17,7 @@ SEED_COLOUR = "#7f8c8d"
 NEW_COLOUR = "#e4572e"
 TRACK_COLOURS = {"musiclab infill": ("infill", "#2e86de"), "musiclab accompaniment": ("accompaniment", "#27ae60")}
 SPAN_COLOUR = "rgba(46, 134, 222, 0.12)"
+MELODY_COLOUR = "#8e44ad"
 
 
 def _segments(notes) -> tuple[list, list, list]:
@@ -36,19 +37,22 @@ def pianoroll_figure(
     title: str | None = None,
     span: tuple[float, float] | None = None,
     selectable: bool = False,
+    melody: int | None = None,
 ) -> go.Figure:
     """Figure of every non-drum note; notes starting before ``seed_end`` (seconds) are seed.
 
     Notes on a track an edit made ("musiclab infill", "musiclab accompaniment") get their own
     colour; ``span`` (start, end) seconds is shaded; ``selectable`` makes a drag select a time
-    span (box select over an invisible marker at every onset) instead of zooming."""
+    span (box select over an invisible marker at every onset) instead of zooming. ``melody``: the
+    index of a track to draw in its own colour (the melody an accompaniment will follow)."""
     tracks = [inst for inst in pm.instruments if not inst.is_drum]
-    edits = [inst for inst in tracks if inst.name in TRACK_COLOURS]
+    tune = pm.instruments[melody] if melody is not None and 0 <= melody < len(pm.instruments) else None
+    edits = [inst for inst in tracks if inst.name in TRACK_COLOURS or inst is tune]
     notes = [n for inst in tracks if inst not in edits for n in inst.notes]
     seed = [n for n in notes if seed_end is not None and n.start < seed_end - 1e-6]
     new = [n for n in notes if seed_end is None or n.start >= seed_end - 1e-6]
     groups = [(seed, "seed", SEED_COLOUR), (new, "continuation" if seed_end is not None else "notes", NEW_COLOUR)]
-    groups += [(inst.notes, *TRACK_COLOURS[inst.name]) for inst in edits]
+    groups += [(inst.notes, *TRACK_COLOURS.get(inst.name, ("melody", MELODY_COLOUR))) for inst in edits]
     fig = go.Figure()
     for group, label, colour in groups:
         if not group:
