@@ -285,44 +285,35 @@ def test_the_pace_pulls_notes_towards_its_durations():
         Pace(0.1, 0.1, durations=(0.5,) * 10)
 
 
+def _new_notes(tiny_model, scale: float = 1.0, **fields) -> list:
+    """The new notes of 4 takes of song(3) (6 s seed, 12 s more), the seed's pace ``scale`` x as busy
+    and with ``fields`` (Pace's) replaced."""
+    with torch.inference_mode():  # as generate() runs
+        run = prepare(tiny_model, song(3), Sampling(temperature=0.9, top_p=0.95), 6.0, 12.0, 4, 11, None)
+        p = run.prompt.pace
+        run.state.pace = dataclasses.replace(p, notes=p.notes * scale, onsets=p.onsets * scale, **fields)
+        loop(run)
+        return [n for t in finish(run) for n in t.midi.instruments[-1].notes]
+
+
 def test_a_lower_pace_makes_a_sparser_take(tiny_model):
-    pm = song(3)
-    counts = {}
-    for name, scale in (("own", 1.0), ("half", 0.5)):
-        s = Sampling(temperature=0.9, top_p=0.95)
-        with torch.inference_mode():  # as generate() runs
-            run = prepare(tiny_model, pm, s, 6.0, 12.0, 4, 11, None)
-            p = run.prompt.pace
-            run.state.pace = dataclasses.replace(p, notes=p.notes * scale, onsets=p.onsets * scale)
-            loop(run)
-            counts[name] = [len(t.midi.instruments[-1].notes) for t in finish(run)]
-    assert sum(counts["half"]) < 0.8 * sum(counts["own"]), counts
+    own = _new_notes(tiny_model)
+    half = _new_notes(tiny_model, scale=0.5)
+    assert len(half) < 0.8 * len(own), (len(half), len(own))
 
 
 def test_a_palette_of_one_pitch_class_brings_more_of_it(tiny_model):
-    pm = song(3)
     share = {}
-    for name in ("own", "c sharp"):
-        with torch.inference_mode():
-            run = prepare(tiny_model, pm, Sampling(temperature=0.9, top_p=0.95), 6.0, 12.0, 4, 11, None)
-            if name == "c sharp":
-                run.state.pace = dataclasses.replace(run.prompt.pace, palette=(0.01, 0.89) + (0.01,) * 10)
-            loop(run)
-            new = [n.pitch % 12 for t in finish(run) for n in t.midi.instruments[-1].notes]
+    for name, pace in (("own", {}), ("c sharp", {"palette": (0.01, 0.89) + (0.01,) * 10})):
+        new = [n.pitch % 12 for n in _new_notes(tiny_model, **pace)]
         share[name] = new.count(1) / len(new)
     assert share["c sharp"] > share["own"] + 0.1, share
 
 
 def test_a_pace_of_long_notes_brings_longer_notes(tiny_model):
-    pm = song(3)
     beats = {}
-    for name in ("own", "long"):
-        with torch.inference_mode():
-            run = prepare(tiny_model, pm, Sampling(temperature=0.9, top_p=0.95), 6.0, 12.0, 4, 11, None)
-            if name == "long":
-                run.state.pace = dataclasses.replace(run.prompt.pace, durations=(0.01,) * 9 + (0.91,))
-            loop(run)
-            new = [n for t in finish(run) for n in t.midi.instruments[-1].notes]
+    for name, pace in (("own", {}), ("long", {"durations": (0.01,) * 9 + (0.91,)})):
+        new = _new_notes(tiny_model, **pace)
         beats[name] = np.median([n.end - n.start for n in new]) * 100 / 60  # the song is at 100 bpm
     assert beats["long"] > 1.5 * beats["own"], beats
 

@@ -260,7 +260,9 @@ class BarNoteState:
         k = self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0) - first  # (B,)
         ceiling = np.where((k >= 0) & (k < len(top)), top[np.clip(k, 0, len(top) - 1)], -1)
         ceiling = np.where(ceiling < 0, 128, ceiling)  # no melody sounding: no ceiling
-        above = torch.from_numpy(self.codec.pitch_of[None, :] > ceiling[:, None]).to(logits.device)  # (B, V)
+        above = torch.from_numpy(self.note_above[ceiling]).to(
+            logits.device
+        )  # (B, V); key-locked notes are masked anyway
         return logits - UNDER_PULL * above.to(logits.dtype)
 
     def _add_by(self, logits: torch.Tensor, table: torch.Tensor, by: str) -> torch.Tensor:
