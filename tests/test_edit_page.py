@@ -113,7 +113,7 @@ def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     ]
     assert notes(pm, skip="musiclab accompaniment") == sorted(notes_of(source.instruments[0]) + kept)
     assert pm.instruments[-1].name == "musiclab accompaniment" and pm.instruments[-1].notes
-    assert any(c.value.startswith("Chords followed, a bar each from bar ") and "(estimated from the melody)" in c.value
+    assert any(c.value.startswith("Chords followed, a bar each from bar ") and "(estimated from the melody by " in c.value
                for c in at.caption)  # fmt: skip
     before = at.get("audio")[0].proto.url
     at.toggle(key=f"mute_{take['id']}").set_value(True).run()

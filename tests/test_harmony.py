@@ -11,7 +11,7 @@ from conftest import song
 
 from musiclab.codecs.barnote_state import BarNoteState, notes_from_pm
 from musiclab.editing.accompany import accompany
-from musiclab.editing.harmony import NAMES, bars_of, chord_tones, estimate_chords, names_in, parse_chords
+from musiclab.editing.harmony import NAMES, bars_of, chord_tones, names_in, parse_chords, rule_chords
 from musiclab.generation.sampling import SettingsError
 
 S = 16  # steps a bar in these hand-made cases
@@ -98,19 +98,19 @@ def _melody(bars: list[list[int]], tempo: float = 120.0) -> pretty_midi.PrettyMI
 
 def test_chords_estimated_from_an_arpeggiated_melody_are_its_chords():
     pm = _melody([[], [72, 76, 79, 76], [69, 72, 76, 72], [], [65, 69, 72, 77], [67, 71, 74, 79]])
-    h = estimate_chords(notes_from_pm(pm), 4, bars(6))
+    h = rule_chords(notes_from_pm(pm), 4, bars(6))
     assert h.names == ["C", "C", "Am", "Am", "F", "G"]  # a bar without melody keeps the chord before it
     assert tones_at(h, 0) == {0, 4, 7}  # bars before the melody take its first chord, not the key's first triad
-    assert estimate_chords(notes_from_pm(_melody([])), 4, bars(2)).names == ["N", "N"]
+    assert rule_chords(notes_from_pm(_melody([])), 4, bars(2)).names == ["N", "N"]
 
 
 def test_estimated_chords_are_spelled_as_the_melodys_key_is():
     ab_major = [[68, 72, 75, 72], [73, 77, 80, 77], [75, 79, 82, 79], [68, 72, 75, 80]]  # Ab Db Eb Ab
-    assert estimate_chords(notes_from_pm(_melody(ab_major)), 4, bars(4)).names == ["Ab", "Db", "Eb", "Ab"]
+    assert rule_chords(notes_from_pm(_melody(ab_major)), 4, bars(4)).names == ["Ab", "Db", "Eb", "Ab"]
     e_major = [[64, 68, 71, 68], [69, 73, 76, 73], [71, 75, 78, 75], [64, 68, 71, 76]]  # E A B E
-    assert estimate_chords(notes_from_pm(_melody(e_major)), 4, bars(4)).names == ["E", "A", "B", "E"]
+    assert rule_chords(notes_from_pm(_melody(e_major)), 4, bars(4)).names == ["E", "A", "B", "E"]
     cs_minor = [[61, 64, 68, 64], [66, 69, 73, 69], [68, 72, 75, 72], [61, 64, 68, 73]]  # C#m F#m G# C#m
-    assert estimate_chords(notes_from_pm(_melody(cs_minor)), 4, bars(4)).names == ["C#m", "F#m", "G#", "C#m"]
+    assert rule_chords(notes_from_pm(_melody(cs_minor)), 4, bars(4)).names == ["C#m", "F#m", "G#", "C#m"]
     assert names_in((8, "major"))[1] == "Db" and names_in((4, "minor"))[6] == "F#" and names_in((9, "minor")) == NAMES
 
 
@@ -122,13 +122,13 @@ def test_chords_are_estimated_in_the_files_bars_from_any_bar():
     pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0.0))
     first, found = bars_of(pm, 12, 48, 4)
     assert first == 2 and found == [(12, 24), (24, 36), (36, 48)]
-    assert estimate_chords(notes_from_pm(pm), 4, found).names == ["Am", "F", "G"]
+    assert rule_chords(notes_from_pm(pm), 4, found).names == ["Am", "F", "G"]
 
 
 def test_chords_estimated_from_a_melody_with_passing_notes_are_mostly_right():
     pm = song(9, bars=12)
     pm.instruments = pm.instruments[:1]
-    names = estimate_chords(notes_from_pm(pm), 4, bars(12)).names
+    names = rule_chords(notes_from_pm(pm), 4, bars(12)).names
     truth = ["C", "Am", "F", "G"] * 3
     assert sum(a == b for a, b in zip(names, truth)) >= 10, names
 

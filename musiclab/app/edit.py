@@ -146,14 +146,14 @@ def chords_input(pm, melody: int, start: float | None) -> str | None:
         start = min((n.start for n in pm.instruments[melody].notes), default=0.0)
     step = int(seconds_to_step(pm, start, 12) + 1e-6)  # any grid: only the bar holding it is asked for
     bar = bars_of(pm, step, step + 1, 12)[0]  # the bar accompany() counts the chords from
-    text = st.text_input(f"Chords from bar {bar} (optional)", key="edit_chords", placeholder="C Am F G",
+    text = st.text_input(f"Chords from bar {bar} (optional)", key="edit_chords", placeholder="empty: read from the melody (or type e.g. C Am F G)",
                          persist_state=KEEP,
                          help="One chord a bar (the file's own bars, as the bar inputs count them), from the "
                          "bar the accompaniment starts in, e.g. C Am F G7, or C | Am | F G | G7 where two "
                          "chords share a bar. Read: slash chords (C/E), sevenths and the like (F#m7, CΔ7, "
                          "G7sus4, Bm7b5), N.C. for no chord, % for the bar before; a - after the root is "
                          "minor (C-7 = Cm7). Fewer chords than bars repeat as a loop; chords past the end "
-                         "are not used. Empty: chords are estimated from the melody.")  # fmt: skip
+                         "are not used. Empty: the chord model reads them from the melody.")  # fmt: skip
     return text if text.strip() else None
 
 

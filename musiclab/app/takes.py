@@ -71,7 +71,10 @@ def made_seconds(pm, seed_end: float, info: dict) -> float | None:
 
 def chords_caption(info: dict) -> str:
     """What an accompaniment's chords were: one a bar, from which bar, given or estimated."""
-    how = "estimated from the melody" if info.get("chords_from") == "melody" else "as given"
+    how, by = "as given", info.get("chords_by", "")
+    if info.get("chords_from") == "melody":
+        how = "estimated from the melody" + (" by the chord model" if by == "chord model" else " by rule")
+        how += f": {by}" if by not in ("", "chord model", "rules") else ""  # why the chord model was not used
     unused = info.get("chords_unused", 0)
     extra = f"; {unused} bar{'s' * (unused > 1)} of chords past the span not used" if unused else ""
     extra += ", repeated as a loop" if info.get("chords_looped") else ""

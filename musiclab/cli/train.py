@@ -78,6 +78,31 @@ def cmd_train_flagship(a):
         print(f"shipped {pc.out}: {card['params']:,} parameters, {card['steps']:,} steps, {card['train_hours']} h")
 
 
+def cmd_train_chords(a):
+    from ..serving.weights import read_card
+    from ..training import chords, corpus
+    from ..training.dataset import CACHE_DIR
+
+    if a.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {a.steps}")
+    roots = data_roots(a.data)
+    if "pop909" not in roots:
+        raise UserError("train-chords reads POP909's melodies and chords: pass --data pop909=DIR (or MUSICLAB_DATA)")
+    out = Path(a.out)
+    if not (out / "config.json").is_file():
+        raise UserError(f"--out {out} is not a weights folder (no config.json): the chord model ships beside a model")
+    try:
+        read_card(out.name, out.parent)  # a card that cannot take the entry is refused before minutes of work
+        corp = corpus.build(roots, CACHE_DIR / "corpus", log=lambda *x: None)
+        entry = chords.run(corp, roots["pop909"], out, chords.ChordTrainConfig(steps=a.steps))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"could not write the chord model into {out}: {e}") from None
+    print(f"shipped {out / 'chords.safetensors'}: valid precision {entry['valid_precision']} "
+          f"(rules {entry['valid_precision_rules']}), {entry['train_minutes']} min")  # fmt: skip
+
+
 def add_parsers(sub) -> None:
     s = sub.add_parser("train", help="train an architecture on a folder of MIDI files")
     s.add_argument("--arch", required=True)
@@ -105,3 +130,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this long")
     s.add_argument("--init", help="a finished run folder whose weights start a new run (its own schedule)")
     s.set_defaults(fn=cmd_train_flagship)
+    s = sub.add_parser("train-chords", help="train the chord model an accompaniment follows (POP909), beside a model")
+    add_data(s, "pop909")
+    s.add_argument("--out", default="weights/flagship", help="the weights folder it ships in (default: the flagship's)")
+    s.add_argument("--steps", type=int, default=2000)
+    s.set_defaults(fn=cmd_train_chords)

@@ -20,7 +20,7 @@ from ..codecs.barnote import ACCOMP, MELODY, Notes
 from ..codecs.barnote_state import BarNoteState, notes_from_pm
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
-from . import constrained
+from . import chordnet, constrained
 from .harmony import Harmony, bars_of, estimate_chords, parse_chords
 
 
@@ -34,8 +34,9 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     exactly; so are the other tracks, unless ``replace_others``: then their pitched notes starting
     in the span are dropped, so the new accompaniment is heard instead of the old one. ``chords``:
     chord symbols, a bar each (the file's bars) from the bar holding ``start`` ("C Am F G",
-    "C | Am | F G"; fewer loop; editing/harmony.parse_chords), or None to follow chords estimated
-    from the melody."""
+    "C | Am | F G"; fewer loop; editing/harmony.parse_chords), or None to follow chords read
+    from the melody by the chord model shipped with ``model`` (editing/chordnet.py; by rule
+    without one: ``info["chords_by"]`` says which, and why)."""
     constrained.check_model(model, "accompany")
     s = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, key_lock)
     constrained.check_settings(s, variations)
@@ -56,7 +57,7 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
     only.instruments = [mel]
     melody = notes_from_pm(only, {0: MELODY})
     first_bar, file_bars = bars_of(pm, s0, s1, ppb)  # the file's own bars (its meter), for the chords
-    harmony = _harmony(chords, melody, ppb, file_bars)  # a typo in the chords is refused before any work
+    harmony = _harmony(chords, melody, ppb, file_bars, model)  # a typo in the chords is refused before any work
     q = codec.quantize(melody)
     bars = {b: codec.encode(q, b, b + 1, two_track=True).tolist() for b in range(b0, b1)}  # BAR MEL ... ACC
     pitch_ok = None
@@ -80,23 +81,24 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
             _drop_others(midi, melody_track, start, end)
         info = {"model": model.name, "job": "accompany", "melody_track": int(melody_track),
                 "span": [start, end], "replaced_others": bool(replace_others), "chords": harmony.names,
-                "chords_from": "melody" if harmony.estimated else "given", "chords_first_bar": first_bar,
+                "chords_from": "melody" if harmony.estimated else "given", "chords_by": harmony.by, "chords_first_bar": first_bar,
                 "chords_unused": harmony.unused, "chords_looped": harmony.looped, "settings": s.__dict__.copy(), **facts,
                 "random_seed": facts["random_seed"] + b, "stopped_early": bool(not state.done[b])}  # fmt: skip
         takes.append(Take(midi, info))
     return takes
 
 
-def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]]) -> Harmony:
+def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]], model) -> Harmony:
     """The chords to follow over ``bars`` (the file's bars, [lo, hi) grid steps): ``chords`` as
-    given (symbols a bar each, or a Harmony), else estimated from the melody's notes (barnote.Notes)."""
+    given (symbols a bar each, or a Harmony), else estimated from the melody's notes (barnote.Notes)
+    by the chord model shipped with ``model`` (or by rule without one)."""
     if isinstance(chords, Harmony):
         return chords
     if isinstance(chords, str) and chords.strip():
         return parse_chords(chords, bars)
     if chords is not None and not isinstance(chords, str):
         raise SettingsError(f"chords = {chords!r} is not accepted; expected chord symbols such as 'C Am F G', or None")
-    return estimate_chords(melody, positions_per_beat, bars)
+    return estimate_chords(melody, positions_per_beat, bars, chordnet.for_model(model))
 
 
 def melody_top(melody: Notes, positions_per_beat: int, lo: int, hi: int) -> np.ndarray:

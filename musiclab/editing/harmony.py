@@ -5,9 +5,12 @@ the accompaniment's sampler pulls its notes towards them (``BarNoteState.keep_ha
 Bars are the file's own (its meter and tempo map: ``bars_of``), so a 3/4 piece gets a chord
 each three beats. Chord symbols are read by music21 after the spellings musicians type are
 mapped to its own (``Bb``, ``F♯m``, ``C-7`` for C minor 7, ``CΔ7``, ``C°``, ``Bm7(b5)``, ``N.C.``).
-The estimate scores the 24 major and minor triads on each half bar of the melody (time spent
-on chord tones minus time off them, with a small bonus for chords of the melody's key); a bar
-without melody keeps the chord before it (bars before the melody's first note take its first).
+Estimated chords come from the chord model shipped with the flagship (editing/chordnet.py): each
+half bar gets the major or minor triad with the best log-odds plus the rules' evidence (below).
+Without that model, rules score the 24 major and minor
+triads on each half bar (time spent on chord tones minus time off them, with a small bonus for
+chords of the melody's key); a bar without melody keeps the chord before it (bars before the
+melody's first note take its first).
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ import numpy as np
 import pretty_midi
 
 from ..generation.sampling import SettingsError
+from .chordnet import ChordNet, triad_probs
+from .triads import TONES as _TONES
+from .triads import TRIADS, half_edges, melody_beats
 
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # C major / A minor's usual names
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-TRIADS = [(r, q) for r in range(12) for q in ("", "m")]  # (root, "" major / "m" minor)
-_TONES = np.array(
-    [[pc in {r, (r + (3 if q else 4)) % 12, (r + 7) % 12} for pc in range(12)] for r, q in TRIADS], dtype=float
-)  # (24, 12): each triad's pitch classes
 GIVEN_PULL = 3.0  # nats of logit a note of a given chord gains (tuned on POP909 songs the benchmark does not use)
-ESTIMATED_PULL = 2.0  # less for an estimated chord, which may be wrong
+ESTIMATED_PULL = 2.0  # less for an estimated chord, which may be wrong (the rules')
+LEARNED_PULL = 4.0  # for a chord the chord model named (tuned on POP909 songs the benchmark does not use)
+RULE_WEIGHT = 1.0  # nats of the chord model's log-odds a beat of the rules' evidence is worth
 OFF_WEIGHT = 1.0  # a beat of melody off the chord costs as much as a beat on it gains
 KEY_BONUS = 0.5  # beats' worth of evidence for a chord of the melody's key
 BAR_CONTEXT = 0.5  # weight of the other half of the bar in a half bar's evidence (two notes rarely name a chord)
@@ -48,6 +52,7 @@ class Harmony:
     pull: float = GIVEN_PULL  # nats of logit a chord tone gains (BarNoteState.keep_harmony)
     unused: int = 0  # bars of given chords past the span
     estimated: bool = False  # from the melody (estimate_chords), not given
+    by: str = ""  # estimated: "chord model", or why the rules named them
     looped: bool = False  # fewer bars of chords were given than the span holds: they repeat
 
     def at(self, steps: np.ndarray) -> np.ndarray:
@@ -140,26 +145,46 @@ def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
     return Harmony(lo, tones, names, unused=max(len(groups) - len(bars), 0), looped=len(groups) < len(bars))
 
 
-def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]]) -> Harmony:
-    """The likeliest major or minor triad on each half of each bar ([lo, hi) grid steps) of a
-    melody's ``notes`` (barnote.Notes: onsets and durations in beats)."""
+def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]], net: ChordNet | str | None) -> Harmony:
+    """The chords of each half of each bar ([lo, hi) grid steps) of a melody's ``notes``
+    (barnote.Notes: onsets and durations in beats): the triad the chord model ``net``
+    (chordnet.py) finds likeliest, its log-odds plus RULE_WEIGHT x the rules' evidence (so a bar
+    that spells a chord outright gets it); by the rules alone when ``net`` is None or the reason
+    it is missing."""
+    beats, evidence, key = _rule_evidence(notes, positions_per_beat, bars)
+    if not isinstance(net, ChordNet) or not beats.any():  # no melody in the span: nothing to read
+        h = rule_chords(notes, positions_per_beat, bars)
+        h.by = net if isinstance(net, str) else "rules"
+        return h
+    path = (np.log(triad_probs(net, notes, positions_per_beat, bars) + 1e-9) + RULE_WEIGHT * evidence).argmax(-1)
+    halves = half_edges(bars) - bars[0][0]
+    tones = np.repeat(_TONES[path] > 0, np.diff(halves), axis=0)
+    spelled = names_in(key)
+    label = [spelled[TRIADS[i][0]] + TRIADS[i][1] for i in path]
+    names = [a if a == b else f"{a} {b}" for a, b in zip(label[::2], label[1::2])]
+    return Harmony(bars[0][0], tones, names, LEARNED_PULL, estimated=True, by="chord model")
+
+
+def _rule_evidence(notes, positions_per_beat: int, bars: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(beats (half bars, 12) of melody on each pitch class, the other half of the bar at
+    BAR_CONTEXT; the rules' score of each of the 24 triads (half bars, 24): beats on its tones
+    minus beats off them, KEY_BONUS for a chord of the key; the melody's key)."""
     from ..codecs.common import estimate_key, scale_pitch_classes
 
-    ppb = positions_per_beat
-    edges = np.array([x for a, z in bars for x in (a, (a + z) // 2)] + [bars[-1][1]], dtype=float) / ppb  # beats
-    n = len(edges) - 1
-    beats = np.zeros((n, 12))  # beats of melody per (half bar, pitch class)
-    for onset, dur, pitch in zip(notes.onset.tolist(), notes.duration.tolist(), notes.pitch.tolist()):
-        overlap = np.minimum(edges[1:], onset + dur) - np.maximum(edges[:-1], onset)
-        beats[:, pitch % 12] += np.maximum(overlap, 0)
-    pairs = beats.reshape(len(bars), 2, 12)
-    beats = (pairs + BAR_CONTEXT * pairs[:, ::-1]).reshape(n, 12)
+    pairs = melody_beats(notes, half_edges(bars) / positions_per_beat).reshape(len(bars), 2, 12)
+    beats = (pairs + BAR_CONTEXT * pairs[:, ::-1]).reshape(-1, 12)
     key = estimate_key(notes.pitch, notes.duration) if len(notes.pitch) else (0, "major")
     scale = scale_pitch_classes(*key) if len(notes.pitch) else set(range(12))
     in_key = np.array([all(t in scale for t in np.flatnonzero(row)) for row in _TONES])
-    score = beats @ _TONES.T - OFF_WEIGHT * beats @ (1 - _TONES).T + KEY_BONUS * in_key  # (n, 24)
+    return beats, beats @ _TONES.T - OFF_WEIGHT * beats @ (1 - _TONES).T + KEY_BONUS * in_key, key
+
+
+def rule_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]]) -> Harmony:
+    """The likeliest major or minor triad on each half of each bar ([lo, hi) grid steps) of a
+    melody's ``notes`` (barnote.Notes: onsets and durations in beats), by rule."""
+    beats, score, key = _rule_evidence(notes, positions_per_beat, bars)
     path, before = [], None
-    for w in range(n):
+    for w in range(len(beats)):
         s = score[w].copy()
         if before is not None:
             s[before] += HOLD_BONUS
@@ -170,10 +195,9 @@ def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]])
         return Harmony(bars[0][0], np.zeros((bars[-1][1] - bars[0][0], 12), dtype=bool), ["N"] * len(bars), 0.0,
                        estimated=True)  # fmt: skip
     path = [first if c is None else c for c in path]
-    lo = bars[0][0]
-    steps = np.round(edges * ppb).astype(int) - lo
-    tones = np.repeat(_TONES[path].astype(bool), np.diff(steps), axis=0)
+    halves = half_edges(bars) - bars[0][0]
+    tones = np.repeat(_TONES[path].astype(bool), np.diff(halves), axis=0)
     spelled = names_in(key)
     label = [spelled[TRIADS[i][0]] + TRIADS[i][1] for i in path]
     names = [a if a == b else f"{a} {b}" for a, b in zip(label[::2], label[1::2])]
-    return Harmony(lo, tones, names, ESTIMATED_PULL, estimated=True)
+    return Harmony(bars[0][0], tones, names, ESTIMATED_PULL, estimated=True)

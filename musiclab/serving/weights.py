@@ -33,6 +33,7 @@ class LoadedModel:
     card: dict  # the parsed config.json: arch, model and tokenizer config, data, metrics
     net: MusicModel  # the network, in eval mode on its device (prefill/step, models/base.py)
     codec: Codec  # music <-> ids for this net (codecs/__init__.py)
+    folder: Path | None = None  # where its files are (weights/<name>), for what ships beside them
 
     @property
     def device(self) -> torch.device:
@@ -170,7 +171,7 @@ def load_model(name: str, root: Path | None = None, device: torch.device | str |
         model.to(dev).eval()
         if dev.type == "cuda" and model.half_on_gpu:
             model.half()
-        _cache[key] = loaded = LoadedModel(name, card, model, tokenizer)
+        _cache[key] = loaded = LoadedModel(name, card, model, tokenizer, root / name)
         return loaded
 
 

@@ -73,7 +73,14 @@ NLL improvement over the baseline: {100 * (m.get("nll_vs_baseline") or 0):.1f}% 
     (Path(out) / "README.md").write_text(text)
 
 
-QUALITY_BEGIN, QUALITY_END = "<!-- quality benchmark -->", "<!-- /quality benchmark -->"
+def put_section(folder: Path, tag: str, text: str) -> None:
+    """Put ``text`` at the end of ``folder``'s README.md between ``<!-- tag -->`` marks, in place
+    of the one a run before wrote."""
+    begin, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+    readme = (Path(folder) / "README.md").read_text()
+    if begin in readme and end in readme:
+        readme = readme[: readme.index(begin)] + readme[readme.index(end) + len(end) :].lstrip()
+    (Path(folder) / "README.md").write_text(f"{readme.rstrip()}\n\n{begin}\n{text.strip()}\n{end}\n")
 
 
 def write_quality(folder: Path, name: str, summary: list[dict], markdown: str, how: str) -> None:
@@ -84,8 +91,6 @@ def write_quality(folder: Path, name: str, summary: list[dict], markdown: str, h
     card["quality"] = {"how": how, "rows": [r for r in summary if r["system"] in (name, "real", "seed loop",
                                                                                      "another piece")]}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(card, indent=1) + "\n")
-    readme = (folder / "README.md").read_text()
-    if QUALITY_BEGIN in readme and QUALITY_END in readme:
-        readme = readme[: readme.index(QUALITY_BEGIN)] + readme[readme.index(QUALITY_END) + len(QUALITY_END) :].lstrip()
-    section = f"{QUALITY_BEGIN}\n## Quality benchmark (`python -m musiclab bench quality`)\n\n{how}\n\n{markdown}\n{QUALITY_END}\n"
-    (folder / "README.md").write_text(readme.rstrip() + "\n\n" + section)
+    put_section(
+        folder, "quality benchmark", f"## Quality benchmark (`python -m musiclab bench quality`)\n\n{how}\n\n{markdown}"
+    )

@@ -134,6 +134,13 @@ def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | N
         rows = before["quality"]["rows"]
         write_quality(out, card["name"], rows, markdown(rows), before["quality"]["how"])
         card["quality"] = before["quality"]
+    if before.get("chords") and (out / "chords.safetensors").exists():  # the chord model ships beside it
+        from .cards import put_section
+        from .chords import readme_section
+
+        card["chords"] = before["chords"]
+        (out / "config.json").write_text(json.dumps(card, indent=1) + "\n")
+        put_section(out, "chord model", readme_section(before["chords"]))
     return card
 
 

@@ -1,0 +1,192 @@
+"""The chord model an accompaniment follows (editing/chordnet.py): trained by the CLI on songs laid
+out as POP909's, shipped beside a model and read back strictly; the shipped one names the chords
+of plain melodies in any key; a damaged file falls back to the rules and the take says why."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+from conftest import ROOT, make_song_corpus, song
+
+from musiclab.app.takes import chords_caption
+from musiclab.codecs.barnote_state import notes_from_pm
+from musiclab.editing import chordnet
+from musiclab.editing.accompany import accompany
+from musiclab.editing.harmony import estimate_chords
+from musiclab.editing.triads import TRIADS
+from musiclab.serving.weights import load_model, read_card
+
+S = 16  # grid steps a bar at 4 positions a beat
+
+
+def _bars(n: int) -> list[tuple[int, int]]:
+    return [(k * S, (k + 1) * S) for k in range(n)]
+
+
+def _arpeggios(chords: list[tuple[int, ...]], shift: int = 0) -> pretty_midi.PrettyMIDI:
+    """A melody of one bar per chord, its tones a beat each (the last one an octave up)."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(0, name="MELODY")
+    for b, chord in enumerate(chords):
+        for k, p in enumerate((*chord, chord[0] + 12)):
+            inst.notes.append(pretty_midi.Note(90, p + shift, (4 * b + k) * 0.5, (4 * b + k + 1) * 0.5))
+    pm.instruments.append(inst)
+    return pm
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model = load_model("flagship", device="cpu")
+    net = chordnet.for_model(model)
+    assert isinstance(net, chordnet.ChordNet), net
+    return net
+
+
+@pytest.mark.unit
+def test_the_shipped_chord_model_names_the_chords_of_arpeggios_in_any_key(shipped):
+    progression = [(60, 64, 67), (57, 60, 64), (53, 57, 60), (55, 59, 62)] * 2  # C Am F G twice
+    for shift, names in ((0, ["C", "Am", "F", "G"]), (8, ["Ab", "Fm", "Db", "Eb"]), (4, ["E", "C#m", "A", "B"])):
+        h = estimate_chords(notes_from_pm(_arpeggios(progression, shift)), 4, _bars(8), shipped)
+        assert h.by == "chord model" and h.estimated
+        assert sum(a == b for a, b in zip(h.names, names * 2)) >= 7, (shift, h.names)
+
+
+@pytest.mark.unit
+def test_a_transposed_melody_gets_the_transposed_chords(shipped):
+    pm = song(4, bars=8)
+    pm.instruments = pm.instruments[:1]
+    base = chordnet.triad_probs(shipped, notes_from_pm(pm), 4, _bars(8))
+    for inst in pm.instruments:
+        for n in inst.notes:
+            n.pitch += 3
+    up = chordnet.triad_probs(shipped, notes_from_pm(pm), 4, _bars(8))
+    moved = [TRIADS.index(((r + 3) % 12, q)) for r, q in TRIADS]
+    assert np.allclose(up[:, moved], base, atol=1e-5)  # the key turn makes it blind to transposition
+
+
+@pytest.fixture(scope="module")
+def trained(flagship_weights, tmp_path_factory):
+    """A copy of the small flagship with a chord model trained and shipped by the CLI."""
+    root = tmp_path_factory.mktemp("chords")
+    shutil.copytree(flagship_weights / "flagship", root / "flagship")
+    data = make_song_corpus(root / "corpus")
+    cmd = [sys.executable, "-m", "musiclab", "train-chords", "--data", f"pop909={data['pop909']}",
+           "--out", str(root / "flagship"), "--steps", "300"]  # fmt: skip
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "shipped" in r.stdout and (root / "flagship" / chordnet.FILE).exists()
+    return root
+
+
+@pytest.mark.integration
+def test_train_chords_ships_a_model_the_accompaniment_follows(trained):
+    card = read_card("flagship", trained)["chords"]
+    assert (
+        card["songs"]["train"] >= 1
+        and card["songs"]["dev"] == 0
+        and card["songs"]["valid"] >= 1
+        and card["valid_precision"] >= 0.9
+    )
+    model = load_model("flagship", root=trained, device="cpu")
+    pm = song(9, bars=8)
+    pm.instruments = pm.instruments[:1]  # C Am F G, as the training songs
+    info = accompany(model, pm, 0, random_seed=1)[0].info
+    assert info["chords_by"] == "chord model"
+    assert sum(a == b for a, b in zip(info["chords"], ["C", "Am", "F", "G"] * 2)) >= 6, info["chords"]
+    assert "estimated from the melody by the chord model" in chords_caption(info)
+
+
+@pytest.mark.integration
+def test_a_damaged_chord_model_falls_back_to_the_rules_and_says_why(trained, tmp_path):
+    folder = tmp_path / "flagship"
+    shutil.copytree(trained / "flagship", folder)
+    raw = bytearray((folder / chordnet.FILE).read_bytes())
+    raw[-64:] = bytes(64)  # the header still parses: only the SHA-256 tells
+    (folder / chordnet.FILE).write_bytes(bytes(raw))
+    model = load_model("flagship", root=tmp_path, device="cpu")  # the music model itself is fine
+    pm = song(9, bars=4)
+    pm.instruments = pm.instruments[:1]
+    takes = accompany(model, pm, 0, random_seed=1)
+    info = takes[0].info
+    assert "SHA-256" in info["chords_by"] and takes[0].midi.instruments[-1].notes
+    assert "(estimated from the melody by rule: chords.safetensors is damaged or replaced" in chords_caption(info)
+
+
+@pytest.mark.unit
+def test_a_chord_model_is_loaded_only_whole_hashed_and_of_its_shape(tmp_path):
+    folder = tmp_path / "flagship"
+    shutil.copytree(ROOT / "weights" / "flagship", folder, ignore=shutil.ignore_patterns("model.safetensors"))
+    card = read_card("flagship")
+    assert isinstance(chordnet.load(folder, card), chordnet.ChordNet)
+    with pytest.raises(ValueError, match="ships no chord model"):
+        chordnet.load(folder, {k: v for k, v in card.items() if k != "chords"})
+    with pytest.raises(ValueError, match="SHA-256 differs"):  # a card that does not vouch for the file
+        chordnet.load(folder, {**card, "chords": {**card["chords"], "sha256": None}})
+    wide = {**card["chords"], "config": {**card["chords"]["config"], "n_in": 13}}
+    with pytest.raises(ValueError, match="reads 13 numbers a half bar, musiclab gives 25"):
+        chordnet.load(folder, {**card, "chords": wide})
+    (folder / chordnet.FILE).unlink()
+    with pytest.raises(ValueError, match="ships no chord model"):
+        chordnet.load(folder, card)
+
+
+@pytest.mark.unit
+def test_a_span_without_melody_gets_no_chords_rather_than_invented_ones(shipped):
+    pm = _arpeggios([(60, 64, 67), (57, 60, 64)])
+    notes = notes_from_pm(pm)
+    h = estimate_chords(notes, 4, [(4 * S, 5 * S), (5 * S, 6 * S)], shipped)  # bars after the melody's end
+    assert h.by == "rules" and h.names == ["N", "N"] and not h.tones.any()
+    empty = estimate_chords(notes_from_pm(_arpeggios([])), 4, _bars(2), shipped)
+    assert empty.by == "rules" and empty.names == ["N", "N"]
+
+
+@pytest.mark.unit
+def test_training_targets_are_turned_with_the_melody(tmp_path):
+    from musiclab.training.chords import read_song
+
+    data = make_song_corpus(tmp_path / "corpus")
+    folder = Path(data["pop909"]) / "000"
+    pm = pretty_midi.PrettyMIDI(str(folder / "000.mid"))
+    for inst in pm.instruments:
+        for n in inst.notes:
+            n.pitch += 3  # C Am F G -> Eb Cm Ab Bb
+    pm.write(str(folder / "000.mid"))
+    rows = (folder / "chord_midi.txt").read_text().splitlines()
+    names = {"C:maj": "Eb:maj", "A:min": "C:min", "F:maj": "Ab:maj", "G:maj": "Bb:maj"}
+    (folder / "chord_midi.txt").write_text("".join(f"{a}\t{b}\t{names[c]}\n" for a, b, c in map(str.split, rows)))
+    sc = read_song(folder / "000.mid", "pop909/000/000.mid")
+    assert chordnet.key_turn(sc.notes) == 3
+    has = sc.chords.any(1)  # the pickup before the first downbeat has no chord
+    named = [TRIADS[i] for i in sc.target[has].argmax(1)]
+    changes = [t for k, t in enumerate(named) if k == 0 or t != named[k - 1]]
+    assert changes[:4] == [(0, ""), (9, "m"), (5, ""), (7, "")]  # in C, as the turned melody
+    assert np.flatnonzero(sc.chords[has][0]).tolist() == [3, 7, 10]  # the annotation itself is kept as written
+
+
+@pytest.mark.integration
+def test_train_chords_refuses_a_folder_that_is_not_a_model_and_missing_data(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "musiclab", "train-chords", *a], cwd=ROOT,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = run("--data", f"pop909={tmp_path}", "--out", str(tmp_path))
+    assert r.returncode == 2 and "is not a weights folder (no config.json)" in r.stderr, r.stderr
+    r = run("--data", f"piano={tmp_path}", "--out", str(tmp_path))
+    assert r.returncode == 2 and "train-chords reads POP909" in r.stderr, r.stderr
+
+
+@pytest.mark.integration
+def test_shipping_the_flagship_again_keeps_its_chord_model(trained, flagship_weights, tmp_path):
+    from musiclab.training.export import export
+
+    folder = tmp_path / "flagship"
+    shutil.copytree(trained / "flagship", folder)
+    before = read_card("flagship", trained)["chords"]
+    export(flagship_weights.parent / "run", folder)  # train-flagship ships a finished run this way
+    assert read_card("flagship", tmp_path)["chords"] == before
+    assert "## Chord model (`chords.safetensors`)" in (folder / "README.md").read_text()
+    assert chordnet.for_model(load_model("flagship", root=tmp_path, device="cpu")).__class__ is chordnet.ChordNet
