@@ -113,6 +113,10 @@ def test_accompany_a_melody_track_and_mute_it_in_the_audio(flagship):
     ]
     assert notes(pm, skip="musiclab accompaniment") == sorted(notes_of(source.instruments[0]) + kept)
     assert pm.instruments[-1].name == "musiclab accompaniment" and pm.instruments[-1].notes
+    rolls = [json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")]
+    (card,) = [r for r in rolls if any(t.get("name") == "accompaniment" for t in r)]  # the take's own roll
+    shown = [len([x for x in t["x"] if x is not None]) // 2 for t in card if t.get("name") == "melody"]
+    assert shown == [len(pm.instruments[0].notes)]  # its melody keeps its colour beside the accompaniment
     assert any(c.value.startswith("Chords followed, a bar each from bar ") and "(estimated from the melody by " in c.value
                for c in at.caption)  # fmt: skip
     before = at.get("audio")[0].proto.url

@@ -92,7 +92,8 @@ def take_card(take: dict, elsewhere: bool = False) -> None:
         st.markdown(f"**{take['label']}** · {take['made']} · random seed {info.get('random_seed')}{stopped}")
         pm = load_midi(take["midi"])
         span = take.get("span")  # an edit: its span is shaded, no seed / continuation split
-        fig = pianoroll_figure(pm, seed_end=None if span else take["seed_end"], span=span)
+        melody = info.get("melody_track") if info.get("job") == "accompany" else None  # as on the Edit roll
+        fig = pianoroll_figure(pm, seed_end=None if span else take["seed_end"], span=span, melody=melody)
         st.plotly_chart(fig, key=f"roll_{take['id']}")
         if info.get("chords"):
             st.caption(chords_caption(info))
