@@ -6,11 +6,10 @@ Bars are the file's own (its meter and tempo map: ``bars_of``), so a 3/4 piece g
 each three beats. Chord symbols are read by music21 after the spellings musicians type are
 mapped to its own (``Bb``, ``F♯m``, ``C-7`` for C minor 7, ``CΔ7``, ``C°``, ``Bm7(b5)``, ``N.C.``).
 Estimated chords come from the chord model shipped with the flagship (editing/chordnet.py): each
-half bar gets the major or minor triad with the best log-odds plus the rules' evidence (below).
-Without that model, rules score the 24 major and minor
-triads on each half bar (time spent on chord tones minus time off them, with a small bonus for
-chords of the melody's key); a bar without melody keeps the chord before it (bars before the
-melody's first note take its first).
+half bar gets the major or minor triad with the best log-odds plus the rules' evidence. The
+rules alone, without that model, score the 24 triads on each half bar (time spent on chord
+tones minus time off them, with a small bonus for chords of the melody's key); a bar without
+melody keeps the chord before it (bars before the melody's first note take its first).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 GIVEN_PULL = 3.0  # nats of logit a note of a given chord gains (tuned on POP909 songs the benchmark does not use)
 ESTIMATED_PULL = 2.0  # less for an estimated chord, which may be wrong (the rules')
 LEARNED_PULL = 4.0  # for a chord the chord model named (tuned on POP909 songs the benchmark does not use)
-RULE_WEIGHT = 3.0  # nats of the chord model's log-odds a beat of the rules' evidence is worth (so plain arpeggios get their chord)
+RULE_WEIGHT = 3.0  # nats of log-odds a beat of the rules' evidence is worth (plain arpeggios get their chords)
 OFF_WEIGHT = 1.0  # a beat of melody off the chord costs as much as a beat on it gains
 KEY_BONUS = 0.5  # beats' worth of evidence for a chord of the melody's key
 BAR_CONTEXT = 0.5  # weight of the other half of the bar in a half bar's evidence (two notes rarely name a chord)
