@@ -146,8 +146,8 @@ def chords_input(pm, melody: int, start: float | None) -> str | None:
         start = min((n.start for n in pm.instruments[melody].notes), default=0.0)
     step = int(seconds_to_step(pm, start, 12) + 1e-6)  # any grid: only the bar holding it is asked for
     bar = bars_of(pm, step, step + 1, 12)[0]  # the bar accompany() counts the chords from
-    text = st.text_input(f"Chords from bar {bar} (optional)", key="edit_chords", placeholder="empty: read from the melody (or type e.g. C Am F G)",
-                         persist_state=KEEP,
+    text = st.text_input(f"Chords from bar {bar} (optional)", key="edit_chords", persist_state=KEEP,
+                         placeholder="empty: read from the melody (or type e.g. C Am F G)",
                          help="One chord a bar (the file's own bars, as the bar inputs count them), from the "
                          "bar the accompaniment starts in, e.g. C Am F G7, or C | Am | F G | G7 where two "
                          "chords share a bar. Read: slash chords (C/E), sevenths and the like (F#m7, CΔ7, "

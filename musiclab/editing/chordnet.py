@@ -24,8 +24,6 @@ from torch import nn
 from .triads import TRIADS, half_edges, melody_beats
 
 FILE = "chords.safetensors"
-
-
 N_IN = 25  # 2 halves of a half bar x 12 pitch classes + which half of the bar
 
 

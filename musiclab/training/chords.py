@@ -26,15 +26,6 @@ from .cards import put_section
 DEV_EVERY = 10  # every 10th training song picks the checkpoint instead of training
 
 
-def dev_split(songs: list[SongChords]) -> tuple[list[SongChords], list[SongChords]]:
-    """(dev, rest): about one song in DEV_EVERY, whole near-duplicate groups at a time, to pick
-    the checkpoint on (none when there are fewer than DEV_EVERY songs: the last weights ship)."""
-    if len(songs) < DEV_EVERY:
-        return [], songs
-    dev = [s for s in songs if zlib.crc32(s.group.encode()) % DEV_EVERY == 0]
-    return dev, [s for s in songs if zlib.crc32(s.group.encode()) % DEV_EVERY]
-
-
 @dataclass
 class ChordTrainConfig:
     steps: int = 2000
@@ -55,6 +46,15 @@ class SongChords:
     chords: np.ndarray  # (2 x bars, 12) bool: the annotated chord at each half bar's middle (none: no chord)
     x: np.ndarray  # (2 x bars, 25) features
     target: np.ndarray  # (2 x bars, 24): the triads nearest the annotated chord (rows of 0: no chord)
+
+
+def dev_split(songs: list[SongChords]) -> tuple[list[SongChords], list[SongChords]]:
+    """(dev, rest): about one song in DEV_EVERY, whole near-duplicate groups at a time, to pick
+    the checkpoint on (none when there are fewer than DEV_EVERY songs: the last weights ship)."""
+    if len(songs) < DEV_EVERY:
+        return [], songs
+    dev = [s for s in songs if zlib.crc32(s.group.encode()) % DEV_EVERY == 0]
+    return dev, [s for s in songs if zlib.crc32(s.group.encode()) % DEV_EVERY]
 
 
 def read_song(path: Path, manifest_path: str, group: str = "", positions_per_beat: int = 12) -> SongChords | None:
