@@ -4,6 +4,7 @@ of plain melodies in any key; a damaged file falls back to the rules and the tak
 
 from __future__ import annotations
 
+import bisect
 import shutil
 import subprocess
 import sys
@@ -15,11 +16,14 @@ import pytest
 from conftest import ROOT, make_song_corpus, song
 
 from musiclab.app.takes import chords_caption
+from musiclab.codecs.barnote import MELODY
 from musiclab.codecs.barnote_state import notes_from_pm
 from musiclab.editing import chordnet
 from musiclab.editing.accompany import accompany
 from musiclab.editing.harmony import estimate_chords
 from musiclab.editing.triads import TRIADS
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi
 from musiclab.serving.weights import load_model, read_card
 
 S = 16  # grid steps a bar at 4 positions a beat
@@ -144,6 +148,72 @@ def test_a_span_without_melody_gets_no_chords_rather_than_invented_ones(shipped)
     assert h.by == "rules" and h.names == ["N", "N"] and not h.tones.any()
     empty = estimate_chords(notes_from_pm(_arpeggios([])), 4, _bars(2), shipped)
     assert empty.by == "rules" and empty.names == ["N", "N"]
+
+
+def test_a_melody_file_with_lyrics_is_read_as_a_melody(shipped):
+    """Song files carry lyrics; symusic reads them as a track of their own, which once shifted
+    every track index by one: the melody came back empty and the chords were all "N"."""
+    progression = [(60, 64, 67), (57, 60, 64), (53, 57, 60), (55, 59, 62)]  # C Am F G
+    pm = _arpeggios(progression)
+    pm.lyrics = [pretty_midi.Lyric(w, 0.5 * k) for k, w in enumerate("la la la la".split())]
+    pm.text_events = [pretty_midi.Text("verse", 0.0)]
+    take = accompany(load_model("flagship", device="cpu"), pm, 0, random_seed=0)[0]
+    assert take.info["chords_by"] == "chord model"
+    assert take.info["chords"] == ["C", "Am", "F", "G"], take.info["chords"]
+    notes = lambda inst: [(n.start, n.end, n.pitch, n.velocity) for n in inst.notes]  # noqa: E731
+    assert notes(take.midi.instruments[0]) == notes(pm.instruments[0])  # the melody, kept exactly
+
+
+def _lead_sheet_chords(bars: int) -> list[tuple[float, set[int]]]:
+    """(start, quarter notes; pitch classes) of the chords printed over Foster's tune, as played."""
+    from music21 import corpus, harmony
+
+    score = corpus.parse("leadSheet/fosterBrownHair.mxl").expandRepeats()
+    out, at = [], 0.0
+    for m in list(score.parts[0].getElementsByClass("Measure"))[:bars]:
+        symbols = m.getElementsByClass(harmony.ChordSymbol)
+        out += [(at + float(c.offset), {p.pitchClass for p in c.pitches}) for c in symbols]
+        at += float(m.barDuration.quarterLength)
+    return out
+
+
+@pytest.mark.unit
+def test_the_bundled_melody_is_accompanied_in_its_lead_sheets_chords():
+    """The bundled tune alone (lyrics and all) gets an accompaniment whose notes are mostly tones
+    of the chords printed in the lead sheet it comes from, though the chords are read from the tune."""
+    pm = load_midi(list_examples()["Foster — Jeanie with the Light Brown Hair (melody)"])
+    chords = _lead_sheet_chords(16)
+    starts, shares = [c[0] for c in chords], []
+    for seed in (0, 1):
+        take = accompany(load_model("flagship", device="cpu"), pm, 0, random_seed=seed)[0]
+        assert take.info["chords_by"] == "chord model"
+        acc = take.midi.instruments[-1].notes
+        at = [chords[max(bisect.bisect_right(starts, n.start / 0.5 + 1e-6) - 1, 0)][1] for n in acc]  # 120 bpm
+        shares.append(np.mean([n.pitch % 12 in tones for n, tones in zip(acc, at)]))
+    assert np.mean(shares) >= 0.6, shares  # 0.73 and 0.63 when written; the tune's own notes: 0.74
+
+
+@pytest.mark.unit
+def test_an_accompaniment_keeps_the_pace_predicted_for_its_melody(monkeypatch):
+    """The bundled tune's takes play about as many notes as POP909's accompaniments of such a
+    melody at such a tempo (the model alone: 132-263 notes in four takes, 1.25x on average), and
+    a pace twice as busy makes them busier."""
+    from musiclab.editing import accompany as acc
+
+    pm = load_midi(list_examples()["Foster — Jeanie with the Light Brown Hair (melody)"])
+    model = load_model("flagship", device="cpu")
+    start, end = 1.0, 32.0  # the tune's first and last note: the span accompanied
+    pace = acc.accompaniment_pace(notes_from_pm(pm, {0: MELODY}), 12, 24, 768, 120.0)  # 120 bpm: 24 steps a second
+    want = pace.notes * (end - start) * 24
+
+    def played() -> float:
+        return np.mean([len(acc.accompany(model, pm, 0, random_seed=s)[0].midi.instruments[-1].notes) for s in (0, 1)])
+
+    near = played()
+    assert 0.75 * want <= near <= 1.3 * want, (near, want)
+    a, b, c = acc.PACE_FIT
+    monkeypatch.setattr(acc, "PACE_FIT", (a + np.log(2.0), b, c))
+    assert played() > 1.3 * near
 
 
 @pytest.mark.unit

@@ -10,7 +10,7 @@ import torch
 from conftest import song
 
 from musiclab.codecs.barnote_state import BarNoteState, notes_from_pm
-from musiclab.editing.accompany import accompany
+from musiclab.editing.accompany import NOTES_PER_ONSET, accompaniment_pace, accompany
 from musiclab.editing.harmony import NAMES, bars_of, chord_tones, names_in, parse_chords, rule_chords
 from musiclab.generation.sampling import SettingsError
 
@@ -180,3 +180,26 @@ def test_the_caption_says_when_given_chords_loop():
         chords_caption(info) == "Chords followed, a bar each from bar 5 (as given, repeated as a loop): C | G | C | G"
     )
     assert "loop" not in chords_caption({**info, "chords_looped": False})
+
+
+def _even_melody(notes_a_bar: int, bars: int = 4) -> pretty_midi.PrettyMIDI:
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(0, name="MELODY")
+    step = 2.0 / notes_a_bar  # seconds a note: a bar is 2 s at 120 bpm
+    inst.notes = [pretty_midi.Note(90, 60 + k % 5, k * step, (k + 1) * step) for k in range(notes_a_bar * bars)]
+    pm.instruments.append(inst)
+    return pm
+
+
+def test_the_accompaniment_pace_follows_the_melody_and_the_tempo(tiny_model):
+    steps = 4 * 48  # 4 bars at 12 steps a beat
+    sparse, busy = (notes_from_pm(_even_melody(n)) for n in (2, 8))
+    at = {(n, bpm): accompaniment_pace(m, 12, 0, steps, bpm) for n, m in ((2, sparse), (8, busy)) for bpm in (60, 120)}
+    assert at[8, 120].notes > at[2, 120].notes  # a busier melody, a busier accompaniment
+    assert at[2, 60].notes > at[2, 120].notes  # and more notes a beat at a slow tempo
+    assert all(p.palette is None and p.durations is None and p.notes / p.onsets == NOTES_PER_ONSET for p in at.values())
+    assert accompaniment_pace(sparse, 12, steps, 2 * steps, 120) is None  # no melody there: no pace
+    # no palette: an accompaniment's pitch classes are the chords' business, not pulled towards all twelve
+    state = BarNoteState(tiny_model.codec, 1, 0, steps, first_bar=0, pace=at[2, 120])
+    logits = torch.randn(1, tiny_model.codec.vocab_size)
+    assert torch.equal(state.keep_palette(logits), logits)

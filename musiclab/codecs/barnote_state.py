@@ -17,11 +17,13 @@ onset at most ``max_empty_bars`` times in a row; PAD and the infill sentinels ar
 Pace (continue, infill): each take is pulled back towards the notes per step, onsets per step,
 pitch-class shares and note-length shares of the music around it (the seed's last bars; the
 bars either side of a span), because left alone the model drifts off them (docs/flagship.md,
-"How it samples").
+"How it samples"). An accompaniment keeps the notes and onsets per step of POP909's
+accompaniments of such a melody at such a tempo (editing/accompany.accompaniment_pace).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 from dataclasses import dataclass, field
@@ -52,9 +54,23 @@ class BarNotePrompt:
 
 
 def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = None) -> Notes:
-    """A PrettyMIDI's notes in beats (through its own ticks), sustain pedal included."""
+    """A PrettyMIDI's notes in beats (through its own ticks), sustain pedal included.
+    ``tracks``: {index in ``pm.instruments``: MAIN/MELODY/ACCOMP}; None takes every non-drum track."""
+    if tracks is None:
+        return _notes_of(pm, None)
+    parts = []
+    for i, label in tracks.items():  # one at a time: symusic drops empty tracks, so indices would not line up
+        one = copy.copy(pm)
+        one.instruments = [pm.instruments[i]]
+        parts.append(_notes_of(one, {0: label}))
+    return Notes.concat(parts)
+
+
+def _notes_of(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None) -> Notes:
+    bare = copy.copy(pm)
+    bare.lyrics, bare.text_events = [], []  # symusic reads these as a track of their own
     buf = io.BytesIO()
-    pm.write(buf)
+    bare.write(buf)
     return notes_from_score(symusic.Score.from_midi(buf.getvalue()), tracks)
 
 
@@ -79,13 +95,15 @@ class Pace:
 
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
-    palette: tuple[float, ...] = (1 / 12,) * 12  # share of the notes in each pitch class C..B (smoothed)
+    palette: tuple[float, ...] | None = (
+        1 / 12,
+    ) * 12  # share of the notes in each pitch class C..B (smoothed); None: any
     durations: tuple[float, ...] | None = None  # share of the notes in each duration bin (smoothed); None: any
 
     def __post_init__(self):
         if not (self.notes >= self.onsets > 0):
             raise ValueError(f"expected notes >= onsets > 0 per step, got {self.notes} and {self.onsets}")
-        if len(self.palette) != 12 or not _are_shares(self.palette):
+        if self.palette is not None and (len(self.palette) != 12 or not _are_shares(self.palette)):
             raise ValueError(f"expected 12 finite pitch-class shares summing to 1, got {self.palette}")
         if self.durations is not None and not _are_shares(self.durations):
             raise ValueError(f"expected finite duration-bin shares summing to 1, got {self.durations}")
@@ -235,7 +253,7 @@ class BarNoteState:
             used = (drawn + share * prior) / (self.notes_drawn[:, None] + prior)  # (B, K)
             return logits.new_tensor(strength * np.log((share + floor) / (used + floor)))  # (B, K) nats
 
-        if PALETTE_PULL:
+        if PALETTE_PULL and p.palette is not None:
             logits = self._add_by(logits, pull(self.classes_drawn, p.palette, PALETTE_PULL, PALETTE_FLOOR), "class")
         if DURATION_PULL and p.durations is not None:
             pulls = pull(self.durations_drawn, p.durations, DURATION_PULL, DURATION_FLOOR)

@@ -21,7 +21,7 @@ class FlagshipConfig(TransformerConfig):
     block_size: int = 1024  # context and KV-cache window, tokens (~1 min of piano)
     n_layer: int = 6
     n_head: int = 4  # head size 64
-    n_embd: int = 256  # width: 6 x 256 keeps a step's weights within this CPU's 32 MB L3
+    n_embd: int = 256  # width: a step reads 23.5 MB of fp32 weights (more than the cache holds: docs/flagship.md)
     n_ff: int = 1024
     dropout: float = 0.1  # residual branches only
     attn_dropout: float | None = 0.0  # 0 keeps the fused attention kernel in training
