@@ -197,7 +197,10 @@ def test_the_accompaniment_pace_follows_the_melody_and_the_tempo(tiny_model):
     at = {(n, bpm): accompaniment_pace(m, 12, 0, steps, bpm) for n, m in ((2, sparse), (8, busy)) for bpm in (60, 120)}
     assert at[8, 120].notes > at[2, 120].notes  # a busier melody, a busier accompaniment
     assert at[2, 60].notes > at[2, 120].notes  # and more notes a beat at a slow tempo
-    assert all(p.palette is None and p.durations is None and p.notes / p.onsets == NOTES_PER_ONSET for p in at.values())
+    assert all(
+        p.palette is None and p.durations is None and p.notes / p.onsets == pytest.approx(NOTES_PER_ONSET)
+        for p in at.values()
+    )
     assert accompaniment_pace(sparse, 12, steps, 2 * steps, 120) is None  # no melody there: no pace
     # no palette: an accompaniment's pitch classes are the chords' business, not pulled towards all twelve
     state = BarNoteState(tiny_model.codec, 1, 0, steps, first_bar=0, pace=at[2, 120])

@@ -55,7 +55,8 @@ class BarNotePrompt:
 
 def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = None) -> Notes:
     """A PrettyMIDI's notes in beats (through its own ticks), sustain pedal included.
-    ``tracks``: {index in ``pm.instruments``: MAIN/MELODY/ACCOMP}; None takes every non-drum track."""
+    ``tracks``: {index in ``pm.instruments`` (0 .. len - 1): MAIN/MELODY/ACCOMP}, read in that order;
+    None takes every non-drum track."""
     if tracks is None:
         return _notes_of(pm, None)
     parts = []
@@ -67,6 +68,7 @@ def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = No
 
 
 def _notes_of(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None) -> Notes:
+    """``pm``'s notes in beats, ``tracks`` indexing symusic's tracks (notes_from_score)."""
     bare = copy.copy(pm)
     bare.lyrics, bare.text_events = [], []  # symusic reads these as a track of their own
     buf = io.BytesIO()
@@ -95,9 +97,8 @@ class Pace:
 
     notes: float  # notes per grid step
     onsets: float  # onsets (steps with a note) per grid step
-    palette: tuple[float, ...] | None = (
-        1 / 12,
-    ) * 12  # share of the notes in each pitch class C..B (smoothed); None: any
+    # share of the notes in each pitch class C..B (smoothed); None: any
+    palette: tuple[float, ...] | None = (1 / 12,) * 12
     durations: tuple[float, ...] | None = None  # share of the notes in each duration bin (smoothed); None: any
 
     def __post_init__(self):

@@ -65,7 +65,8 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
         from ..codecs.common import estimate_key, scale_pitch_classes
 
         pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*estimate_key(q[:, 1]))))
-    pace = accompaniment_pace(melody, ppb, s0, s1, _bpm_at(pm, start))
+    beats = (constrained.seconds_to_step(pm, end, ppb) - constrained.seconds_to_step(pm, start, ppb)) / ppb
+    pace = accompaniment_pace(melody, ppb, s0, s1, 60 * beats / (end - start))  # the span's mean tempo, as the fit's
     state = BarNoteState(codec, variations, b0 * S, b1 * S, first_bar=b0, pitch_ok=pitch_ok, max_empty_bars=2,
                          pace=pace)  # fmt: skip
 
@@ -103,8 +104,8 @@ def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]
     return estimate_chords(melody, positions_per_beat, bars, chordnet.for_model(model))
 
 
-# log(accompaniment notes a beat) = A + B log(melody notes a beat) + C log(beats a minute): least squares
-# over POP909's training songs (PIANO under MELODY; |log2| error 0.23 a song, 0.30 for one figure for all)
+# log(accompaniment notes a beat) = A + B log(melody notes a beat) + C log(mean beats a minute), over
+# each POP909 training song's melody span (PIANO notes under MELODY; recipe in docs/flagship.md)
 PACE_FIT = (2.7725, 0.283, -0.3696)
 NOTES_PER_ONSET = 1.63  # POP909's PIANO, median over its training songs
 
@@ -112,20 +113,15 @@ NOTES_PER_ONSET = 1.63  # POP909's PIANO, median over its training songs
 def accompaniment_pace(melody: Notes, positions_per_beat: int, lo: int, hi: int, bpm: float) -> Pace | None:
     """How busy an accompaniment of this melody over grid steps [lo, hi) would be in POP909: notes
     and onsets a step (no pitch classes or lengths: the chords and the model choose those);
-    None without melody there. Left alone, the model plays 1.3x POP909's density (docs/flagship.md)."""
+    None without melody there. Left alone, the model plays 1.3-1.4x POP909's density (docs/flagship.md)."""
     on = melody.onset * positions_per_beat
     notes = int(((on >= lo) & (on < hi)).sum())
-    if not notes or hi <= lo:
+    if not notes:
         return None
     a, b, c = PACE_FIT
     per_beat = math.exp(a + b * math.log(notes * positions_per_beat / (hi - lo)) + c * math.log(bpm))
     per_step = per_beat / positions_per_beat
     return Pace(per_step, per_step / NOTES_PER_ONSET, palette=None)
-
-
-def _bpm_at(pm: pretty_midi.PrettyMIDI, seconds: float) -> float:
-    times, tempi = pm.get_tempo_changes()
-    return float(tempi[max(int(np.searchsorted(times, seconds, side="right")) - 1, 0)])
 
 
 def melody_top(melody: Notes, positions_per_beat: int, lo: int, hi: int) -> np.ndarray:

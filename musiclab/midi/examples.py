@@ -6,6 +6,7 @@ upload; ``python -m musiclab.midi.examples`` rebuilds them from music21's bundle
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -18,9 +19,8 @@ SOURCES = {
     "mozart_k155_1": ("mozart/k155/movement1.mxl", "Mozart — Quartet K. 155, I (4 strings)", 16),
     "foster_jeanie_melody": ("leadSheet/fosterBrownHair.mxl", "Foster — Jeanie with the Light Brown Hair (melody)", 16),
 }
-MELODIES = {
-    "foster_jeanie_melody": 73
-}  # lead sheets: the tune alone (chord symbols dropped), on this GM program (flute)
+# lead sheets: the tune alone (chord symbols dropped), on this GM program (flute)
+MELODIES = {"foster_jeanie_melody": 73}
 
 
 def list_examples() -> dict[str, Path]:
@@ -48,8 +48,6 @@ def build_examples() -> None:
 def _write_melody(score, measures: int, program: int, out: Path) -> None:
     """A lead sheet's first ``measures`` bars as played (repeats taken), its tune alone, as a
     one-track MIDI file named "Melody" (its lyrics kept: song files carry them)."""
-    import copy
-
     import pretty_midi
     from music21 import harmony, stream
 
