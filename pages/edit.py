@@ -12,7 +12,7 @@ from musiclab.app.edit import (
     editing_models,
     melody_track,
     replace_toggle,
-    reset_span_for,
+    reset_choices_for,
     roll,
     run_edit,
     source_picker,
@@ -38,9 +38,10 @@ with left:
 with left:
     shade = None
     if pm is not None:
-        reset_span_for(pm)
+        reset_choices_for(pm)
         dragged = dragged_span(pm)
         job = st.radio("Job", JOBS, key="edit_job", persist_state=KEEP)
+        chords_read = True
         if job == JOBS[0]:
             start, end = shade = span_inputs(pm, dragged)
             kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data, "Tracks to infill"))
@@ -50,11 +51,11 @@ with left:
             st.caption("The model reads the melody track only; the melody is kept exactly.")
             if st.toggle("Only a span", key="edit_accompany_span"):
                 kw["start"], kw["end"] = shade = span_inputs(pm, dragged)
-            kw["chords"] = chords_input(pm, kw["melody_track"], kw.get("start"))
+            kw["chords"], chords_read = chords_input(pm, kw["melody_track"], kw.get("start"))
         kw.update(sampling_knobs("edit_", expanded=False, model=name))
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
         asked = f"{name}/{label}/{job}/{sorted(kw.items())}"  # an error is shown until the request changes
-        if st.button(verb, type="primary", disabled=name is None, key="edit_go"):
+        if st.button(verb, type="primary", disabled=name is None or not chords_read, key="edit_go"):
             st.session_state[K.EDIT_ASKED] = asked
             run_edit(job, name, pm, label, **kw)
         if (err := st.session_state.get(K.EDIT_ERROR)) and st.session_state.get(K.EDIT_ASKED) == asked:
@@ -63,5 +64,7 @@ with right:
     if pm is not None:
         roll(pm, shade, melody=kw.get("melody_track"))
     made = set(st.session_state.get(K.EDIT_MADE, []))
+    if made:
+        st.caption("Takes made here, newest first; every take of this session is also on Compose.")
     for take in [t for t in st.session_state.get(K.TAKES, [])[::-1] if t["id"] in made]:
         take_card(take, elsewhere=True)

@@ -13,6 +13,7 @@ from musiclab.midi.io import load_midi
 
 PAGE = str(ROOT / "pages" / "edit.py")
 JOPLIN, MOZART = "Joplin — Maple Leaf Rag (piano)", "Mozart — Quartet K. 155, I (4 strings)"
+FOSTER = "Foster — Jeanie with the Light Brown Hair (melody)"
 
 
 @pytest.fixture
@@ -143,15 +144,49 @@ def test_a_bad_span_is_refused_with_a_reason_and_nothing_is_lost(flagship, start
 def test_a_bad_chord_symbol_is_refused_with_what_is_accepted(flagship):
     at = _app(MOZART)
     at.radio(key="edit_job").set_value("Accompany a melody").run()
-    at.text_input(key="edit_chords").input("C Am H7 G").run()
-    at.button(key="edit_go").click().run()
-    assert not at.exception
-    assert any("'H7' is not a chord symbol; expected e.g. C, Am" in e.value for e in at.error), at.error
+    at.text_input(key="edit_chords").input("C Am H7 G xyz").run()
+    assert not at.exception  # said at once, under the box, every bad symbol; Accompany waits for a fix
+    assert any("'H7', 'xyz' are not chord symbols; expected e.g. C, Am" in e.value for e in at.error), at.error
+    assert at.button(key="edit_go").disabled
     assert "takes" not in at.session_state or at.session_state["takes"] == []
-    assert at.text_input(key="edit_chords").value == "C Am H7 G"  # kept as typed, to fix
+    assert at.text_input(key="edit_chords").value == "C Am H7 G xyz"  # kept as typed, to fix
     at.radio(key="edit_job").set_value("Infill a passage").run()
     at.radio(key="edit_job").set_value("Accompany a melody").run()
-    assert at.text_input(key="edit_chords").value == "C Am H7 G"  # and kept across the job switch
+    assert at.text_input(key="edit_chords").value == "C Am H7 G xyz"  # and kept across the job switch
+    at.text_input(key="edit_chords").input("C Am F G").run()
+    assert not at.error and not at.button(key="edit_go").disabled
+
+
+def test_a_new_piece_forgets_the_chords_typed_for_the_last_and_the_takes_made_here_stay(flagship):
+    at = _app(MOZART)
+    at.radio(key="edit_job").set_value("Accompany a melody").run()
+    at.text_input(key="edit_chords").input("F Bb F C").run()
+    at.button(key="edit_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at.selectbox(key="edit_example").set_value(FOSTER).run()
+    assert at.text_input(key="edit_chords").value == ""  # not the last piece's chords on a tune in another key
+    at.button(key="edit_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    first, second = at.session_state["takes"]
+    assert first["info"]["chords_from"] == "given" and second["info"]["chords_from"] == "melody"
+    assert len(at.get("audio")) == 2  # both takes made here stay on the page, the newest first
+    assert at.markdown[0].value.startswith(f"**{second['label']}**")
+
+
+def test_the_chords_read_from_a_melody_can_be_edited_and_followed(flagship):
+    at = _app(FOSTER)
+    at.radio(key="edit_job").set_value("Accompany a melody").run()
+    at.button(key="edit_go").click().run()
+    (first,) = at.session_state["takes"]
+    assert first["info"]["chords_from"] == "melody"
+    at.button(key=f"chords_{first['id']}").click().run()
+    assert at.text_input(key="edit_chords").value == " | ".join(first["info"]["chords"])
+    at.button(key="edit_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    second = at.session_state["takes"][1]
+    assert second["info"]["chords_from"] == "given" and second["info"]["chords"] == first["info"]["chords"]
+    at.selectbox(key="edit_example").set_value(MOZART).run()  # another piece: those chords are not offered
+    assert not any(b.key == f"chords_{first['id']}" for b in at.button)
 
 
 def test_without_a_model_that_can_edit_the_page_says_so(tmp_path, monkeypatch):

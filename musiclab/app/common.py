@@ -116,13 +116,14 @@ def model_picker(key: str, label: str = "Model") -> str | None:
     return st.selectbox(label, ok, index=default, key=key, persist_state=KEEP)
 
 
-def seed_picker(key: str) -> tuple[bytes | None, str | None]:
-    """Example / upload / current seed chooser. Returns (MIDI bytes, label) or (None, None)."""
+def seed_picker(key: str, what: str = "seed") -> tuple[bytes | None, str | None]:
+    """Example / upload / current seed chooser; ``what`` the file is to the page ("seed", "piece").
+    Returns (MIDI bytes, label) or (None, None)."""
     examples = list_examples()
     options = ["Example", "Upload"] + (["Current seed"] if st.session_state.get(K.SEED_BYTES) else [])
-    src = st.radio("Seed", options, horizontal=True, key=f"{key}_src", persist_state=KEEP)
+    src = st.radio(what.capitalize(), options, horizontal=True, key=f"{key}_src", persist_state=KEEP)
     if src == "Example":
-        title = st.selectbox("Example seed", list(examples), key=f"{key}_example", persist_state=KEEP)
+        title = st.selectbox(f"Example {what}", list(examples), key=f"{key}_example", persist_state=KEEP)
         return examples[title].read_bytes(), title
     if src == "Upload":
         up = st.file_uploader("Your MIDI file", type=["mid", "midi"], key=f"{key}_upload", help=ACCEPTED)
@@ -132,7 +133,7 @@ def seed_picker(key: str) -> tuple[bytes | None, str | None]:
             st.caption(f"Using {last[1]}, uploaded before; upload another file to replace it.")
             return last
         if up is None:
-            st.info(f"Upload a MIDI file to use as the seed. Accepted: {ACCEPTED}.")
+            st.info(f"Upload a MIDI file to use as the {what}. Accepted: {ACCEPTED}.")
             return None, None
         data = up.getvalue()
         if len(data) > LIMITS.max_bytes:

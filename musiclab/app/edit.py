@@ -15,6 +15,7 @@ from .common import KEEP, Progress, cached_model, cached_models, new_take, prere
 from .takes import playable
 
 JOBS = ("Infill a passage", "Accompany a melody")
+SHOWN = 8  # takes made on this page shown under its roll, newest first
 
 
 def editing_models() -> list[str]:
@@ -40,7 +41,7 @@ def source_picker() -> tuple[bytes | None, str | None]:
         pick = st.selectbox("Take", labels, key="edit_take", persist_state=KEEP)
         take = takes[labels.index(pick)] if pick in labels else takes[0]
         return take["midi"], take["label"]
-    return seed_picker("edit")
+    return seed_picker("edit", "piece")
 
 
 def default_span(pm) -> tuple[float, float]:
@@ -49,12 +50,13 @@ def default_span(pm) -> tuple[float, float]:
     return round(end * 0.25, 2), round(min(end, end * 0.25 + 8.0), 2)
 
 
-def reset_span_for(pm) -> None:
-    """Another piece: forget the span chosen on the one before (it starts at its own default)."""
+def reset_choices_for(pm) -> None:
+    """Another piece: forget the span and the chords typed for the one before (a tester nearly
+    accompanied a G major tune in the F major chords of the example before it)."""
     ss = st.session_state
     piece = f"{pm.get_end_time():.3f}/{sum(len(i.notes) for i in pm.instruments)}"
     if ss.get("edit_for") != piece:
-        for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_bar_from", "edit_bar_to", "edit_dragged"):
+        for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_bar_from", "edit_bar_to", "edit_dragged", "edit_chords"):
             ss.pop(k, None)
         ss["edit_for"] = piece
 
@@ -136,11 +138,12 @@ def replace_toggle(pm, melody: int) -> bool:
                      "span (the downloads keep them outside it). Off: it is added to them.")  # fmt: skip
 
 
-def chords_input(pm, melody: int, start: float | None) -> str | None:
-    """Chord symbols to follow, one bar each from the bar the accompaniment starts in (shown), or
-    None (empty: estimated from the melody)."""
+def chords_input(pm, melody: int, start: float | None) -> tuple[str | None, bool]:
+    """(chord symbols to follow, one bar each from the bar the accompaniment starts in (shown), or
+    None: estimated from the melody; whether they read). What does not read is said at once."""
     from ..editing.constrained import seconds_to_step
-    from ..editing.harmony import bars_of
+    from ..editing.harmony import bars_of, parse_chords
+    from ..generation.sampling import SettingsError
 
     if start is None:
         start = min((n.start for n in pm.instruments[melody].notes), default=0.0)
@@ -154,7 +157,14 @@ def chords_input(pm, melody: int, start: float | None) -> str | None:
                          "G7sus4, Bm7b5), N.C. for no chord, % for the bar before; a - after the root is "
                          "minor (C-7 = Cm7). Fewer chords than bars repeat as a loop; chords past the end "
                          "are not used. Empty: the chord model reads them from the melody.")  # fmt: skip
-    return text if text.strip() else None
+    if not text.strip():
+        return None, True
+    try:
+        parse_chords(text, bars_of(pm, step, step + 1, 12)[1])
+    except SettingsError as e:
+        st.error(str(e))
+        return text, False
+    return text, True
 
 
 def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
@@ -185,10 +195,12 @@ def run_edit(job: str, model_name: str, pm, label: str, **kw) -> None:
         source = label.removesuffix(f" · {model_name}")  # a take's label already names its model
         take = new_take(pm_new, start, f"Take {n + i} · {what} of {source} · {model_name}")
         take["span"], take["kind"] = (start, end), what
+        take["piece"] = st.session_state.get("edit_for")  # the piece its chords fit (reset_choices_for)
         take["info"]["seconds"] = end - start  # metrics: the new span against the music before it
         take["seconds"] = pm_new.midi.get_end_time()  # the whole piece (a long one plays around the span)
         made.append(take)
     st.session_state[K.TAKES].extend(made)
-    st.session_state[K.EDIT_MADE] = [t["id"] for t in made]
+    kept = st.session_state.get(K.EDIT_MADE, []) + [t["id"] for t in made]
+    st.session_state[K.EDIT_MADE] = kept[-SHOWN:]  # the newest made here; every take is on Compose
     prerender_audio([playable(t)[0] for t in made[::-1]])
     st.rerun()  # the take picker above was drawn before these takes existed

@@ -82,6 +82,10 @@ def chords_caption(info: dict) -> str:
             + " | ".join(info["chords"]))  # fmt: skip
 
 
+def _use_chords(names: list[str]) -> None:
+    st.session_state["edit_chords"] = " | ".join(names)  # the box's own key (app/edit.chords_input)
+
+
 def take_card(take: dict, elsewhere: bool = False) -> None:
     """One take's card; ``elsewhere``: on a page other than Compose ("Continue" moves to Compose)."""
     from .evaluate import metrics_panel
@@ -97,6 +101,9 @@ def take_card(take: dict, elsewhere: bool = False) -> None:
         st.plotly_chart(fig, key=f"roll_{take['id']}")
         if info.get("chords"):
             st.caption(chords_caption(info))
+        if elsewhere and info.get("chords_from") == "melody" and take.get("piece") == st.session_state.get("edit_for"):
+            st.button("Edit these chords", key=f"chords_{take['id']}", on_click=_use_chords, args=(info["chords"],),
+                      help="Puts them in the chord box to change a bar or two, then accompany again")  # fmt: skip
         if take.get("kind") != "accompaniment" and take["seed_end"] > 0:  # nothing before to compare with
             metrics_panel(pm, take["seed_end"], made_seconds(pm, take["seed_end"], info))
         midi = take["midi"]

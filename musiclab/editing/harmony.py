@@ -99,15 +99,28 @@ def _spelled(symbol: str) -> str:
 
 def chord_tones(symbol: str) -> frozenset[int]:
     """Pitch classes of a chord symbol, or a SettingsError saying what is accepted."""
+    tones = _tones(symbol)
+    if tones is None:
+        raise _not_chords([symbol])
+    return tones
+
+
+def _tones(symbol: str) -> frozenset[int] | None:
     from music21 import harmony
 
     try:
         return frozenset(p.pitchClass for p in harmony.ChordSymbol(_spelled(symbol)).pitches)
     except Exception:  # music21 raises ValueError, KeyError or its own errors on a bad symbol
-        shown = symbol if len(symbol) <= MAX_SHOWN else symbol[:MAX_SHOWN] + "..."
-        raise SettingsError(f"{shown!r} is not a chord symbol; expected e.g. C, Am, F#m7, Bb/D, G7sus4, "
-                            "N.C. for no chord, % to repeat the bar before; chords are separated by spaces, "
-                            "a bar each, or by | between bars") from None  # fmt: skip
+        return None
+
+
+def _not_chords(symbols: list[str]) -> SettingsError:
+    """The error for symbols that are not chords: each quoted (cut short), then what is accepted."""
+    shown = [repr(w if len(w) <= MAX_SHOWN else w[:MAX_SHOWN] + "...") for w in symbols[:4]]
+    which = f"{shown[0]} is not a chord symbol" if len(shown) == 1 else f"{', '.join(shown)} are not chord symbols"
+    which += f" (and {len(symbols) - 4} more)" if len(symbols) > 4 else ""
+    return SettingsError(f"{which}; expected e.g. C, Am, F#m7, Bb/D, G7sus4, N.C. for no chord, % to repeat the "
+                         "bar before; chords are separated by spaces, a bar each, or by | between bars")  # fmt: skip
 
 
 def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
@@ -124,7 +137,9 @@ def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
     groups = [r.split() or ["%"] for r in rows]
     if all(w == "%" for g in groups for w in g):
         raise SettingsError("no chords were given; expected chord symbols, a bar each, e.g. C Am F G")
-    known = {w: None if w.upper() in NO_CHORD or w == "%" else chord_tones(w) for g in groups for w in g}
+    known = {w: _tones(w) for g in groups for w in g if w.upper() not in NO_CHORD and w != "%"}
+    if bad := [w for w, tones in known.items() if tones is None]:  # every one named, not only the first
+        raise _not_chords(bad)
     lo = bars[0][0]
     tones, names, before = np.zeros((bars[-1][1] - lo, 12), dtype=bool), [], ["N"]
     for k, (a, z) in enumerate(bars):
