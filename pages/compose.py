@@ -8,6 +8,7 @@ from musiclab.app.common import (
     cached_model,
     ensure_frame,
     job_panel,
+    meter_notice,
     model_picker,
     new_take,
     parse_seed,
@@ -69,6 +70,8 @@ with left:
     seed = parse_seed(data, label, "compose") if data is not None else None
     if seed is not None:
         tracks = track_picker(seed, "compose", data)
+        if meter := meter_notice(seed, name):
+            st.warning(meter)
         preview = st.empty()  # filled below, once the seed length is known
         settings = sampling_controls(seed, model=name)
         with preview.container():

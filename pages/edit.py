@@ -4,7 +4,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from musiclab.app import keys as K
-from musiclab.app.common import KEEP, ensure_frame, parse_seed, sampling_knobs, track_picker
+from musiclab.app.common import KEEP, ensure_frame, meter_notice, parse_seed, sampling_knobs, track_picker
 from musiclab.app.edit import (
     JOBS,
     chords_input,
@@ -39,6 +39,8 @@ with left:
     shade = None
     if pm is not None:
         reset_choices_for(pm)
+        if meter := meter_notice(pm, name):
+            st.warning(meter)
         dragged = dragged_span(pm)
         job = st.radio("Job", JOBS, key="edit_job", persist_state=KEEP)
         chords_read = True

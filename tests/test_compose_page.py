@@ -389,3 +389,15 @@ def test_sampling_starts_at_the_picked_models_own_defaults(tuned_flagship):
     generate(at)
     assert not at.exception
     assert at.session_state["takes"][-1]["info"]["settings"]["temperature"] == 0.6  # the user's change is used
+
+
+def test_a_piece_in_three_four_is_told_the_flagship_writes_four_beat_bars():
+    at = _app()
+    at.selectbox(key="compose_example").set_value("Chopin — Mazurka op. 6 no. 2 (piano)").run()
+    (meter,) = [w.value for w in at.warning if "meter" in w.value]
+    assert meter.startswith("This piece is in 3/4; flagship writes bars of four beats")
+    at.selectbox(key="compose_model").set_value("lstm").run()  # a model without bars: nothing to say
+    assert not [w for w in at.warning if "meter" in w.value]
+    at.selectbox(key="compose_model").set_value("flagship").run()
+    at.selectbox(key="compose_example").set_value("Joplin — Maple Leaf Rag (piano)").run()  # 2/4: two to a bar
+    assert not [w for w in at.warning if "meter" in w.value]

@@ -213,6 +213,19 @@ def seed_preview(data: bytes, seconds: float, tracks: list[int] | None) -> str |
     return None
 
 
+def meter_notice(pm, model_name: str | None) -> str | None:
+    """What a bar/note model (bars of four beats, no time-signature tokens) cannot follow in this
+    piece's meters (3/4, 6/8...), or None: the model reads and writes its music in 4/4 bars."""
+    if model_name is None or cached_model(model_name).card.get("tokenizer", {}).get("kind") != "bar-note":
+        return None
+    odd = sorted({f"{t.numerator}/{t.denominator}" for t in pm.time_signature_changes
+                  if 4 * t.numerator / t.denominator not in (2, 4, 8)})  # fmt: skip
+    if not odd:
+        return None
+    return (f"This piece is in {' and '.join(odd)}; {model_name} writes bars of four beats, so its rhythm "
+            "will not keep to that meter (its notes and an accompaniment's chords still follow the piece).")  # fmt: skip
+
+
 def new_take(take, seed_end: float, label: str) -> dict:
     """A generation's :class:`~musiclab.generation.take.Take` as the page keeps it (MIDI bytes, info)."""
     midi = midi_to_bytes(take.midi)
