@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pretty_midi
 import pytest
 import torch
 from conftest import ROOT, make_song_corpus, song
@@ -344,6 +345,17 @@ def test_accompany_keeps_the_melody(tiny_model):
         acc = t.midi.instruments[-1]
         assert acc.name == "musiclab accompaniment" and len(acc.notes) > 8
         assert all(0 <= n.start < pm.get_end_time() for n in acc.notes)
+
+
+def test_a_long_melody_is_accompanied_to_its_end(tiny_model):
+    """A 6-minute melody of sixteenth notes is 6,700 forced ids, past the 4,096 any job once stopped at."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(0, name="MELODY")
+    inst.notes = [pretty_midi.Note(80, 60 + k % 7, k * 0.125, (k + 1) * 0.125) for k in range(16 * 180)]
+    pm.instruments.append(inst)
+    (take,) = accompany(tiny_model, pm, 0, random_seed=1)
+    assert not take.info["stopped_early"] and take.info["tokens"] > 6000
+    assert max(n.start for n in take.midi.instruments[-1].notes) > 350
 
 
 def test_the_accompaniment_is_kept_under_the_melody_note_sounding():

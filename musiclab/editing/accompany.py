@@ -76,7 +76,8 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
 
     state.on_bar, state.section = on_bar, ACCOMP
     state.harmony, state.melody_top = harmony, (b0 * S, melody_top(melody, ppb, b0 * S, b1 * S))
-    facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads)
+    most = max(4096, TOKENS_A_BAR * (b1 - b0))  # a long song is written whole; a runaway take still ends
+    facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads, most)
     takes = []
     for b in range(variations):
         midi = _with_accompaniment(pm, state.events(b), codec, s0, s1)
@@ -103,6 +104,8 @@ def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]
         raise SettingsError(f"chords = {chords!r} is not accepted; expected chord symbols such as 'C Am F G', or None")
     return estimate_chords(melody, positions_per_beat, bars, chordnet.for_model(model))
 
+
+TOKENS_A_BAR = 160  # melody and accompaniment ids a bar, at most (4-minute POP909 songs: 21-25)
 
 # log(accompaniment notes a beat) = A + B log(melody notes a beat) + C log(mean beats a minute), over
 # each POP909 training song's melody span (PIANO notes under MELODY; recipe in docs/flagship.md)
