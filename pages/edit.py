@@ -53,7 +53,7 @@ with left:
             st.caption("The model reads the melody track only; the melody is kept exactly.")
             if st.toggle("Only a span", key="edit_accompany_span"):
                 kw["start"], kw["end"] = shade = span_inputs(pm, dragged)
-            kw["chords"], chords_read = chords_input(pm, kw["melody_track"], kw.get("start"))
+            kw["chords"], chords_read = chords_input(pm, kw["melody_track"], kw.get("start"), kw.get("end"))
         kw.update(sampling_knobs("edit_", expanded=False, model=name))
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
         asked = f"{name}/{label}/{job}/{sorted(kw.items())}"  # an error is shown until the request changes

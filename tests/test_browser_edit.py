@@ -57,3 +57,26 @@ def test_drag_a_box_on_the_roll_then_regenerate_the_selection(edit_server, page)
     page.get_by_role("heading", name="Compose").wait_for(timeout=60_000)
     page.get_by_text(re.compile(r"is the seed now")).wait_for(timeout=30_000)
     assert page.get_by_role("radio", name="Current seed").is_checked()
+
+
+def test_a_new_piece_clears_the_chords_typed_for_the_last(edit_server, page):
+    """Popping the chord box's key on a new piece left the browser showing, and sending back on the
+    next click, the last piece's chords; the box is now set empty."""
+    page.goto(f"{edit_server}/edit", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Regenerate selection").wait_for(timeout=180_000)
+    page.get_by_text("Accompany a melody", exact=True).click()
+    box = page.get_by_role("textbox", name=re.compile(r"Chords from bar"))
+    box.wait_for(timeout=60_000)
+    box.fill("F Bb F C")
+    box.press("Enter")
+    page.wait_for_timeout(2000)
+    page.locator("[data-testid=stSelectbox]").filter(has_text="Example piece").click()
+    page.get_by_role("option", name=re.compile(r"^Foster")).click()
+    deadline = time.time() + 30
+    while box.input_value() and time.time() < deadline:
+        page.wait_for_timeout(200)
+    assert box.input_value() == ""
+    page.get_by_text("Only a span", exact=True).click()  # any other widget: the next run keeps it empty
+    page.wait_for_timeout(2000)
+    assert box.input_value() == ""
+    assert page.get_by_role("button", name="Accompany").is_enabled()

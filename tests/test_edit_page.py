@@ -169,6 +169,7 @@ def test_a_new_piece_forgets_the_chords_typed_for_the_last_and_the_takes_made_he
     assert not at.exception and not at.error, [e.value for e in at.error]
     first, second = at.session_state["takes"]
     assert first["info"]["chords_from"] == "given" and second["info"]["chords_from"] == "melody"
+    assert not [w for w in at.warning if "meter" in w.value]  # Foster is in 4/4
     assert len(at.get("audio")) == 2  # both takes made here stay on the page, the newest first
     assert at.markdown[0].value.startswith(f"**{second['label']}**")
 
@@ -185,8 +186,14 @@ def test_the_chords_read_from_a_melody_can_be_edited_and_followed(flagship):
     assert not at.exception and not at.error, [e.value for e in at.error]
     second = at.session_state["takes"][1]
     assert second["info"]["chords_from"] == "given" and second["info"]["chords"] == first["info"]["chords"]
+    offered = lambda: any(b.key == f"chords_{first['id']}" for b in at.button)  # noqa: E731
+    at.toggle(key="edit_accompany_span").set_value(True).run()
+    at.number_input(key="edit_from").set_value(10.0).run()  # bar 6 at 120 bpm: the box counts from there
+    assert not offered() and at.text_input(key="edit_chords").label.startswith("Chords from bar 6")
+    at.toggle(key="edit_accompany_span").set_value(False).run()
+    assert offered()
     at.selectbox(key="edit_example").set_value(MOZART).run()  # another piece: those chords are not offered
-    assert not any(b.key == f"chords_{first['id']}" for b in at.button)
+    assert not offered()
 
 
 def test_without_a_model_that_can_edit_the_page_says_so(tmp_path, monkeypatch):
@@ -230,3 +237,9 @@ def test_continue_from_a_take_on_edit_makes_it_the_seed_and_moves_to_compose(fla
     assert at.session_state["seed_bytes"] == take["midi"] and at.session_state["compose_src"] == "Current seed"
     assert not at.exception  # run alone the page cannot move (that is seen in Chromium, test_browser_edit.py):
     assert any("is the seed now" in i.value for i in at.info)  # it says where the seed went
+
+
+def test_a_piece_in_three_four_is_told_the_model_writes_four_beat_bars(flagship):
+    at = _app("Chopin — Mazurka op. 6 no. 2 (piano)")
+    (meter,) = [w.value for w in at.warning if "meter" in w.value]
+    assert meter.startswith("This piece is in 3/4; flagship writes bars of four beats")

@@ -21,6 +21,8 @@ from musiclab.editing.accompany import accompany, melody_top
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
 from musiclab.generation.sampling import Sampling, SettingsError, draw, filter_logits, finish, generate, loop, prepare
+from musiclab.midi.examples import list_examples
+from musiclab.midi.io import load_midi, seed_excerpt
 from musiclab.training import corpus as corpus_mod
 from musiclab.training.examples import ExampleConfig, augment, make_example, withhold_accompaniment
 from musiclab.training.pretrain import PretrainConfig, train
@@ -347,6 +349,36 @@ def test_accompany_keeps_the_melody(tiny_model):
         assert all(0 <= n.start < pm.get_end_time() for n in acc.notes)
 
 
+def _line(onsets_beats, durations_beats, pitches) -> np.ndarray:
+    n = len(pitches)
+    notes = Notes(np.asarray(onsets_beats, float), np.asarray(durations_beats, float), np.asarray(pitches),
+                  np.full(n, 80), np.zeros(n, dtype=np.int64))  # fmt: skip
+    return BarNoteTokenizer().quantize(notes)
+
+
+def test_one_line_tells_a_tune_from_chords_and_voices():
+    codec, tune = BarNoteTokenizer(), [60, 62, 64, 65, 67, 65, 64, 62, 60, 72]
+    assert barnote_state.one_line(codec, _line(range(10), [1.0] * 10, tune)) == (60, 72)
+    assert barnote_state.one_line(codec, _line(range(10), [1.2] * 10, tune)) == (60, 72)  # legato within a 16th
+    assert barnote_state.one_line(codec, _line(range(10), [2.0] * 10, tune)) is None  # two voices overlap
+    assert barnote_state.one_line(codec, _line([0, 0, *range(1, 9)], [1.0] * 10, tune)) is None  # a chord
+    assert barnote_state.one_line(codec, _line(range(5), [1.0] * 5, tune[:5])) is None  # too few to tell
+
+
+def test_a_tune_alone_goes_on_as_one_line_in_its_register(tiny_model):
+    """The tiny model learnt piano: left alone it would answer a tune with chords and a bass."""
+    pm = load_midi(list_examples()["Foster — Jeanie with the Light Brown Hair (melody)"])
+    prompt = tiny_model.codec.prompt(seed_excerpt(pm, 10.0, None), 10.0)
+    lo, hi = prompt.line
+    for take in generate(tiny_model, pm, seed_seconds=10.0, seconds=12.0, variations=2, random_seed=3):
+        new = sorted((n.start, n.end, n.pitch) for n in take.midi.instruments[-1].notes)
+        assert len(new) > 4
+        assert all(a[1] <= b[0] + 1e-6 and a[0] < b[0] for a, b in zip(new, new[1:]))  # one note at a time
+        assert all(lo - barnote_state.LINE_RANGE <= p <= hi + barnote_state.LINE_RANGE for _, _, p in new)
+    chords = tiny_model.codec.prompt(seed_excerpt(song(2), 10.0, None), 10.0)
+    assert chords.line is None
+
+
 def test_a_long_melody_is_accompanied_to_its_end(tiny_model):
     """A 6-minute melody of sixteenth notes is 6,700 forced ids, past the 4,096 any job once stopped at."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=120)
@@ -356,6 +388,17 @@ def test_a_long_melody_is_accompanied_to_its_end(tiny_model):
     (take,) = accompany(tiny_model, pm, 0, random_seed=1)
     assert not take.info["stopped_early"] and take.info["tokens"] > 6000
     assert max(n.start for n in take.midi.instruments[-1].notes) > 350
+
+
+def test_a_span_too_long_to_accompany_at_once_is_refused_with_the_limit(tiny_model):
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(0, name="MELODY")
+    inst.notes = [pretty_midi.Note(80, 60 + k % 7, k * 1.0, k + 0.9) for k in range(700)]  # 700 s
+    pm.instruments.append(inst)
+    with pytest.raises(SettingsError, match="the span is 700 s long; at most 600 s can be accompanied at once"):
+        accompany(tiny_model, pm, 0)
+    (take,) = accompany(tiny_model, pm, 0, start=100.0, end=130.0, random_seed=0)  # a span within it is fine
+    assert take.info["span"] == [100.0, 130.0]
 
 
 def test_the_accompaniment_is_kept_under_the_melody_note_sounding():

@@ -216,14 +216,18 @@ def seed_preview(data: bytes, seconds: float, tracks: list[int] | None) -> str |
 def meter_notice(pm, model_name: str | None) -> str | None:
     """What a bar/note model (bars of four beats, no time-signature tokens) cannot follow in this
     piece's meters (3/4, 6/8...), or None: the model reads and writes its music in 4/4 bars."""
-    if model_name is None or cached_model(model_name).card.get("tokenizer", {}).get("kind") != "bar-note":
+    from ..serving.weights import read_card
+
+    try:
+        kind = read_card(model_name).get("tokenizer", {}).get("kind") if model_name else None
+    except ValueError:  # a broken card: the model picker says why
         return None
-    odd = sorted({f"{t.numerator}/{t.denominator}" for t in pm.time_signature_changes
-                  if 4 * t.numerator / t.denominator not in (2, 4, 8)})  # fmt: skip
-    if not odd:
+    fits = [4 * t.numerator / t.denominator in (2, 4, 8) for t in pm.time_signature_changes]
+    odd = sorted({f"{t.numerator}/{t.denominator}" for t, ok in zip(pm.time_signature_changes, fits) if not ok})
+    if kind != "bar-note" or not odd:
         return None
-    return (f"This piece is in {' and '.join(odd)}; {model_name} writes bars of four beats, so its rhythm "
-            "will not keep to that meter (its notes and an accompaniment's chords still follow the piece).")  # fmt: skip
+    return (f"This piece is {'partly ' * any(fits)}in {' and '.join(odd)}; {model_name} writes bars of four "
+            "beats, so its rhythm will not keep to that meter.")  # fmt: skip
 
 
 def new_take(take, seed_end: float, label: str) -> dict:

@@ -56,8 +56,9 @@ def reset_choices_for(pm) -> None:
     ss = st.session_state
     piece = f"{pm.get_end_time():.3f}/{sum(len(i.notes) for i in pm.instruments)}"
     if ss.get("edit_for") != piece:
-        for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_bar_from", "edit_bar_to", "edit_dragged", "edit_chords"):
+        for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_bar_from", "edit_bar_to", "edit_dragged"):
             ss.pop(k, None)
+        ss[K.EDIT_CHORDS] = ""  # set, not popped: a popped key leaves the browser's box as it was
         ss["edit_for"] = piece
 
 
@@ -138,18 +139,20 @@ def replace_toggle(pm, melody: int) -> bool:
                      "span (the downloads keep them outside it). Off: it is added to them.")  # fmt: skip
 
 
-def chords_input(pm, melody: int, start: float | None) -> tuple[str | None, bool]:
+def chords_input(pm, melody: int, start: float | None, end: float | None) -> tuple[str | None, bool]:
     """(chord symbols to follow, one bar each from the bar the accompaniment starts in (shown), or
     None: estimated from the melody; whether they read). What does not read is said at once."""
     from ..editing.constrained import seconds_to_step
     from ..editing.harmony import bars_of, parse_chords
     from ..generation.sampling import SettingsError
 
-    if start is None:
-        start = min((n.start for n in pm.instruments[melody].notes), default=0.0)
-    step = int(seconds_to_step(pm, start, 12) + 1e-6)  # any grid: only the bar holding it is asked for
-    bar = bars_of(pm, step, step + 1, 12)[0]  # the bar accompany() counts the chords from
-    text = st.text_input(f"Chords from bar {bar} (optional)", key="edit_chords", persist_state=KEEP,
+    notes = pm.instruments[melody].notes
+    start = min((n.start for n in notes), default=0.0) if start is None else start
+    end = max((n.end for n in notes), default=start) if end is None else end
+    s0 = int(seconds_to_step(pm, start, 12) + 1e-6)
+    bar, bars = bars_of(pm, s0, max(int(seconds_to_step(pm, end, 12)), s0 + 1), 12)  # as accompany() counts
+    st.session_state[K.EDIT_CHORDS_BAR] = bar  # a take's chords are offered for the box only from this bar
+    text = st.text_input(f"Chords from bar {bar} (optional)", key=K.EDIT_CHORDS, persist_state=KEEP, max_chars=2000,
                          placeholder="empty: read from the melody (or type e.g. C Am F G)",
                          help="One chord a bar (the file's own bars, as the bar inputs count them), from the "
                          "bar the accompaniment starts in, e.g. C Am F G7, or C | Am | F G | G7 where two "
@@ -160,7 +163,7 @@ def chords_input(pm, melody: int, start: float | None) -> tuple[str | None, bool
     if not text.strip():
         return None, True
     try:
-        parse_chords(text, bars_of(pm, step, step + 1, 12)[1])
+        parse_chords(text, bars[:1])
     except SettingsError as e:
         st.error(str(e))
         return text, False

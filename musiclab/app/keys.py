@@ -9,3 +9,4 @@ AB_ROUND, AB_REVEALED, AB_MSG, AB_LISTENER, AB_GO = "ab_round", "ab_revealed", "
 EDIT_SPAN, EDIT_MADE, EDIT_ERROR = "edit_span", "edit_made", "edit_error"  # Edit: shaded span, new takes, error
 EDIT_ASKED = "edit_asked"  # Edit: the request (model, piece, job, settings) EDIT_ERROR belongs to
 GO_COMPOSE = "go_compose"  # Edit: "Continue from this take" was pressed; the page moves to Compose
+EDIT_CHORDS, EDIT_CHORDS_BAR = "edit_chords", "edit_chords_bar"  # Edit: the chord box, the bar it starts at

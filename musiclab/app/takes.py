@@ -83,7 +83,7 @@ def chords_caption(info: dict) -> str:
 
 
 def _use_chords(names: list[str]) -> None:
-    st.session_state["edit_chords"] = " | ".join(names)  # the box's own key (app/edit.chords_input)
+    st.session_state[K.EDIT_CHORDS] = " | ".join(names)
 
 
 def take_card(take: dict, elsewhere: bool = False) -> None:
@@ -101,7 +101,9 @@ def take_card(take: dict, elsewhere: bool = False) -> None:
         st.plotly_chart(fig, key=f"roll_{take['id']}")
         if info.get("chords"):
             st.caption(chords_caption(info))
-        if elsewhere and info.get("chords_from") == "melody" and take.get("piece") == st.session_state.get("edit_for"):
+        here = take.get("piece") == st.session_state.get("edit_for")  # the piece and bar the chord box is for
+        here = here and info.get("chords_first_bar") == st.session_state.get(K.EDIT_CHORDS_BAR)
+        if elsewhere and info.get("chords_from") == "melody" and here:
             st.button("Edit these chords", key=f"chords_{take['id']}", on_click=_use_chords, args=(info["chords"],),
                       help="Puts them in the chord box to change a bar or two, then accompany again")  # fmt: skip
         if take.get("kind") != "accompaniment" and take["seed_end"] > 0:  # nothing before to compare with

@@ -50,6 +50,7 @@ class BarNotePrompt:
     key: tuple[int, str]
     bar_has_notes: bool = False  # the bar holding end_step already has onsets
     pace: Pace | None = None  # the seed's last bars
+    line: tuple[int, int] | None = None  # a one-line seed (a tune alone): its lowest and highest pitch
     extra: dict = field(default_factory=dict)
 
 
@@ -89,6 +90,7 @@ PALETTE_FLOOR = 1 / 24  # added to both shares, so a class rare in the pace is n
 DURATION_PULL = 4.0  # the same for each duration bin's share of the notes (0 = off)
 DURATION_FLOOR = 1 / 20  # as PALETTE_FLOOR, for the 10 duration bins
 UNDER_PULL = 2.0  # accompany: nats of logit a note above the melody note sounding loses (0 = off)
+LINE_RANGE = 7  # semitones a one-line seed's continuation may go past the seed's own range
 
 
 @dataclass
@@ -136,6 +138,19 @@ def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) 
     return Pace(len(notes) / steps, onsets, tuple(palette.tolist()), tuple(durations.tolist()))
 
 
+def one_line(codec: BarNoteCodec, q: np.ndarray, least: int = 8) -> tuple[int, int] | None:
+    """(lowest, highest pitch) of quantized rows ``q`` (codec.quantize) that are one line: ``least``
+    notes or more, one at a time (each over before the next starts, within a sixteenth); None for
+    chords, several voices, or too few notes to tell."""
+    if len(q) < least:
+        return None
+    q = q[np.argsort(q[:, 0], kind="stable")]
+    overlap = q[:-1, 0] + codec.dur_of[q[:-1, 2]] - q[1:, 0]  # steps each note sounds into the next
+    if (np.diff(q[:, 0]) == 0).any() or (overlap > 3).any():  # 3 steps: a sixteenth at 12 a beat
+        return None
+    return int(q[:, 1].min()), int(q[:, 1].max())
+
+
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
     """The last ``n`` ids at most, starting at a BAR."""
     if n <= 0:
@@ -171,6 +186,7 @@ class BarNoteState:
         self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
         self.durations_drawn = np.zeros((batch, codec.n_dur))  # notes drawn per duration bin
         self._index: dict[str, torch.Tensor] = {}  # pitch class / duration bin of each note id, on the logits' device
+        self.most_here = codec.config.max_notes_per_position  # notes a position may hold (a line: 1)
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
         self.done = np.zeros(batch, dtype=bool)
@@ -195,7 +211,7 @@ class BarNoteState:
         if self.expect_note[b]:
             return self.note_above[0]
         m = self.note_above[self.last_pitch[b]].copy() if self.n_here[b] else np.zeros(c.vocab_size, bool)
-        if self.n_here[b] >= c.config.max_notes_per_position:
+        if self.n_here[b] >= self.most_here:
             m[:] = False
         m[c.pos_base + self.pos[b] + 1 : c.pos_base + max(self.pos[b] + 1, self._limit(b))] = True
         if self.fill_bars is not None:
@@ -390,15 +406,19 @@ class ContinueState(BarNoteState):
     def __init__(self, codec: BarNoteCodec, batch: int, prompt: BarNotePrompt, seconds: float, key_lock: bool):
         cut = (prompt.start_seconds - prompt.origin_seconds) / prompt.seconds_per_step
         target = max(int(np.ceil(cut + seconds / prompt.seconds_per_step - 1e-6)), prompt.end_step + 1)
-        pitch_ok = None
+        pitch_ok = np.ones(codec.vocab_size, dtype=bool)
         if key_lock:
             from .common import scale_pitch_classes
 
-            pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
+            pitch_ok &= np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
+        if prompt.line:  # a tune alone goes on as a tune: its register, one note at a time
+            lo, hi = prompt.line
+            pitch_ok &= (codec.pitch_of >= lo - LINE_RANGE) & (codec.pitch_of <= hi + LINE_RANGE)
         S = codec.steps_per_bar
         super().__init__(codec, batch, prompt.end_step, target, first_bar=prompt.end_step // S,
                          bar_has_notes=prompt.bar_has_notes, pitch_ok=pitch_ok, pace=prompt.pace)  # fmt: skip
         self.prompt, self.end_seconds = prompt, prompt.start_seconds + seconds
+        self.most_here = 1 if prompt.line else self.most_here
 
     def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
         """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
@@ -406,7 +426,10 @@ class ContinueState(BarNoteState):
 
         p = self.prompt
         bpm = 60.0 / p.seconds_per_step / self.codec.config.positions_per_beat
-        return with_continuation(excerpt, bpm, p.program, self.events(b)[:, :4], p.end_step, p.origin_seconds,
+        events = self.events(b)[:, :4]
+        if p.line and len(events) > 1:  # a line: each note ends by the next one's onset
+            events[:-1, 3] = np.minimum(events[:-1, 3], np.diff(events[:, 0]))
+        return with_continuation(excerpt, bpm, p.program, events, p.end_step, p.origin_seconds,
                                  p.seconds_per_step, self.end_seconds)  # fmt: skip
 
 
@@ -432,7 +455,8 @@ class BarNoteTokenizer(BarNoteCodec):
         ids = self.encode(q, 0, end_step // S + 1).tolist()
         has = last // S == end_step // S
         pace = pace_of(self, q, [(end_step - PACE_BARS * S, end_step)])
-        return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has, pace)
+        line = one_line(self, q)
+        return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has, pace, line)
 
     def prompt_tensor(self, prompt: BarNotePrompt, batch: int, max_len: int | None = None) -> torch.Tensor:
         """(B, T) ids: the prompt's last ids (from a bar line) repeated for each take."""

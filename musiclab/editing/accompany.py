@@ -48,6 +48,9 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
         raise SettingsError(f"track {melody_track} ({mel.name or 'unnamed'}) has no pitched notes to accompany")
     first, last = min(n.start for n in mel.notes), max(n.end for n in mel.notes)
     start, end = constrained.check_span(pm, first if start is None else start, last if end is None else end)
+    if end - start > MAX_SECONDS:
+        raise SettingsError(f"the span is {end - start:.0f} s long; at most {MAX_SECONDS:.0f} s can be accompanied "
+                            "at once: choose a span (start and end) within it")  # fmt: skip
     codec = model.codec
     ppb, S = codec.config.positions_per_beat, codec.steps_per_bar
     s0 = math.floor(constrained.seconds_to_step(pm, start, ppb) + 1e-6)
@@ -105,7 +108,8 @@ def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]
     return estimate_chords(melody, positions_per_beat, bars, chordnet.for_model(model))
 
 
-TOKENS_A_BAR = 160  # melody and accompaniment ids a bar, at most (4-minute POP909 songs: 21-25)
+TOKENS_A_BAR = 160  # melody and accompaniment ids a bar, at most (4-minute POP909 songs: 21-25 ids a bar)
+MAX_SECONDS = 600.0  # longest span one request may accompany (a long song: about a minute of work)
 
 # log(accompaniment notes a beat) = A + B log(melody notes a beat) + C log(mean beats a minute), over
 # each POP909 training song's melody span (PIANO notes under MELODY; recipe in docs/flagship.md)

@@ -137,7 +137,8 @@ def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
     groups = [r.split() or ["%"] for r in rows]
     if all(w == "%" for g in groups for w in g):
         raise SettingsError("no chords were given; expected chord symbols, a bar each, e.g. C Am F G")
-    known = {w: _tones(w) for g in groups for w in g if w.upper() not in NO_CHORD and w != "%"}
+    symbols = dict.fromkeys(w for g in groups for w in g if w.upper() not in NO_CHORD and w != "%")
+    known = {w: _tones(w) for w in symbols}  # each distinct symbol read once
     if bad := [w for w, tones in known.items() if tones is None]:  # every one named, not only the first
         raise _not_chords(bad)
     lo = bars[0][0]
