@@ -92,7 +92,7 @@ with left:
         job_panel(st.session_state[K.JOB], collect)
     if st.session_state.get(K.JOB_ERROR):
         st.error(f"Could not generate: {st.session_state['job_error']}")
-    elif st.session_state.get(K.JOB_NOTE):
+    elif st.session_state.get(K.JOB_NOTE) and seed is not None:  # not under a refused upload's error
         st.success(st.session_state[K.JOB_NOTE])
 
 with right:

@@ -377,6 +377,11 @@ def test_a_tune_alone_goes_on_as_one_line_in_its_register(tiny_model):
         assert all(lo - barnote_state.LINE_RANGE <= p <= hi + barnote_state.LINE_RANGE for _, _, p in new)
     chords = tiny_model.codec.prompt(seed_excerpt(song(2), 10.0, None), 10.0)
     assert chords.line is None
+    lo, hi = min(n.pitch for n in pm.instruments[0].notes), max(n.pitch for n in pm.instruments[0].notes)
+    for take in infill(tiny_model, pm, 12.0, 20.0, variations=2, random_seed=3):  # its middle: the whole tune's range
+        new = sorted((n.start, n.pitch) for n in take.midi.instruments[-1].notes)
+        assert new and all(a[0] < b[0] for a, b in zip(new, new[1:]))
+        assert all(lo - barnote_state.LINE_RANGE <= p <= hi + barnote_state.LINE_RANGE for _, p in new)
 
 
 def test_a_long_melody_is_accompanied_to_its_end(tiny_model):

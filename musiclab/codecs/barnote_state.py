@@ -151,6 +151,12 @@ def one_line(codec: BarNoteCodec, q: np.ndarray, least: int = 8) -> tuple[int, i
     return int(q[:, 1].min()), int(q[:, 1].max())
 
 
+def in_register(codec: BarNoteCodec, line: tuple[int, int]) -> np.ndarray:
+    """(V,) bool: ids other than notes, and notes within LINE_RANGE of a line's (lowest, highest) pitch."""
+    lo, hi = line
+    return (codec.pitch_of < 0) | ((codec.pitch_of >= lo - LINE_RANGE) & (codec.pitch_of <= hi + LINE_RANGE))
+
+
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:
     """The last ``n`` ids at most, starting at a BAR."""
     if n <= 0:
@@ -412,8 +418,7 @@ class ContinueState(BarNoteState):
 
             pitch_ok &= np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
         if prompt.line:  # a tune alone goes on as a tune: its register, one note at a time
-            lo, hi = prompt.line
-            pitch_ok &= (codec.pitch_of >= lo - LINE_RANGE) & (codec.pitch_of <= hi + LINE_RANGE)
+            pitch_ok &= in_register(codec, prompt.line)
         S = codec.steps_per_bar
         super().__init__(codec, batch, prompt.end_step, target, first_bar=prompt.end_step // S,
                          bar_has_notes=prompt.bar_has_notes, pitch_ok=pitch_ok, pace=prompt.pace)  # fmt: skip
