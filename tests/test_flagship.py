@@ -15,8 +15,10 @@ from conftest import ROOT, make_song_corpus, song
 from safetensors.torch import load_file
 
 from musiclab.codecs import barnote_state
+from musiclab.codecs import pace as pace_mod
 from musiclab.codecs.barnote import ACCOMP, HIGH, LOW, MELODY, BarNoteCodec, Notes
-from musiclab.codecs.barnote_state import UNDER_PULL, BarNoteState, BarNoteTokenizer, Pace, notes_from_pm, pace_of
+from musiclab.codecs.barnote_state import UNDER_PULL, BarNoteState, BarNoteTokenizer, notes_from_pm
+from musiclab.codecs.pace import Pace, pace_of
 from musiclab.editing.accompany import accompany, melody_top
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
@@ -358,11 +360,11 @@ def _line(onsets_beats, durations_beats, pitches) -> np.ndarray:
 
 def test_one_line_tells_a_tune_from_chords_and_voices():
     codec, tune = BarNoteTokenizer(), [60, 62, 64, 65, 67, 65, 64, 62, 60, 72]
-    assert barnote_state.one_line(codec, _line(range(10), [1.0] * 10, tune)) == (60, 72)
-    assert barnote_state.one_line(codec, _line(range(10), [1.2] * 10, tune)) == (60, 72)  # legato within a 16th
-    assert barnote_state.one_line(codec, _line(range(10), [2.0] * 10, tune)) is None  # two voices overlap
-    assert barnote_state.one_line(codec, _line([0, 0, *range(1, 9)], [1.0] * 10, tune)) is None  # a chord
-    assert barnote_state.one_line(codec, _line(range(5), [1.0] * 5, tune[:5])) is None  # too few to tell
+    assert pace_mod.one_line(codec, _line(range(10), [1.0] * 10, tune)) == (60, 72)
+    assert pace_mod.one_line(codec, _line(range(10), [1.2] * 10, tune)) == (60, 72)  # legato within a 16th
+    assert pace_mod.one_line(codec, _line(range(10), [2.0] * 10, tune)) is None  # two voices overlap
+    assert pace_mod.one_line(codec, _line([0, 0, *range(1, 9)], [1.0] * 10, tune)) is None  # a chord
+    assert pace_mod.one_line(codec, _line(range(5), [1.0] * 5, tune[:5])) is None  # too few to tell
 
 
 def test_a_tune_alone_goes_on_as_one_line_in_its_register(tiny_model):
@@ -374,14 +376,14 @@ def test_a_tune_alone_goes_on_as_one_line_in_its_register(tiny_model):
         new = sorted((n.start, n.end, n.pitch) for n in take.midi.instruments[-1].notes)
         assert len(new) > 4
         assert all(a[1] <= b[0] + 1e-6 and a[0] < b[0] for a, b in zip(new, new[1:]))  # one note at a time
-        assert all(lo - barnote_state.LINE_RANGE <= p <= hi + barnote_state.LINE_RANGE for _, _, p in new)
+        assert all(lo - pace_mod.LINE_RANGE <= p <= hi + pace_mod.LINE_RANGE for _, _, p in new)
     chords = tiny_model.codec.prompt(seed_excerpt(song(2), 10.0, None), 10.0)
     assert chords.line is None
     lo, hi = min(n.pitch for n in pm.instruments[0].notes), max(n.pitch for n in pm.instruments[0].notes)
     for take in infill(tiny_model, pm, 12.0, 20.0, variations=2, random_seed=3):  # its middle: the whole tune's range
         new = sorted((n.start, n.pitch) for n in take.midi.instruments[-1].notes)
         assert new and all(a[0] < b[0] for a, b in zip(new, new[1:]))
-        assert all(lo - barnote_state.LINE_RANGE <= p <= hi + barnote_state.LINE_RANGE for _, p in new)
+        assert all(lo - pace_mod.LINE_RANGE <= p <= hi + pace_mod.LINE_RANGE for _, p in new)
 
 
 def test_a_long_melody_is_accompanied_to_its_end(tiny_model):

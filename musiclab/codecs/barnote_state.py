@@ -34,6 +34,7 @@ import symusic
 import torch
 
 from .barnote import MAIN, BarNoteCodec, Notes, notes_from_score
+from .pace import PACE_BARS, Pace, in_register, one_line, pace_of
 
 
 @dataclass
@@ -82,7 +83,6 @@ def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: i
     return pm.time_to_tick(seconds) / pm.resolution * positions_per_beat, 60.0 / bpm / positions_per_beat
 
 
-PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
 ONSET_PULL = 2.0  # nats of logit per e-fold too few (many) onsets, per pace-typical gap ahead (0 = off)
 CHORD_PULL = 8.0  # nats of logit per e-fold too thin (thick) chords, on another note here (0 = off)
 PALETTE_PULL = 2.0  # nats of logit per e-fold a pitch class is under (over) used against the pace's (0 = off)
@@ -90,71 +90,6 @@ PALETTE_FLOOR = 1 / 24  # added to both shares, so a class rare in the pace is n
 DURATION_PULL = 4.0  # the same for each duration bin's share of the notes (0 = off)
 DURATION_FLOOR = 1 / 20  # as PALETTE_FLOOR, for the 10 duration bins
 UNDER_PULL = 2.0  # accompany: nats of logit a note above the melody note sounding loses (0 = off)
-LINE_RANGE = 7  # semitones a one-line seed's continuation may go past the seed's own range
-
-
-@dataclass
-class Pace:
-    """How busy some music is on the bar/note grid, with which pitch classes and note lengths."""
-
-    notes: float  # notes per grid step
-    onsets: float  # onsets (steps with a note) per grid step
-    # share of the notes in each pitch class C..B (smoothed); None: any
-    palette: tuple[float, ...] | None = (1 / 12,) * 12
-    durations: tuple[float, ...] | None = None  # share of the notes in each duration bin (smoothed); None: any
-
-    def __post_init__(self):
-        if not (self.notes >= self.onsets > 0):
-            raise ValueError(f"expected notes >= onsets > 0 per step, got {self.notes} and {self.onsets}")
-        if self.palette is not None and (len(self.palette) != 12 or not _are_shares(self.palette)):
-            raise ValueError(f"expected 12 finite pitch-class shares summing to 1, got {self.palette}")
-        if self.durations is not None and not _are_shares(self.durations):
-            raise ValueError(f"expected finite duration-bin shares summing to 1, got {self.durations}")
-
-
-def _are_shares(x: tuple[float, ...]) -> bool:
-    return bool(np.isfinite(x).all()) and abs(sum(x) - 1) < 1e-6
-
-
-def pace_of(codec: BarNoteCodec, q: np.ndarray, windows: list[tuple[int, int]]) -> Pace | None:
-    """The :class:`Pace` of quantized rows ``q`` with onsets in the ``windows`` [lo, hi) steps,
-    each cut to the bars that hold music (a window reaching before the first bar or past the
-    last is not counted as silence); None without notes there."""
-    if not len(q):
-        return None
-    S = codec.steps_per_bar
-    first, last = q[:, 0].min() // S * S, (q[:, 0].max() // S + 1) * S
-    windows = [(max(lo, first), min(hi, last)) for lo, hi in windows]
-    steps = sum(max(hi - lo, 0) for lo, hi in windows)
-    rows = np.concatenate([q[(q[:, 0] >= lo) & (q[:, 0] < hi)] for lo, hi in windows])
-    if steps <= 0 or not len(rows):
-        return None
-    _, first_of = np.unique(rows[:, :2], axis=0, return_index=True)  # a unison across tracks is one note, as written
-    notes = rows[first_of]
-    palette = (np.bincount(notes[:, 1] % 12, minlength=12) + 0.5) / (len(notes) + 6)  # half a note each: none is 0
-    bins = codec.dur_bin_of[notes[:, 2]]
-    durations = (np.bincount(bins, minlength=codec.n_dur) + 0.5) / (len(notes) + codec.n_dur / 2)
-    onsets = len(np.unique(notes[:, 0])) / steps
-    return Pace(len(notes) / steps, onsets, tuple(palette.tolist()), tuple(durations.tolist()))
-
-
-def one_line(codec: BarNoteCodec, q: np.ndarray, least: int = 8) -> tuple[int, int] | None:
-    """(lowest, highest pitch) of quantized rows ``q`` (codec.quantize) that are one line: ``least``
-    notes or more, one at a time (each over before the next starts, within a sixteenth); None for
-    chords, several voices, or too few notes to tell."""
-    if len(q) < least:
-        return None
-    q = q[np.argsort(q[:, 0], kind="stable")]
-    overlap = q[:-1, 0] + codec.dur_of[q[:-1, 2]] - q[1:, 0]  # steps each note sounds into the next
-    if (np.diff(q[:, 0]) == 0).any() or (overlap > 3).any():  # 3 steps: a sixteenth at 12 a beat
-        return None
-    return int(q[:, 1].min()), int(q[:, 1].max())
-
-
-def in_register(codec: BarNoteCodec, line: tuple[int, int]) -> np.ndarray:
-    """(V,) bool: ids other than notes, and notes within LINE_RANGE of a line's (lowest, highest) pitch."""
-    lo, hi = line
-    return (codec.pitch_of < 0) | ((codec.pitch_of >= lo - LINE_RANGE) & (codec.pitch_of <= hi + LINE_RANGE))
 
 
 def cut_to_bar(ids: list[int], n: int, bar_id: int) -> list[int]:

@@ -17,7 +17,8 @@ import numpy as np
 import pretty_midi
 
 from ..codecs.barnote import ACCOMP, MELODY, Notes
-from ..codecs.barnote_state import BarNoteState, Pace, notes_from_pm
+from ..codecs.barnote_state import BarNoteState, notes_from_pm
+from ..codecs.pace import Pace
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
 from . import chordnet, constrained

@@ -16,15 +16,8 @@ import numpy as np
 import pretty_midi
 
 from ..codecs.barnote import MAX_FILL_BARS
-from ..codecs.barnote_state import (
-    PACE_BARS,
-    BarNoteState,
-    cut_to_bar,
-    in_register,
-    notes_from_pm,
-    one_line,
-    pace_of,
-)
+from ..codecs.barnote_state import BarNoteState, cut_to_bar, notes_from_pm
+from ..codecs.pace import PACE_BARS, in_register, one_line, pace_of
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
 from ..midi.io import non_drum_tracks
