@@ -21,7 +21,7 @@ from musiclab.codecs.barnote import MELODY
 from musiclab.codecs.barnote_state import notes_from_pm
 from musiclab.editing import chordnet
 from musiclab.editing.accompany import accompany
-from musiclab.editing.harmony import estimate_chords
+from musiclab.editing.harmony import estimate_chords, parse_chords
 from musiclab.editing.triads import TRIADS
 from musiclab.midi.examples import list_examples
 from musiclab.midi.io import load_midi
@@ -60,6 +60,23 @@ def test_the_shipped_chord_model_names_the_chords_of_arpeggios_in_any_key(shippe
         h = estimate_chords(notes_from_pm(_arpeggios(progression, shift)), 4, _bars(8), shipped)
         assert h.by == "chord model" and h.estimated
         assert sum(a == b for a, b in zip(h.names, names * 2)) >= 7, (shift, h.names)
+
+
+@pytest.mark.unit
+def test_the_pull_is_as_sure_as_the_chord_model_of_each_pitch_class(shipped):
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    tune = pretty_midi.Instrument(0, name="MELODY")  # C and E only: C major, or A minor, or E minor...
+    tune.notes = [pretty_midi.Note(90, p, k * 0.5, (k + 1) * 0.5) for k, p in enumerate([60, 64] * 8)]
+    pm.instruments.append(tune)
+    h = estimate_chords(notes_from_pm(pm), 4, _bars(4), shipped)
+    w = h.weights_at(np.arange(4 * S))  # (steps, 12)
+    assert h.names == ["C"] * 4 and h.at(np.arange(4 * S))[:, [0, 4, 7]].all()  # the name: the likeliest triad
+    assert (w[:, [0, 4]] > 0.95).all()  # the tones every likely chord holds are pulled hard...
+    assert (w[:, 7] < 0.95).all() and (w[:, 7] > w[:, 9]).all()  # ...G less, A hardly: the melody leaves them open
+    arps = estimate_chords(notes_from_pm(_arpeggios([(60, 64, 67), (57, 60, 64)])), 4, _bars(2), shipped)
+    assert (arps.weights_at(np.arange(2 * S)) > 0.5).sum(1).tolist() == [3] * (2 * S)  # spelled out: sure of three
+    typed = parse_chords("C Am", _bars(2))
+    assert (typed.weights_at(np.arange(2 * S)) == typed.at(np.arange(2 * S))).all()  # typed chords: all or nothing
 
 
 @pytest.mark.unit

@@ -223,7 +223,7 @@ class BarNoteState:
         nats likelier (unchanged without ``harmony``, or where no chord sounds)."""
         if self.harmony is None or not self.harmony.pull:
             return logits
-        tones = self.harmony.at(self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0))  # (B, 12)
+        tones = self.harmony.weights_at(self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0))  # (B, 12)
         return self._add_by(logits, logits.new_tensor(self.harmony.pull * tones), "class")
 
     def keep_under(self, logits: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,9 @@ Bars are the file's own (its meter and tempo map: ``bars_of``), so a 3/4 piece g
 each three beats. Chord symbols are read by music21 after the spellings musicians type are
 mapped to its own (``Bb``, ``F♯m``, ``C-7`` for C minor 7, ``CΔ7``, ``C°``, ``Bm7(b5)``, ``N.C.``).
 Estimated chords come from the chord model shipped with the flagship (editing/chordnet.py): each
-half bar gets the major or minor triad with the best log-odds plus the rules' evidence. The
+half bar gets the major or minor triad with the best log-odds plus the rules' evidence (its name),
+and each pitch class a pull as sure as the triads holding it are likely (``shares``: where C major
+and A minor are both likely, C and E are pulled hard, G and A less). The
 rules alone, without that model, score the 24 triads on each half bar (time spent on chord
 tones minus time off them, with a small bonus for chords of the melody's key); a bar without
 melody keeps the chord before it (bars before the melody's first note take its first).
@@ -30,7 +32,8 @@ SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 GIVEN_PULL = 3.0  # nats of logit a note of a given chord gains (tuned on POP909 songs the benchmark does not use)
 ESTIMATED_PULL = 2.0  # less for an estimated chord, which may be wrong (the rules')
-LEARNED_PULL = 4.0  # for a chord the chord model named (tuned on POP909 songs the benchmark does not use)
+LEARNED_PULL = 6.0  # for a chord the chord model named, x its share (tuned on POP909 songs the benchmark does not use)
+SHARE_POWER = 2.0  # the pull follows share ** this: a pitch class the model is unsure of is pulled far less
 RULE_WEIGHT = 3.0  # nats of log-odds a beat of the rules' evidence is worth (plain arpeggios get their chords)
 OFF_WEIGHT = 1.0  # a beat of melody off the chord costs as much as a beat on it gains
 KEY_BONUS = 0.5  # beats' worth of evidence for a chord of the melody's key
@@ -53,13 +56,22 @@ class Harmony:
     estimated: bool = False  # from the melody (estimate_chords), not given
     by: str = ""  # estimated: "chord model", or why the rules named them
     looped: bool = False  # fewer bars of chords were given than the span holds: they repeat
+    shares: np.ndarray | None = None  # estimated: (steps, 12) in [0, 1], how surely each pitch class is in the chord
 
     def at(self, steps: np.ndarray) -> np.ndarray:
         """(B, 12) bool: the chord at each of ``steps`` (B,) (none outside the span)."""
+        return self._rows(self.tones, steps, bool)
+
+    def weights_at(self, steps: np.ndarray) -> np.ndarray:
+        """(B, 12) in [0, 1]: how surely each pitch class is in the chord at each of ``steps`` (B,),
+        what the pull follows: ``shares`` where the chord model read the chords, else 1 for the chord's tones."""
+        return self._rows(self.tones if self.shares is None else self.shares, steps, float)
+
+    def _rows(self, table: np.ndarray, steps: np.ndarray, dtype) -> np.ndarray:
         k = np.asarray(steps) - self.first_step
-        inside = (k >= 0) & (k < len(self.tones))
-        out = np.zeros((len(k), 12), dtype=bool)
-        out[inside] = self.tones[k[inside]]
+        inside = (k >= 0) & (k < len(table))
+        out = np.zeros((len(k), 12), dtype=dtype)
+        out[inside] = table[k[inside]]
         return out
 
 
@@ -164,20 +176,24 @@ def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]],
     """The chords of each half of each bar ([lo, hi) grid steps) of a melody's ``notes``
     (barnote.Notes: onsets and durations in beats): the triad the chord model ``net``
     (chordnet.py) finds likeliest, its log-odds plus RULE_WEIGHT x the rules' evidence (so a bar
-    that spells a chord outright gets it); by the rules alone when ``net`` is None or the reason
-    it is missing."""
+    that spells a chord outright gets it), with each pitch class's share of those odds (``shares``,
+    raised to SHARE_POWER); by the rules alone when ``net`` is None or the reason it is missing."""
     beats, evidence, key = _rule_evidence(notes, positions_per_beat, bars)
     if not isinstance(net, ChordNet) or not beats.any():  # no melody in the span: nothing to read
         h = rule_chords(notes, positions_per_beat, bars)
         h.by = net if isinstance(net, str) else "rules"
         return h
-    path = (np.log(triad_probs(net, notes, positions_per_beat, bars) + 1e-9) + RULE_WEIGHT * evidence).argmax(-1)
+    score = np.log(triad_probs(net, notes, positions_per_beat, bars) + 1e-9) + RULE_WEIGHT * evidence  # (halves, 24)
+    path = score.argmax(-1)
     halves = half_edges(bars) - bars[0][0]
     tones = np.repeat(_TONES[path] > 0, np.diff(halves), axis=0)
+    post = np.exp(score - score.max(-1, keepdims=True))  # each triad's odds, the model's and the rules' together
+    shares = ((post / post.sum(-1, keepdims=True)) @ _TONES) ** SHARE_POWER  # (half bars, 12)
     spelled = names_in(key)
     label = [spelled[TRIADS[i][0]] + TRIADS[i][1] for i in path]
     names = [a if a == b else f"{a} {b}" for a, b in zip(label[::2], label[1::2])]
-    return Harmony(bars[0][0], tones, names, LEARNED_PULL, estimated=True, by="chord model")
+    return Harmony(bars[0][0], tones, names, LEARNED_PULL, estimated=True, by="chord model",
+                   shares=np.repeat(shares, np.diff(halves), axis=0))  # fmt: skip
 
 
 def _rule_evidence(notes, positions_per_beat: int, bars: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, tuple]:
