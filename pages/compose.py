@@ -68,18 +68,18 @@ with left:
             )
     data, label = seed_picker("compose")
     seed = parse_seed(data, label, "compose") if data is not None else None
+    go = None
     if seed is not None:
         tracks = track_picker(seed, "compose", data)
         if meter := meter_notice(seed, name):
             st.warning(meter)
-        preview = st.empty()  # filled below, once the seed length is known
         settings = sampling_controls(seed, model=name)
-        with preview.container():
-            unusable = seed_preview(data, settings["seed_seconds"], tracks)
-        busy = K.JOB in st.session_state
+        go = st.container()  # Generate, its progress and notes right under the controls (in view on a laptop)
+        unusable = seed_preview(data, settings["seed_seconds"], tracks)  # the seed's roll, below Generate
         if tracks == []:
-            st.caption("Choose at least one track to continue.")
-        if st.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
+            go.caption("Choose at least one track to continue.")
+        busy = K.JOB in st.session_state
+        if go.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
             st.session_state.pop(K.JOB_ERROR, None)
             st.session_state.pop(K.JOB_NOTE, None)  # the last run's note is not this run's
             try:
@@ -88,12 +88,13 @@ with left:
             except Busy as e:
                 st.session_state[K.JOB_ERROR] = str(e)
             st.rerun()  # draw the page as busy (Generate greyed out) while the job runs
-    if K.JOB in st.session_state:
-        job_panel(st.session_state[K.JOB], collect)
-    if st.session_state.get(K.JOB_ERROR):
-        st.error(f"Could not generate: {st.session_state['job_error']}")
-    elif st.session_state.get(K.JOB_NOTE) and seed is not None:  # not under a refused upload's error
-        st.success(st.session_state[K.JOB_NOTE])
+    with go or st.container():
+        if K.JOB in st.session_state:
+            job_panel(st.session_state[K.JOB], collect)
+        if st.session_state.get(K.JOB_ERROR):
+            st.error(f"Could not generate: {st.session_state['job_error']}")
+        elif st.session_state.get(K.JOB_NOTE) and seed is not None:  # not under a refused upload's error
+            st.success(st.session_state[K.JOB_NOTE])
 
 with right:
     takes = st.session_state[K.TAKES][::-1]  # newest first

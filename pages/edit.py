@@ -11,6 +11,7 @@ from musiclab.app.edit import (
     dragged_span,
     editing_models,
     melody_track,
+    piece_id,
     replace_toggle,
     reset_choices_for,
     roll,
@@ -38,7 +39,8 @@ with left:
 with left:
     shade = None
     if pm is not None:
-        reset_choices_for(pm)
+        piece = piece_id(data)
+        reset_choices_for(piece)
         if meter := meter_notice(pm, name):
             st.warning(meter)
         dragged = dragged_span(pm)
@@ -48,7 +50,7 @@ with left:
             start, end = shade = span_inputs(pm, dragged)
             kw = dict(start=start, end=end, tracks=track_picker(pm, "edit", data, "Tracks to infill"))
         else:
-            kw = dict(melody_track=melody_track(pm))
+            kw = dict(melody_track=melody_track(pm, piece))
             kw["replace_others"] = replace_toggle(pm, kw["melody_track"])
             st.caption("The model reads the melody track only; the melody is kept exactly.")
             if st.toggle("Only a span", key="edit_accompany_span"):

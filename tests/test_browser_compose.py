@@ -66,7 +66,7 @@ def test_bad_upload_shows_clear_error(app_server, page, tmp_path, content, words
     err = page.locator("[data-testid=stAlertContentError]")
     err.first.wait_for(timeout=60_000)
     text = err.first.inner_text()
-    assert words in text and text.count("Accepted") == 1, text
+    assert words in text and text.count("Accepted") == 1 and "up to 4 MB" in text, text  # one wording on the page
     assert page.locator("[data-testid=stException]").count() == 0
 
 

@@ -243,3 +243,16 @@ def test_a_piece_in_three_four_is_told_the_model_writes_four_beat_bars(flagship)
     at = _app("Chopin — Mazurka op. 6 no. 2 (piano)")
     (meter,) = [w.value for w in at.warning if "meter" in w.value]
     assert meter.startswith("This piece is in 3/4; flagship writes bars of four beats")
+
+
+def test_a_transposed_copy_is_another_piece_so_its_chords_start_empty():
+    from musiclab.app.edit import piece_id
+    from musiclab.midi.io import midi_to_bytes
+
+    pm = load_midi(list_examples()[FOSTER])
+    up = load_midi(list_examples()[FOSTER])
+    for n in up.instruments[0].notes:
+        n.pitch += 2  # the same tune in another key: the same length and count of notes
+    assert up.get_end_time() == pm.get_end_time() and len(up.instruments[0].notes) == len(pm.instruments[0].notes)
+    assert piece_id(midi_to_bytes(up)) != piece_id(midi_to_bytes(pm))
+    assert piece_id(midi_to_bytes(pm)) == piece_id(midi_to_bytes(load_midi(list_examples()[FOSTER])))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pretty_midi
 import pytest
 import torch
 
@@ -134,6 +135,15 @@ def test_pianoroll_figure_colours_seed_and_continuation(model, seed):
     assert [t.type for t in fig.data] == ["scatter", "scatter"]
     xs = [x for x in fig.data[1].x if x is not None]
     assert min(xs) >= 4.0 - 1e-6
+
+
+def test_a_roll_starts_at_zero_like_its_audio_even_after_a_pickup():
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(80, 60 + k, 1.5 + k, 2.0 + k) for k in range(4)]  # silence, then a pickup
+    pm.instruments.append(inst)
+    lo, hi = pianoroll_figure(pm).layout.xaxis.range
+    assert lo == 0 and 5.0 <= hi <= 5.1
 
 
 def _repeat_rate(take, window: int = 4) -> float:

@@ -137,7 +137,7 @@ def seed_picker(key: str, what: str = "seed") -> tuple[bytes | None, str | None]
             return None, None
         data = up.getvalue()
         if len(data) > LIMITS.max_bytes:
-            st.error(f"{up.name}: the file is {len(data) / 1e6:.1f} MB; accepted: {ACCEPTED}.")
+            st.error(f"{up.name}: the file is {len(data) / 1e6:.1f} MB. Accepted: {ACCEPTED}.")
             return None, None
         st.session_state[f"{key}_new_upload"] = (data, up.name)  # remembered once it parses (parse_seed)
         return data, up.name
@@ -152,8 +152,8 @@ def parse_seed(data: bytes, label: str, key: str | None = None):
     try:
         pm, notice = _parsed_seed(data)
     except MidiError as e:
-        accepted = "" if "Accepted" in str(e) else f". Accepted: {ACCEPTED}"
-        st.error(f"{label}: {e}{accepted}.")
+        why = str(e).split(". Accepted:")[0].rstrip(".")  # the page names what it accepts in one wording
+        st.error(f"{label}: {why}. Accepted: {ACCEPTED}.")
         return None
     if notice:
         st.info(f"{label}: {notice}.")

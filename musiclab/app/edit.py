@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from ..midi.figure import pianoroll_figure
-from ..midi.io import midi_to_bytes, non_drum_tracks, track_label
+from ..midi.io import non_drum_tracks, track_label
 from ..serving import jobs
 from . import keys as K
 from .common import KEEP, Progress, cached_model, cached_models, new_take, prerender_audio
@@ -50,11 +50,16 @@ def default_span(pm) -> tuple[float, float]:
     return round(end * 0.25, 2), round(min(end, end * 0.25 + 8.0), 2)
 
 
-def reset_choices_for(pm) -> None:
-    """Another piece: forget the span and the chords typed for the one before (a tester nearly
-    accompanied a G major tune in the F major chords of the example before it)."""
+def piece_id(data: bytes) -> str:
+    """A short name for the piece in the MIDI bytes ``data``: its content's hash (a transposed copy
+    has the same length and notes count, and other chords)."""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def reset_choices_for(piece: str) -> None:
+    """Another ``piece`` (``piece_id``): forget the span and the chords typed for the one before (a
+    tester nearly accompanied a G major tune in the F major chords of the example before it)."""
     ss = st.session_state
-    piece = f"{pm.get_end_time():.3f}/{sum(len(i.notes) for i in pm.instruments)}"
     if ss.get("edit_for") != piece:
         for k in (K.EDIT_SPAN, "edit_from", "edit_to", "edit_bar_from", "edit_bar_to", "edit_dragged"):
             ss.pop(k, None)
@@ -116,13 +121,13 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
     return new
 
 
-def melody_track(pm) -> int:
-    """Selectbox of the pitched tracks; the default is one named like a melody, else the first."""
+def melody_track(pm, piece: str) -> int:
+    """Selectbox of the pitched tracks of ``pm`` (``piece``: its ``piece_id``, so another piece
+    starts from its own default): one named like a melody, else the first."""
     tracks = non_drum_tracks(pm)
     named = [
         t for t in tracks if "melod" in pm.instruments[t].name.lower() or "vocal" in pm.instruments[t].name.lower()
     ]
-    piece = hashlib.sha256(midi_to_bytes(pm)).hexdigest()[:12]  # another source: its own choice
     return st.selectbox(
         "Melody track", tracks, index=tracks.index(named[0]) if named else 0,
         format_func=lambda t: track_label(pm, t), key=f"edit_melody_{piece}",
