@@ -42,3 +42,20 @@ def test_the_switch_turns_each_path_off(monkeypatch):
     with torch.inference_mode():
         x = torch.randn(2, 5, 8)
         assert torch.equal(fast.bidirectional(rnn, x), rnn(x)[0])  # the module's own call, bit for bit
+
+
+def test_a_cold_models_linears_give_each_row_the_same_bits_in_any_batch_and_its_takes_stay():
+    import torch
+
+    torch.manual_seed(0)
+    w, b = torch.randn(1024, 256) / 16, torch.randn(1024)
+    x = torch.randn(8, 256)
+    lin = fast.packed_linear(w, b, 1, cold=True)
+    assert all(torch.equal(lin(x[:1])[0], lin(x[:m])[0]) for m in range(2, 9))  # batch-mates change no bit
+    assert torch.allclose(lin(x), torch.nn.functional.linear(x, w, b), atol=1e-4)
+    flagship = load_model("flagship", device="cpu")
+    assert flagship.net.step_bytes() > 8 << 20  # more than the cache holds: its linears are packed so
+    seed = load_midi(list_examples()["Joplin — Maple Leaf Rag (piano)"])
+    kw = dict(seed_seconds=6.0, seconds=6.0, top_p=0.95, temperature=0.9)
+    three = generate(flagship, seed, variations=3, random_seed=5, **kw)
+    assert _notes(three[2:]) == _notes(generate(flagship, seed, random_seed=7, **kw))  # take 3 is the same alone

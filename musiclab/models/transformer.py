@@ -41,6 +41,9 @@ class TransformerConfig:
     attn_dropout: float | None = None  # on attention weights (None: ``dropout``); 0 keeps SDPA's fused kernel
 
 
+CACHE_BYTES = 8 << 20  # weights a step may read and still find in this CPU's cache (docs/flagship.md)
+
+
 class KVCache:
     """Per-layer keys/values of the last ``block_size`` tokens, a ring buffer.
 
@@ -90,11 +93,11 @@ class Block(nn.Module):
         x = x + self.drop(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
         return x + self.drop(self.mlp(self.ln_2(x)))
 
-    def step_weights(self, batch: int) -> tuple:
+    def step_weights(self, batch: int, cold: bool = False) -> tuple:
         """What ``step`` uses, bound once per generation: LayerNorm tensors and the four linears
         as callables (oneDNN-prepacked for ``batch`` rows on CPU, see ``packed_linear``)."""
         up, down = self.mlp[0], self.mlp[2]
-        lin = [packed_linear(m.weight, m.bias, batch) for m in (self.c_attn, self.c_proj, up, down)]
+        lin = [packed_linear(m.weight, m.bias, batch, cold) for m in (self.c_attn, self.c_proj, up, down)]
         return (self.ln_1.weight, self.ln_1.bias, self.ln_2.weight, self.ln_2.bias, *lin)
 
     def step(self, x, cos, sin, cache: KVCache, layer: int, w: tuple):
@@ -186,9 +189,19 @@ class TransformerModel(MusicModel):
     def new_cache(self, batch: int, like: torch.Tensor) -> KVCache:
         c = self.config
         shape = (c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head)
-        final = (self.wte.weight, self.ln_f.weight, self.ln_f.bias, packed_linear(self.lm_head.weight, None, batch))
-        weights = [b.step_weights(batch) for b in self.blocks] + [final]
+        cold = self.step_bytes() > CACHE_BYTES  # packed for any rows: faster at one, the same bits at each
+        final = (
+            self.wte.weight,
+            self.ln_f.weight,
+            self.ln_f.bias,
+            packed_linear(self.lm_head.weight, None, batch, cold),
+        )
+        weights = [b.step_weights(batch, cold) for b in self.blocks] + [final]
         return KVCache(like.new_zeros(shape), like.new_zeros(shape), 0, weights)
+
+    def step_bytes(self) -> int:
+        """Bytes of weights a generation step reads: every linear's (the embedding gives one row)."""
+        return sum(m.weight.numel() * m.weight.element_size() for m in self.modules() if isinstance(m, nn.Linear))
 
     def prefill(self, x, rows=None):
         """Read the prompt x (B, T) (its last block_size ids) -> (next logits (B, V), KVCache).
