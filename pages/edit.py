@@ -4,14 +4,21 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from musiclab.app import keys as K
-from musiclab.app.common import KEEP, ensure_frame, meter_notice, parse_seed, sampling_knobs, track_picker
+from musiclab.app.common import (
+    KEEP,
+    content_id,
+    ensure_frame,
+    meter_notice,
+    parse_seed,
+    sampling_knobs,
+    track_picker,
+)
 from musiclab.app.edit import (
     JOBS,
     chords_input,
     dragged_span,
     editing_models,
     melody_track,
-    piece_id,
     replace_toggle,
     reset_choices_for,
     roll,
@@ -39,7 +46,7 @@ with left:
 with left:
     shade = None
     if pm is not None:
-        piece = piece_id(data)
+        piece = content_id(data)
         reset_choices_for(piece)
         if meter := meter_notice(pm, name):
             st.warning(meter)
@@ -58,7 +65,7 @@ with left:
             kw["chords"], chords_read = chords_input(pm, kw["melody_track"], kw.get("start"), kw.get("end"))
         kw.update(sampling_knobs("edit_", expanded=False, model=name))
         verb = "Regenerate selection" if job == JOBS[0] else "Accompany"
-        asked = f"{name}/{label}/{job}/{sorted(kw.items())}"  # an error is shown until the request changes
+        asked = f"{name}/{piece}/{job}/{sorted(kw.items())}"  # an error is shown until the request changes
         if st.button(verb, type="primary", disabled=name is None or not chords_read, key="edit_go"):
             st.session_state[K.EDIT_ASKED] = asked
             run_edit(job, name, pm, label, **kw)

@@ -21,7 +21,7 @@ from musiclab.codecs.barnote import MELODY
 from musiclab.codecs.barnote_state import notes_from_pm
 from musiclab.editing import chordnet
 from musiclab.editing.accompany import accompany
-from musiclab.editing.harmony import estimate_chords, parse_chords
+from musiclab.editing.harmony import estimate_chords
 from musiclab.editing.triads import TRIADS
 from musiclab.midi.examples import list_examples
 from musiclab.midi.io import load_midi
@@ -75,8 +75,6 @@ def test_the_pull_is_as_sure_as_the_chord_model_of_each_pitch_class(shipped):
     assert (w[:, 7] < 0.95).all() and (w[:, 7] > w[:, 9]).all()  # ...G less, A hardly: the melody leaves them open
     arps = estimate_chords(notes_from_pm(_arpeggios([(60, 64, 67), (57, 60, 64)])), 4, _bars(2), shipped)
     assert (arps.weights_at(np.arange(2 * S)) > 0.5).sum(1).tolist() == [3] * (2 * S)  # spelled out: sure of three
-    typed = parse_chords("C Am", _bars(2))
-    assert (typed.weights_at(np.arange(2 * S)) == typed.at(np.arange(2 * S))).all()  # typed chords: all or nothing
 
 
 @pytest.mark.unit

@@ -245,14 +245,17 @@ def test_a_piece_in_three_four_is_told_the_model_writes_four_beat_bars(flagship)
     assert meter.startswith("This piece is in 3/4; flagship writes bars of four beats")
 
 
-def test_a_transposed_copy_is_another_piece_so_its_chords_start_empty():
-    from musiclab.app.edit import piece_id
+def test_a_transposed_copy_is_another_piece_so_its_chords_start_empty(flagship):
+    from musiclab.app import keys as K
     from musiclab.midi.io import midi_to_bytes
 
-    pm = load_midi(list_examples()[FOSTER])
     up = load_midi(list_examples()[FOSTER])
     for n in up.instruments[0].notes:
         n.pitch += 2  # the same tune in another key: the same length and count of notes
-    assert up.get_end_time() == pm.get_end_time() and len(up.instruments[0].notes) == len(pm.instruments[0].notes)
-    assert piece_id(midi_to_bytes(up)) != piece_id(midi_to_bytes(pm))
-    assert piece_id(midi_to_bytes(pm)) == piece_id(midi_to_bytes(load_midi(list_examples()[FOSTER])))
+    at = _app(FOSTER)
+    at.session_state[K.SEED_BYTES], at.session_state[K.SEED_LABEL] = midi_to_bytes(up), "Foster up a tone"
+    at.radio(key="edit_job").set_value("Accompany a melody").run()
+    at.text_input(key="edit_chords").input("F Bb F C").run()
+    assert at.text_input(key="edit_chords").value == "F Bb F C"  # kept while the piece stays
+    at.radio(key="edit_src").set_value("Current seed").run()
+    assert not at.exception and at.text_input(key="edit_chords").value == ""  # chords for F, not for G

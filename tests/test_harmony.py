@@ -11,7 +11,7 @@ from conftest import song
 
 from musiclab.codecs.barnote_state import BarNoteState, notes_from_pm
 from musiclab.editing.accompany import NOTES_PER_ONSET, accompaniment_pace, accompany
-from musiclab.editing.harmony import NAMES, bars_of, chord_tones, names_in, parse_chords, rule_chords
+from musiclab.editing.harmony import NAMES, Harmony, bars_of, chord_tones, names_in, parse_chords, rule_chords
 from musiclab.generation.sampling import SettingsError
 
 S = 16  # steps a bar in these hand-made cases
@@ -146,6 +146,20 @@ def test_the_pull_raises_the_chords_notes_by_its_strength(tiny_model):
         assert set(notes[raised].tolist()) == chord
         assert torch.allclose(out[b, codec.note_base :][raised], torch.tensor(state.harmony.pull))
     assert (out[:, : codec.note_base] == 0).all()  # positions and bar lines are left alone
+
+
+def test_chords_the_model_read_pull_each_class_by_its_share_squared(tiny_model):
+    codec, S = tiny_model.codec, tiny_model.codec.steps_per_bar
+    shares = np.zeros((S, 12))
+    shares[:, [0, 4]], shares[:, 7], shares[:, 9] = 1.0, 0.5, 0.1  # C and E sure, G half, A barely
+    state = BarNoteState(codec, 1, 0, S, first_bar=0)
+    state.harmony = Harmony(0, shares > 0.4, ["C"], 6.0, estimated=True, shares=shares)
+    state.pos[:] = 2
+    out = state.keep_harmony(torch.zeros(1, codec.vocab_size))[0, codec.note_base :]
+    by_class = {pc: set(out[codec.pitch_of[codec.note_base :] % 12 == pc].tolist()) for pc in range(12)}
+    assert by_class[0] == by_class[4] == {6.0} and by_class[7] == {6.0 * 0.25} and by_class[2] == {0.0}
+    (a,) = by_class[9]
+    assert a == pytest.approx(6.0 * 0.01)  # share ** SHARE_POWER: a doubtful class is hardly pulled
 
 
 def test_accompaniment_follows_given_chords_and_says_which(tiny_model):

@@ -116,6 +116,12 @@ def model_picker(key: str, label: str = "Model") -> str | None:
     return st.selectbox(label, ok, index=default, key=key, persist_state=KEEP)
 
 
+def content_id(data: bytes) -> str:
+    """A short name for the MIDI bytes ``data``: their SHA-256 (another piece may well have the same
+    length and count of notes: a transposed copy does)."""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
 def seed_picker(key: str, what: str = "seed") -> tuple[bytes | None, str | None]:
     """Example / upload / current seed chooser; ``what`` the file is to the page ("seed", "piece").
     Returns (MIDI bytes, label) or (None, None)."""
@@ -169,7 +175,7 @@ def track_picker(pm, key: str, seed_bytes: bytes, heading: str = "Tracks to cont
     starts from its own default instead of the previous seed's choice."""
     if len(pm.instruments) <= 1:
         return None
-    tag, default = hashlib.sha256(seed_bytes).hexdigest()[:16], set(non_drum_tracks(pm))
+    tag, default = content_id(seed_bytes), set(non_drum_tracks(pm))
     st.markdown(heading)
     cols = st.columns(2) if len(pm.instruments) > 4 else [st.container()]
     chosen = []
@@ -239,7 +245,7 @@ def new_take(take, seed_end: float, label: str) -> dict:
         "midi": midi,
         "seed_end": seed_end,
         "info": take.info,
-        "sha": hashlib.sha256(midi).hexdigest()[:12],
+        "sha": content_id(midi),
         "made": time.strftime("%H:%M:%S"),
     }
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import streamlit as st
 
@@ -50,14 +48,8 @@ def default_span(pm) -> tuple[float, float]:
     return round(end * 0.25, 2), round(min(end, end * 0.25 + 8.0), 2)
 
 
-def piece_id(data: bytes) -> str:
-    """A short name for the piece in the MIDI bytes ``data``: its content's hash (a transposed copy
-    has the same length and notes count, and other chords)."""
-    return hashlib.sha256(data).hexdigest()[:12]
-
-
 def reset_choices_for(piece: str) -> None:
-    """Another ``piece`` (``piece_id``): forget the span and the chords typed for the one before (a
+    """Another ``piece`` (its ``content_id``): forget the span and the chords typed for the one before (a
     tester nearly accompanied a G major tune in the F major chords of the example before it)."""
     ss = st.session_state
     if ss.get("edit_for") != piece:
@@ -122,7 +114,7 @@ def span_inputs(pm, dragged: tuple[float, float] | None) -> tuple[float, float]:
 
 
 def melody_track(pm, piece: str) -> int:
-    """Selectbox of the pitched tracks of ``pm`` (``piece``: its ``piece_id``, so another piece
+    """Selectbox of the pitched tracks of ``pm`` (``piece``: its ``content_id``, so another piece
     starts from its own default): one named like a melody, else the first."""
     tracks = non_drum_tracks(pm)
     named = [

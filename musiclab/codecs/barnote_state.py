@@ -137,6 +137,7 @@ class BarNoteState:
         self.section = MAIN  # the section the first drawn ids are in (accompany: ACCOMP)
         self.harmony = None  # accompany: the chords to follow (editing/harmony.Harmony), or None
         self.melody_top: tuple[int, np.ndarray] | None = None  # accompany: (first grid step, (steps,) top melody pitch)
+        self.under_pull = UNDER_PULL  # accompany: nats a note above the melody loses
 
     # ---- what may come next ----
     def _limit(self, b: int) -> int:
@@ -219,8 +220,9 @@ class BarNoteState:
         return logits
 
     def keep_harmony(self, logits: torch.Tensor) -> torch.Tensor:
-        """(B, V) logits with the notes of the chord sounding at each take's position ``harmony.pull``
-        nats likelier (unchanged without ``harmony``, or where no chord sounds)."""
+        """(B, V) logits with each note ``harmony.pull`` x ``harmony.weights_at`` (its pitch class,
+        the take's position) nats likelier: the full pull on a typed chord's tones, a share of it on
+        each class of chords the chord model read (unchanged without ``harmony``, or where no chord sounds)."""
         if self.harmony is None or not self.harmony.pull:
             return logits
         tones = self.harmony.weights_at(self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0))  # (B, 12)
@@ -228,9 +230,9 @@ class BarNoteState:
 
     def keep_under(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, V) logits with each note above the melody's highest note sounding at the take's
-        position ``UNDER_PULL`` nats costlier, so an accompaniment stays under its melody
+        position ``under_pull`` nats costlier, so an accompaniment stays under its melody
         (unchanged without ``melody_top``, or where the melody rests)."""
-        if self.melody_top is None or not UNDER_PULL:
+        if self.melody_top is None or not self.under_pull:
             return logits
         first, top = self.melody_top
         k = self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0) - first  # (B,)
@@ -239,7 +241,7 @@ class BarNoteState:
         above = torch.from_numpy(self.note_above[ceiling]).to(
             logits.device
         )  # (B, V); key-locked notes are masked anyway
-        return logits - UNDER_PULL * above.to(logits.dtype)
+        return logits - self.under_pull * above.to(logits.dtype)
 
     def _add_by(self, logits: torch.Tensor, table: torch.Tensor, by: str) -> torch.Tensor:
         """(B, V) logits plus ``table`` (B, K) on each note id of that pitch class (``by`` "class",

@@ -80,6 +80,8 @@ def accompany(model, pm: pretty_midi.PrettyMIDI, melody_track: int, *, start: fl
 
     state.on_bar, state.section = on_bar, ACCOMP
     state.harmony, state.melody_top = harmony, (b0 * S, melody_top(melody, ppb, b0 * S, b1 * S))
+    if harmony.shares is not None:  # the chord model's wider pull climbs over the melody more often
+        state.under_pull = READ_UNDER_PULL
     most = max(4096, TOKENS_A_BAR * (b1 - b0))  # a long song is written whole; a runaway take still ends
     facts = constrained.run(model, bars[b0], state, s, variations, random_seed, progress, stop, threads, most)
     takes = []
@@ -111,6 +113,7 @@ def _harmony(chords, melody, positions_per_beat: int, bars: list[tuple[int, int]
 
 TOKENS_A_BAR = 160  # melody and accompaniment ids a bar, at most (4-minute POP909 songs: 21-25 ids a bar)
 MAX_SECONDS = 600.0  # longest span one request may accompany (a long song: about a minute of work)
+READ_UNDER_PULL = 4.0  # under chords the chord model read, nats a note above the melody loses (tuned, docs/flagship.md)
 
 # log(accompaniment notes a beat) = A + B log(melody notes a beat) + C log(mean beats a minute), over
 # each POP909 training song's melody span (PIANO notes under MELODY; recipe in docs/flagship.md)

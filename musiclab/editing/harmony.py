@@ -32,7 +32,9 @@ SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 GIVEN_PULL = 3.0  # nats of logit a note of a given chord gains (tuned on POP909 songs the benchmark does not use)
 ESTIMATED_PULL = 2.0  # less for an estimated chord, which may be wrong (the rules')
-LEARNED_PULL = 6.0  # for a chord the chord model named, x its share (tuned on POP909 songs the benchmark does not use)
+LEARNED_PULL = (
+    6.0  # for chords the chord model reads, x share ** SHARE_POWER (tuned on POP909 songs the bench does not use)
+)
 SHARE_POWER = 2.0  # the pull follows share ** this: a pitch class the model is unsure of is pulled far less
 RULE_WEIGHT = 3.0  # nats of log-odds a beat of the rules' evidence is worth (plain arpeggios get their chords)
 OFF_WEIGHT = 1.0  # a beat of melody off the chord costs as much as a beat on it gains
@@ -46,26 +48,32 @@ MAX_SHOWN = 24  # characters of a bad symbol quoted back
 @dataclass
 class Harmony:
     """Chords on the grid: ``tones[k]`` (12,) bool are the pitch classes sounding at step
-    ``first_step + k`` (none: no chord there); ``names`` one label per bar, for people."""
+    ``first_step + k`` (none: no chord there); ``names`` one label per bar, for people. Chords the
+    chord model read also hold ``shares``: how much of its odds each pitch class has, which the
+    pull follows (``weights_at``)."""
 
     first_step: int
     tones: np.ndarray  # (steps, 12) bool
     names: list[str]
-    pull: float = GIVEN_PULL  # nats of logit a chord tone gains (BarNoteState.keep_harmony)
+    pull: float = GIVEN_PULL  # nats of logit a chord tone gains, at most (x weights_at: BarNoteState.keep_harmony)
     unused: int = 0  # bars of given chords past the span
     estimated: bool = False  # from the melody (estimate_chords), not given
     by: str = ""  # estimated: "chord model", or why the rules named them
     looped: bool = False  # fewer bars of chords were given than the span holds: they repeat
-    shares: np.ndarray | None = None  # estimated: (steps, 12) in [0, 1], how surely each pitch class is in the chord
+    shares: np.ndarray | None = (
+        None  # read by the chord model: (steps, 12), each pitch class's share of the triads' odds
+    )
 
     def at(self, steps: np.ndarray) -> np.ndarray:
         """(B, 12) bool: the chord at each of ``steps`` (B,) (none outside the span)."""
         return self._rows(self.tones, steps, bool)
 
     def weights_at(self, steps: np.ndarray) -> np.ndarray:
-        """(B, 12) in [0, 1]: how surely each pitch class is in the chord at each of ``steps`` (B,),
-        what the pull follows: ``shares`` where the chord model read the chords, else 1 for the chord's tones."""
-        return self._rows(self.tones if self.shares is None else self.shares, steps, float)
+        """(B, 12) in [0, 1]: the share of ``pull`` each pitch class gets at each of ``steps`` (B,):
+        ``shares`` ** SHARE_POWER where the chord model read the chords, else 1 on the chord's tones."""
+        if self.shares is None:
+            return self._rows(self.tones, steps, float)
+        return self._rows(self.shares, steps, float) ** SHARE_POWER
 
     def _rows(self, table: np.ndarray, steps: np.ndarray, dtype) -> np.ndarray:
         k = np.asarray(steps) - self.first_step
@@ -176,8 +184,8 @@ def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]],
     """The chords of each half of each bar ([lo, hi) grid steps) of a melody's ``notes``
     (barnote.Notes: onsets and durations in beats): the triad the chord model ``net``
     (chordnet.py) finds likeliest, its log-odds plus RULE_WEIGHT x the rules' evidence (so a bar
-    that spells a chord outright gets it), with each pitch class's share of those odds (``shares``,
-    raised to SHARE_POWER); by the rules alone when ``net`` is None or the reason it is missing."""
+    that spells a chord outright gets it), with each pitch class's share of those odds, normalised
+    over the 24 triads (``shares``); by the rules alone when ``net`` is None or the reason it is missing."""
     beats, evidence, key = _rule_evidence(notes, positions_per_beat, bars)
     if not isinstance(net, ChordNet) or not beats.any():  # no melody in the span: nothing to read
         h = rule_chords(notes, positions_per_beat, bars)
@@ -188,7 +196,7 @@ def estimate_chords(notes, positions_per_beat: int, bars: list[tuple[int, int]],
     halves = half_edges(bars) - bars[0][0]
     tones = np.repeat(_TONES[path] > 0, np.diff(halves), axis=0)
     post = np.exp(score - score.max(-1, keepdims=True))  # each triad's odds, the model's and the rules' together
-    shares = ((post / post.sum(-1, keepdims=True)) @ _TONES) ** SHARE_POWER  # (half bars, 12)
+    shares = (post / post.sum(-1, keepdims=True)) @ _TONES  # (half bars, 12)
     spelled = names_in(key)
     label = [spelled[TRIADS[i][0]] + TRIADS[i][1] for i in path]
     names = [a if a == b else f"{a} {b}" for a, b in zip(label[::2], label[1::2])]

@@ -87,7 +87,7 @@ def pianoroll_figure(
     if seed_end is not None:
         fig.add_vline(x=seed_end, line_dash="dash", line_color="#34495e")
     pitches = np.array([n.pitch for n in notes]) if notes else np.array([60])
-    end = max([n.end for n in notes] + [seed_end or 0.0, span[1] if span else 0.0, 1.0])
+    end = max(pm.get_end_time(), seed_end or 0.0, span[1] if span else 0.0, 1.0)  # drums play to the end too
     fig.update_layout(
         xaxis={"range": [0, end * 1.01]},  # from 0 as the audio plays it, not from a pickup's first note
         height=height,

@@ -53,8 +53,8 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int, c
     products: MKL's matrix-vector product wins below ~1 M multiply-adds; at 2+ rows every weight
     of 16 K+ entries, as MKL's small products cost ~linearly in the rows). The rest: F.linear.
     ``cold``: the model's step reads more weights than the cache holds (the flagship): every
-    weight of 16 K+ entries is packed for 4 rows, whatever the batch (a step 1.3-1.5x faster at one
-    row, and each row comes out the same bits for 1 to 12 rows: docs/performance.md)."""
+    weight of 16 K+ entries is packed for 4 rows, whatever the batch (a 1-row step 1.3-1.7x faster,
+    and each row comes out the same bits for 1 to 8 rows, tested: docs/flagship.md)."""
     rows = min(batch, 4)
     big = weight.numel() * rows >= 1 << 20 or ((rows >= 2 or cold) and weight.numel() >= 1 << 14)
     if enabled() and big and weight.device.type == "cpu" and weight.dtype == torch.float32 and _onednn_linear_ok():

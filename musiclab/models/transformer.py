@@ -18,12 +18,14 @@ Changes from the paper, and why:
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast
 from .base import MusicModel, repeat_rows
 from .fast import packed_linear
 
@@ -41,7 +43,8 @@ class TransformerConfig:
     attn_dropout: float | None = None  # on attention weights (None: ``dropout``); 0 keeps SDPA's fused kernel
 
 
-CACHE_BYTES = 8 << 20  # weights a step may read and still find in this CPU's cache (docs/flagship.md)
+CACHE_BYTES = 8 << 20  # ~ the cache this VM's step finds (1 MB products slow past 8 MB read in turn: docs/flagship.md)
+_COLD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its weights' stamp, _cold_weights)
 
 
 class KVCache:
@@ -95,7 +98,8 @@ class Block(nn.Module):
 
     def step_weights(self, batch: int, cold: bool = False) -> tuple:
         """What ``step`` uses, bound once per generation: LayerNorm tensors and the four linears
-        as callables (oneDNN-prepacked for ``batch`` rows on CPU, see ``packed_linear``)."""
+        as callables (oneDNN-prepacked for ``batch`` rows on CPU, or 4 at any batch when ``cold``:
+        see ``packed_linear``)."""
         up, down = self.mlp[0], self.mlp[2]
         lin = [packed_linear(m.weight, m.bias, batch, cold) for m in (self.c_attn, self.c_proj, up, down)]
         return (self.ln_1.weight, self.ln_1.bias, self.ln_2.weight, self.ln_2.bias, *lin)
@@ -189,15 +193,25 @@ class TransformerModel(MusicModel):
     def new_cache(self, batch: int, like: torch.Tensor) -> KVCache:
         c = self.config
         shape = (c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head)
-        cold = self.step_bytes() > CACHE_BYTES  # packed for any rows: faster at one, the same bits at each
-        final = (
-            self.wte.weight,
-            self.ln_f.weight,
-            self.ln_f.bias,
-            packed_linear(self.lm_head.weight, None, batch, cold),
-        )
-        weights = [b.step_weights(batch, cold) for b in self.blocks] + [final]
+        weights = self._cold_weights() if self.step_bytes() > CACHE_BYTES else self._step_weights(batch, False)
         return KVCache(like.new_zeros(shape), like.new_zeros(shape), 0, weights)
+
+    def _step_weights(self, batch: int, cold: bool) -> list:
+        """Per block ``Block.step_weights``, then the embedding, final norm and head."""
+        head = packed_linear(self.lm_head.weight, None, batch, cold)
+        return [b.step_weights(batch, cold) for b in self.blocks] + [
+            (self.wte.weight, self.ln_f.weight, self.ln_f.bias, head)
+        ]
+
+    def _cold_weights(self) -> list:
+        """``_step_weights`` packed for any number of rows (faster at one, the same bits at each),
+        made once per model and again only if a weight changed since (training, ``.to()``) or the
+        fast paths were switched."""
+        stamp = (fast.enabled(), *((p.data_ptr(), p._version) for p in self.parameters()))
+        made = _COLD.get(self)
+        if made is None or made[0] != stamp:
+            _COLD[self] = made = (stamp, self._step_weights(4, True))
+        return made[1]
 
     def step_bytes(self) -> int:
         """Bytes of weights a generation step reads: every linear's (the embedding gives one row)."""
