@@ -55,6 +55,7 @@ def collect(job: Job) -> None:
 
 
 left, right = st.columns([1, 2])
+go = right.container()  # Generate, its progress and notes at the top of the takes: in view, where takes arrive
 with left:
     name = model_picker("compose_model")
     if name:
@@ -68,18 +69,21 @@ with left:
             )
     data, label = seed_picker("compose")
     seed = parse_seed(data, label, "compose") if data is not None else None
-    go = None
     if seed is not None:
         tracks = track_picker(seed, "compose", data)
         if meter := meter_notice(seed, name):
             st.warning(meter)
+        preview = st.empty()  # filled below, once the seed length is known
         settings = sampling_controls(seed, model=name)
-        go = st.container()  # Generate, its progress and notes right under the controls (in view on a laptop)
-        unusable = seed_preview(data, settings["seed_seconds"], tracks)  # the seed's roll, below Generate
+        with preview.container():
+            unusable = seed_preview(data, settings["seed_seconds"], tracks)
+
+with go:
+    if seed is not None:
         if tracks == []:
-            go.caption("Choose at least one track to continue.")
+            st.caption("Choose at least one track to continue.")
         busy = K.JOB in st.session_state
-        if go.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
+        if st.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
             st.session_state.pop(K.JOB_ERROR, None)
             st.session_state.pop(K.JOB_NOTE, None)  # the last run's note is not this run's
             try:
@@ -88,13 +92,12 @@ with left:
             except Busy as e:
                 st.session_state[K.JOB_ERROR] = str(e)
             st.rerun()  # draw the page as busy (Generate greyed out) while the job runs
-    with go or st.container():
-        if K.JOB in st.session_state:
-            job_panel(st.session_state[K.JOB], collect)
-        if st.session_state.get(K.JOB_ERROR):
-            st.error(f"Could not generate: {st.session_state['job_error']}")
-        elif st.session_state.get(K.JOB_NOTE) and seed is not None:  # not under a refused upload's error
-            st.success(st.session_state[K.JOB_NOTE])
+    if K.JOB in st.session_state:
+        job_panel(st.session_state[K.JOB], collect)
+    if st.session_state.get(K.JOB_ERROR):
+        st.error(f"Could not generate: {st.session_state['job_error']}")
+    elif st.session_state.get(K.JOB_NOTE) and seed is not None:  # not under a refused upload's error
+        st.success(st.session_state[K.JOB_NOTE])
 
 with right:
     takes = st.session_state[K.TAKES][::-1]  # newest first

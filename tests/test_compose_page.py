@@ -47,6 +47,15 @@ def test_example_seed_generate_shows_roll_and_audio():
     assert any("tokens/s" in s.value for s in at.success)
 
 
+def test_generate_and_its_note_sit_at_the_top_of_the_takes_column():
+    at = _app()
+    left, right = at.columns[0], at.columns[1]
+    assert [b.key for b in right.button][:1] == ["generate"] and "generate" not in [b.key for b in left.button]
+    at.slider(key="seconds").set_value(3)
+    generate(at)
+    assert any("tokens/s" in s.value for s in at.columns[1].success)  # by the new take, not under the controls
+
+
 def test_variations_and_earlier_takes_stay():
     at = _app()
     at.slider(key="seconds").set_value(5)
