@@ -38,7 +38,7 @@ def collect(job: Job) -> None:
         return
     n = len(st.session_state[K.TAKES])
     made = [
-        new_take(take, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}")
+        new_take(take, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}", getattr(job, "seed_label", None))
         for i, take in enumerate(job.result, 1)
     ]
     st.session_state[K.TAKES].extend(made)
@@ -74,20 +74,25 @@ with left:
         if meter := meter_notice(seed, name):
             st.warning(meter)
         preview = st.empty()  # filled below, once the seed length is known
-        settings = sampling_controls(seed, model=name)
+        settings = sampling_controls(seed, model=name, variations=False)  # Variations sits by Generate
         with preview.container():
             unusable = seed_preview(data, settings["seed_seconds"], tracks)
 
 with go:
-    if seed is not None:
+    button, count = st.columns([1, 2], vertical_alignment="bottom")
+    if seed is None:  # greyed out rather than gone: the seed's error says why
+        button.button("Generate", type="primary", disabled=True, key="generate")
+    else:
+        settings["variations"] = count.slider("Variations", 1, 4, 1, key="variations", persist_state=KEEP)
         if tracks == []:
             st.caption("Choose at least one track to continue.")
         busy = K.JOB in st.session_state
-        if st.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
+        if button.button("Generate", type="primary", disabled=name is None or busy or bool(unusable), key="generate"):
             st.session_state.pop(K.JOB_ERROR, None)
             st.session_state.pop(K.JOB_NOTE, None)  # the last run's note is not this run's
             try:
                 job = Job(cached_model(name), seed, tracks=tracks, **settings)
+                job.seed_label = label  # named on its takes' cards
                 st.session_state[K.JOB] = job
             except Busy as e:
                 st.session_state[K.JOB_ERROR] = str(e)

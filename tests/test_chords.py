@@ -197,7 +197,7 @@ def _lead_sheet_chords(bars: int) -> list[tuple[float, set[int]]]:
 def test_the_bundled_melody_is_accompanied_in_its_lead_sheets_chords():
     """The bundled tune alone (lyrics and all) gets an accompaniment whose notes are mostly tones
     of the chords printed in the lead sheet it comes from, though the chords are read from the tune."""
-    pm = load_midi(list_examples()["Foster — Jeanie with the Light Brown Hair (melody)"])
+    pm = load_midi(list_examples()["Foster — Jeanie (melody)"])
     chords = _lead_sheet_chords(16)
     starts, shares = [c[0] for c in chords], []
     for seed in (0, 1):
@@ -217,7 +217,7 @@ def test_an_accompaniment_keeps_the_pace_predicted_for_its_melody(monkeypatch):
     from musiclab.editing import accompany as acc
     from musiclab.editing.constrained import seconds_to_step
 
-    pm = load_midi(list_examples()["Foster — Jeanie with the Light Brown Hair (melody)"])
+    pm = load_midi(list_examples()["Foster — Jeanie (melody)"])
     model = load_model("flagship", device="cpu")
     notes = pm.instruments[0].notes
     s0, s1 = (seconds_to_step(pm, t, 12) for t in (notes[0].start, notes[-1].end))  # the span accompanied

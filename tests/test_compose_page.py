@@ -56,6 +56,20 @@ def test_generate_and_its_note_sit_at_the_top_of_the_takes_column():
     assert any("tokens/s" in s.value for s in at.columns[1].success)  # by the new take, not under the controls
 
 
+def test_a_take_names_its_seed_and_a_bad_seed_greys_generate_out():
+    at = _app()
+    at.slider(key="seconds").set_value(3)
+    generate(at)
+    (take,) = at.session_state["takes"]
+    assert take["from"] == "Joplin — Maple Leaf Rag (piano)"
+    assert any(f"· from {take['from']} ·" in m.value for m in at.markdown)  # on its card
+    at.session_state["seed_bytes"], at.session_state["seed_label"] = b"not a MIDI file", "junk.mid"
+    at.run()
+    at.radio(key="compose_src").set_value("Current seed").run()
+    assert at.error and at.button(key="generate").disabled  # still there, greyed out, under the seed's error
+    assert len(at.session_state["takes"]) == 1
+
+
 def test_variations_and_earlier_takes_stay():
     at = _app()
     at.slider(key="seconds").set_value(5)

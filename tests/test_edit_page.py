@@ -13,7 +13,7 @@ from musiclab.midi.io import load_midi
 
 PAGE = str(ROOT / "pages" / "edit.py")
 JOPLIN, MOZART = "Joplin — Maple Leaf Rag (piano)", "Mozart — Quartet K. 155, I (4 strings)"
-FOSTER = "Foster — Jeanie with the Light Brown Hair (melody)"
+FOSTER = "Foster — Jeanie (melody)"
 
 
 @pytest.fixture

@@ -369,7 +369,7 @@ def test_one_line_tells_a_tune_from_chords_and_voices():
 
 def test_a_tune_alone_goes_on_as_one_line_in_its_register(tiny_model):
     """The tiny model learnt piano: left alone it would answer a tune with chords and a bass."""
-    pm = load_midi(list_examples()["Foster — Jeanie with the Light Brown Hair (melody)"])
+    pm = load_midi(list_examples()["Foster — Jeanie (melody)"])
     prompt = tiny_model.codec.prompt(seed_excerpt(pm, 10.0, None), 10.0)
     lo, hi = prompt.line
     for take in generate(tiny_model, pm, seed_seconds=10.0, seconds=12.0, variations=2, random_seed=3):

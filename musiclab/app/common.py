@@ -236,12 +236,14 @@ def meter_notice(pm, model_name: str | None) -> str | None:
             "beats, so its rhythm will not keep to that meter.")  # fmt: skip
 
 
-def new_take(take, seed_end: float, label: str) -> dict:
-    """A generation's :class:`~musiclab.generation.take.Take` as the page keeps it (MIDI bytes, info)."""
+def new_take(take, seed_end: float, label: str, seed_label: str | None = None) -> dict:
+    """A generation's :class:`~musiclab.generation.take.Take` as the page keeps it (MIDI bytes, info);
+    ``seed_label``: what it continued, named on its card."""
     midi = midi_to_bytes(take.midi)
     return {
         "id": uuid.uuid4().hex[:8],
         "label": label,
+        "from": seed_label,
         "midi": midi,
         "seed_end": seed_end,
         "info": take.info,
@@ -273,8 +275,9 @@ def seed_length(seed, key: str, default: float) -> float:
     return st.slider("Seed length (s)", 1.0, top, step=0.5, key=k, persist_state=KEEP)
 
 
-def sampling_controls(seed, key: str = "", model: str | None = None) -> dict:
-    """Seed length, continuation length (seconds or bars) and the sampling controls -> generate() kwargs."""
+def sampling_controls(seed, key: str = "", model: str | None = None, variations: bool = True) -> dict:
+    """Seed length, continuation length (seconds or bars) and the sampling controls -> generate() kwargs
+    (``variations`` False: the page draws that slider itself, e.g. beside its Generate button)."""
     from ..midi.io import bar_seconds
 
     seed_s = seed_length(seed, key, 10.0)
@@ -293,7 +296,7 @@ def sampling_controls(seed, key: str = "", model: str | None = None) -> dict:
         st.caption(f"{bars} bars ≈ {seconds:.1f} s at the seed's tempo and meter")
     else:
         seconds = float(st.slider("Continue for (s)", 5, 120, 20, 5, key=f"{key}seconds", persist_state=KEEP))
-    return dict(seed_seconds=seed_s, seconds=seconds, **sampling_knobs(key, model=model))
+    return dict(seed_seconds=seed_s, seconds=seconds, **sampling_knobs(key, model=model, variations=variations))
 
 
 def sampling_knobs(key: str = "", expanded: bool = True, variations: bool = True, random_seed: bool = True,

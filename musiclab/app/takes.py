@@ -18,9 +18,9 @@ def continue_from(take: dict, key: str = "compose", go: bool = False) -> None:
     st.session_state[f"{key}_src"] = "Current seed"
     st.session_state[K.SEED_SECONDS] = float(min(round(load_midi(take["midi"]).get_end_time(), 1), MAX_SEED_S))
     st.session_state[K.SEED_FOR] = "keep"  # the whole take, not the default length of a new seed
+    st.session_state[K.JOB_TOAST] = f"{take['label']} is the seed now: pick the length and press Generate"
     if go:
         st.session_state[K.GO_COMPOSE] = True
-        st.session_state[K.JOB_TOAST] = f"{take['label']} is the seed now: pick the length and press Generate"
 
 
 LONG_PIECE_S = 90.0  # an edit of a longer piece plays only around its span (a whole album takes minutes to render)
@@ -93,7 +93,8 @@ def take_card(take: dict, elsewhere: bool = False) -> None:
     with st.container(border=True):
         info = take["info"]
         stopped = " · stopped early" if info.get("stopped_early") else ""
-        st.markdown(f"**{take['label']}** · {take['made']} · random seed {info.get('random_seed')}{stopped}")
+        seed = f" · from {take['from']}" if take.get("from") else ""  # which piece, once takes of several pile up
+        st.markdown(f"**{take['label']}**{seed} · {take['made']} · random seed {info.get('random_seed')}{stopped}")
         pm = load_midi(take["midi"])
         span = take.get("span")  # an edit: its span is shaded, no seed / continuation split
         melody = info.get("melody_track") if info.get("job") == "accompany" else None  # as on the Edit roll
