@@ -294,6 +294,21 @@ def test_stop_keeps_what_was_made_and_a_queued_stop_says_so(lstm, held, seed):
         _finish(*running, waiting)
 
 
+def test_a_live_roll_is_drawn_only_while_no_other_generation_runs_or_waits(lstm, held, seed):
+    alone = Job(lstm, seed, seed_seconds=4, seconds=90, random_seed=1)
+    assert alone.wait(120) and alone.state == "done" and alone.preview is not None
+    holder = Job(held, seed, seed_seconds=4, seconds=240)  # another user's generation, holding a slot
+    try:
+        deadline = time.time() + 30
+        while holder.state != "running" and time.time() < deadline:
+            time.sleep(0.05)
+        crowded = Job(lstm, seed, seed_seconds=4, seconds=90, random_seed=1)
+        assert crowded.wait(120) and crowded.state == "done" and crowded.preview is None  # a progress bar only
+        assert crowded.result[0].info["tokens"] == alone.result[0].info["tokens"]  # the same take all the same
+    finally:
+        _finish(holder)
+
+
 def test_the_queue_is_first_in_first_out(lstm, held, seed):
     busy = _hold_every_slot(held, seed)
     line = [Job(lstm, seed, seed_seconds=4, seconds=2, random_seed=i) for i in range(4)]

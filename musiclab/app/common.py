@@ -389,10 +389,10 @@ def _job_view(job, on_done) -> None:
         frac = job.done / job.total if job.total else 0.0
         st.progress(min(frac, 1.0), text=f"Generating: {job.done} tokens, {job.tokens_per_second:,.0f} tokens/s")
     if job.preview is not None:
-        drawn_at, fig = st.session_state.get(K.JOB_PREVIEW, (0.0, None))
-        if fig is None or time.monotonic() - drawn_at > PREVIEW_EVERY_S:
+        drawn_at, drawn, fig = st.session_state.get(K.JOB_PREVIEW, (0.0, None, None))
+        if drawn is not job.preview and time.monotonic() - drawn_at > PREVIEW_EVERY_S:  # new notes to draw
             fig = pianoroll_figure(job.preview, seed_end=job.kwargs.get("seed_seconds"), height=220)
-            st.session_state[K.JOB_PREVIEW] = (time.monotonic(), fig)
+            st.session_state[K.JOB_PREVIEW] = (time.monotonic(), job.preview, fig)
         st.plotly_chart(fig, key="job_preview")
     st.button("Stop", key="job_stop", on_click=job.stop, help="End now and keep what was made")
 

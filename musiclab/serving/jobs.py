@@ -35,6 +35,12 @@ def threads_for(model):
     return lambda: engine_threads(model, alone=_running <= 1)
 
 
+def busy() -> bool:
+    """Whether other generations run or wait: a live piano roll then costs every listener time (each
+    redraw is a figure for the server and a plot for the browser: docs/performance.md)."""
+    return _running > 1 or bool(_queue)  # read without the lock: a hint
+
+
 class LeftQueue(Exception):
     """A request stopped (or was abandoned) while it waited for a slot."""
 
@@ -141,7 +147,8 @@ class Job:
         self.done, self.total = done, total
 
     def _preview(self, pm) -> None:
-        self.preview = pm
+        if not busy():  # with others waiting or running, the roll stays as it is (or none is drawn)
+            self.preview = pm
 
     def _run(self) -> None:
         try:
