@@ -38,7 +38,7 @@ def collect(job: Job) -> None:
         return
     n = len(st.session_state[K.TAKES])
     made = [
-        new_take(take, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}", getattr(job, "seed_label", None))
+        new_take(take, job.kwargs["seed_seconds"], f"Take {n + i} · {job.model.name}", job.seed_label)
         for i, take in enumerate(job.result, 1)
     ]
     st.session_state[K.TAKES].extend(made)
@@ -92,7 +92,7 @@ with go:
             st.session_state.pop(K.JOB_NOTE, None)  # the last run's note is not this run's
             try:
                 job = Job(cached_model(name), seed, tracks=tracks, **settings)
-                job.seed_label = label  # named on its takes' cards
+                job.seed_label = label
                 st.session_state[K.JOB] = job
             except Busy as e:
                 st.session_state[K.JOB_ERROR] = str(e)

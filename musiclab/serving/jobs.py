@@ -102,6 +102,7 @@ class Job:
         self.created = time.perf_counter()
         self.started = self.ended = None
         self.preview = None
+        self.seed_label: str | None = None  # what the page calls the seed (named on the takes' cards)
         self.result = None
         self.error: str | None = None
         self._stop = threading.Event()
