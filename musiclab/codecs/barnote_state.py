@@ -108,7 +108,7 @@ class BarNoteState:
     def __init__(self, codec: BarNoteCodec, batch: int, start_step: int, target: int, *, first_bar: int,
                  bar_has_notes: bool = False, fill_bars: int | None = None, end_step: int | None = None,
                  pitch_ok: np.ndarray | None = None, max_empty_bars: int = 1,
-                 pace: Pace | None = None):  # fmt: skip
+                 pace: Pace | None = None, line: tuple[int, int] | None = None):  # fmt: skip
         self.codec, S = codec, codec.steps_per_bar
         self.target, self.fill_bars, self.end_step = target, fill_bars, end_step
         self.max_empty_bars = max_empty_bars
@@ -127,11 +127,13 @@ class BarNoteState:
         self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
         self.durations_drawn = np.zeros((batch, codec.n_dur))  # notes drawn per duration bin
         self._index: dict[str, torch.Tensor] = {}  # pitch class / duration bin of each note id, on the logits' device
-        self.most_here = codec.config.max_notes_per_position  # notes a position may hold (a line: 1)
+        self.most_here = 1 if line else codec.config.max_notes_per_position  # notes a position may hold
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
         self.done = np.zeros(batch, dtype=bool)
         pitch_ok = codec.pitch_of >= 0 if pitch_ok is None else pitch_ok & (codec.pitch_of >= 0)
+        if line:  # a tune alone goes on as a tune: in its register (pace.one_line), one note at a time
+            pitch_ok = pitch_ok & in_register(codec, line)
         self.note_above = np.stack([pitch_ok & (codec.pitch_of > p) for p in range(129)])  # (129, V)
         self.on_bar = None  # accompany: called with (row, new bar) to queue that bar's forced tokens
         self.section = MAIN  # the section the first drawn ids are in (accompany: ACCOMP)
@@ -349,18 +351,16 @@ class ContinueState(BarNoteState):
     def __init__(self, codec: BarNoteCodec, batch: int, prompt: BarNotePrompt, seconds: float, key_lock: bool):
         cut = (prompt.start_seconds - prompt.origin_seconds) / prompt.seconds_per_step
         target = max(int(np.ceil(cut + seconds / prompt.seconds_per_step - 1e-6)), prompt.end_step + 1)
-        pitch_ok = np.ones(codec.vocab_size, dtype=bool)
+        pitch_ok = None
         if key_lock:
             from .common import scale_pitch_classes
 
-            pitch_ok &= np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
-        if prompt.line:  # a tune alone goes on as a tune: its register, one note at a time
-            pitch_ok &= in_register(codec, prompt.line)
+            pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*prompt.key)))
         S = codec.steps_per_bar
         super().__init__(codec, batch, prompt.end_step, target, first_bar=prompt.end_step // S,
-                         bar_has_notes=prompt.bar_has_notes, pitch_ok=pitch_ok, pace=prompt.pace)  # fmt: skip
+                         bar_has_notes=prompt.bar_has_notes, pitch_ok=pitch_ok, pace=prompt.pace,
+                         line=prompt.line)  # fmt: skip
         self.prompt, self.end_seconds = prompt, prompt.start_seconds + seconds
-        self.most_here = 1 if prompt.line else self.most_here
 
     def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
         """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""

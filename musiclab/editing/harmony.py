@@ -32,9 +32,7 @@ SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 GIVEN_PULL = 3.0  # nats of logit a note of a given chord gains (tuned on POP909 songs the benchmark does not use)
 ESTIMATED_PULL = 2.0  # less for an estimated chord, which may be wrong (the rules')
-LEARNED_PULL = (
-    6.0  # for chords the chord model reads, x share ** SHARE_POWER (tuned on POP909 songs the bench does not use)
-)
+LEARNED_PULL = 6.0  # for chords the chord model reads, x share ** SHARE_POWER (tuned as GIVEN_PULL)
 SHARE_POWER = 2.0  # the pull follows share ** this: a pitch class the model is unsure of is pulled far less
 RULE_WEIGHT = 3.0  # nats of log-odds a beat of the rules' evidence is worth (plain arpeggios get their chords)
 OFF_WEIGHT = 1.0  # a beat of melody off the chord costs as much as a beat on it gains
@@ -60,9 +58,7 @@ class Harmony:
     estimated: bool = False  # from the melody (estimate_chords), not given
     by: str = ""  # estimated: "chord model", or why the rules named them
     looped: bool = False  # fewer bars of chords were given than the span holds: they repeat
-    shares: np.ndarray | None = (
-        None  # read by the chord model: (steps, 12), each pitch class's share of the triads' odds
-    )
+    shares: np.ndarray | None = None  # chord model: (steps, 12) each pitch class's share of the triads' odds
 
     def at(self, steps: np.ndarray) -> np.ndarray:
         """(B, 12) bool: the chord at each of ``steps`` (B,) (none outside the span)."""

@@ -17,7 +17,7 @@ import pretty_midi
 
 from ..codecs.barnote import MAX_FILL_BARS
 from ..codecs.barnote_state import BarNoteState, cut_to_bar, notes_from_pm
-from ..codecs.pace import PACE_BARS, in_register, one_line, pace_of
+from ..codecs.pace import PACE_BARS, one_line, pace_of
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
 from ..midi.io import non_drum_tracks
@@ -69,14 +69,10 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
 
         key = estimate_key(q[:, 1], None) if len(q) else (0, "major")
         pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*key)))
-    line = one_line(codec, q)
-    if line:  # a tune alone: its middle is a tune too, in its register
-        pitch_ok = in_register(codec, line) if pitch_ok is None else pitch_ok & in_register(codec, line)
     has = bool(np.any((q[:, 0] >= b0 * S) & (q[:, 0] < s0)))
     pace = pace_of(codec, q, [(s0 - PACE_BARS * S, s0), (s1, s1 + PACE_BARS * S)])
     state = BarNoteState(codec, variations, s0, s1, first_bar=b0, bar_has_notes=has, fill_bars=b1 - b0,
-                         end_step=s1, pitch_ok=pitch_ok, pace=pace)  # fmt: skip
-    state.most_here = 1 if line else state.most_here
+                         end_step=s1, pitch_ok=pitch_ok, pace=pace, line=one_line(codec, q))  # fmt: skip
     facts = constrained.run(model, ids, state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):

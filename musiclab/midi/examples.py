@@ -17,11 +17,7 @@ SOURCES = {
     "bach_chorale_bwv66_6": ("bach/bwv66.6.mxl", "Bach — Chorale BWV 66.6 (4 voices)", 12),
     "chopin_mazurka_6_2": ("chopin/mazurka06-2.krn", "Chopin — Mazurka op. 6 no. 2 (piano)", 24),
     "mozart_k155_1": ("mozart/k155/movement1.mxl", "Mozart — Quartet K. 155, I (4 strings)", 16),
-    "foster_jeanie_melody": (
-        "leadSheet/fosterBrownHair.mxl",
-        "Foster — Jeanie (melody)",
-        16,
-    ),  # ...with the Light Brown Hair
+    "foster_jeanie_melody": ("leadSheet/fosterBrownHair.mxl", "Foster — Jeanie (melody)", 16),  # ...Light Brown Hair
 }
 # lead sheets: the tune alone (chord symbols dropped), on this GM program (flute)
 MELODIES = {"foster_jeanie_melody": 73}
