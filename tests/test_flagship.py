@@ -236,7 +236,7 @@ def test_pace_counts_the_bars_with_music_and_pulls_a_take_back_to_it():
         state.advance(np.array([tok.pos_base + (pos0 or 0), tok.pos_base + pos1]))
         state.advance(np.array([tok.note_base + 50 * (pos0 or 0), tok.note_base + 50 * pos1]))
     state.done[0] = False
-    bias = state.keep_pace(torch.zeros(2, tok.vocab_size)).numpy()
+    bias = state.keep_pace(np.zeros((2, tok.vocab_size)))
     later = bias[:, tok.pos_base + 47] - bias[:, tok.pos_base + 41]
     assert later[0] < 0 < later[1]  # the sparse take is hurried on, the dense one held back...
     assert bias[0, tok.bar] < 0 < bias[1, tok.bar]  # ...to the bar line too
@@ -245,7 +245,7 @@ def test_pace_counts_the_bars_with_music_and_pulls_a_take_back_to_it():
     span = BarNoteState(tok, 1, 0, 24, first_bar=0, fill_bars=0, end_step=24, pace=pace)
     span.advance(np.array([tok.pos_base + 20]))
     span.advance(np.array([tok.note_base]))
-    bias = span.keep_pace(torch.zeros(1, tok.vocab_size)).numpy()
+    bias = span.keep_pace(np.zeros((1, tok.vocab_size)))
     assert bias[0, tok.ids["EOM"]] == bias[0, tok.bar] < 0
     with pytest.raises(ValueError, match="onsets > 0"):
         Pace(0.1, 0.0)
@@ -263,7 +263,7 @@ def test_the_palette_pulls_notes_towards_the_pitch_classes_the_take_has_left_out
     for pos in range(6):  # six Ds: a take wandering off the C major chord
         state.advance(np.array([tok.pos_base + pos]))
         state.advance(np.array([d]))
-    bias = state.keep_palette(torch.zeros(1, tok.vocab_size)).numpy()[0]
+    bias = state.keep_palette(np.zeros((1, tok.vocab_size)))[0]
     c, e = d - 2 * tok.n_dur * tok.n_vel, d + 2 * tok.n_dur * tok.n_vel
     assert bias[c] == bias[e] > 0 > bias[d]
     f_sharp = d + 4 * tok.n_dur * tok.n_vel  # not in the pace at all: barely pushed for being unplayed
@@ -281,7 +281,7 @@ def test_the_pace_pulls_notes_towards_its_durations():
     for pos in range(6):  # six whole notes (bin 9: 48 steps): a take drifting from the seed's texture
         state.advance(np.array([tok.pos_base + pos]))
         state.advance(np.array([short + 7 * V]))
-    bias = state.keep_palette(torch.zeros(1, tok.vocab_size)).numpy()[0]
+    bias = state.keep_palette(np.zeros((1, tok.vocab_size)))[0]
     assert bias[short] > 0 > bias[short + 7 * V]  # short notes likelier, long ones costlier...
     assert bias[short + 7 * V] == bias[short + 7 * V + 1]  # ...whatever their velocity
     d_sharp = short + 3 * tok.n_dur * V
@@ -420,7 +420,7 @@ def test_the_accompaniment_is_kept_under_the_melody_note_sounding():
     state.melody_top = (2 * S, top)
     state.bar[:] = [2, 3, 3]
     state.pos[:] = [3, 20, 30]  # under the C5, under its held end (beat 6), where the melody rests
-    out = state.keep_under(torch.zeros(3, tok.vocab_size)).numpy()
+    out = state.keep_under(np.zeros((3, tok.vocab_size)))
     pitch = tok.pitch_of
     for b, ceiling in enumerate((72, 72, 128)):
         assert (out[b][pitch > ceiling] == -UNDER_PULL).all() and (out[b][pitch <= ceiling] == 0).all()

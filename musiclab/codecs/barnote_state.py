@@ -123,10 +123,10 @@ class BarNoteState:
         self.empty_run = np.zeros(batch, dtype=np.int64)
         self.origin, self.pace = start_step, pace  # the pace to keep, or None
         self.notes_drawn = np.zeros(batch, dtype=np.int64)
+        self._cell = (codec.pitch_of[codec.note_base :] % 12) * codec.n_dur + codec.dur_bin_of[codec.note_base :]  # (notes,)
         self.onsets_drawn = np.zeros(batch, dtype=np.int64)
         self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
         self.durations_drawn = np.zeros((batch, codec.n_dur))  # notes drawn per duration bin
-        self._index: dict[str, torch.Tensor] = {}  # pitch class / duration bin of each note id, on the logits' device
         self.most_here = 1 if line else codec.config.max_notes_per_position  # notes a position may hold
         self.ids: list[list[int]] = [[] for _ in range(batch)]
         self.queue: list[list[int]] = [[] for _ in range(batch)]  # forced ids, next first
@@ -171,7 +171,7 @@ class BarNoteState:
     def mask(self) -> torch.Tensor:
         return torch.from_numpy(np.stack([self._row(b) for b in range(len(self.done))]))
 
-    def keep_pace(self, logits: torch.Tensor) -> torch.Tensor:
+    def keep_pace(self, logits: np.ndarray) -> np.ndarray:
         """(B, V) logits pulled towards ``pace`` (unchanged without one): a take playing fewer
         onsets than the pace makes later positions (and the bar line, or the end of an infill's
         span) costlier, one with thinner chords makes another note at this position likelier; the
@@ -191,14 +191,14 @@ class BarNoteState:
         if self.fill_bars is not None:  # ...but in an infill's last bar it (or EOM) ends the span at end_step
             end = np.where(self.bars_done >= self.fill_bars, self.end_step - at, S)
         ends = np.maximum(end - pos, 0) * p.onsets
-        logits = logits.clone()
-        logits[:, c.note_base :] += logits.new_tensor(np.where(self.n_here > 0, CHORD_PULL * thin, 0.0))[:, None]
-        logits[:, c.pos_base : c.note_base] -= logits.new_tensor(ONSET_PULL * sparse[:, None] * gaps)
+        logits = np.array(logits, dtype=np.float64)
+        logits[:, c.note_base :] += np.where(self.n_here > 0, CHORD_PULL * thin, 0.0)[:, None]
+        logits[:, c.pos_base : c.note_base] -= ONSET_PULL * sparse[:, None] * gaps
         for i in (c.bar, c.ids["EOM"]):
-            logits[:, i] -= logits.new_tensor(ONSET_PULL * sparse * ends)
+            logits[:, i] -= ONSET_PULL * sparse * ends
         return logits
 
-    def keep_palette(self, logits: torch.Tensor) -> torch.Tensor:
+    def keep_palette(self, logits: np.ndarray) -> np.ndarray:
         """(B, V) logits with each note pulled towards the pace's shares of pitch classes and of
         duration bins: a class (bin) the take has used less than the pace made likelier, one used
         more costlier, by ``PALETTE_PULL`` (``DURATION_PULL``) x log((pace share + floor) / (take's
@@ -209,28 +209,28 @@ class BarNoteState:
             return logits
         prior = p.notes * self.codec.steps_per_bar
 
-        def pull(drawn: np.ndarray, shares: tuple[float, ...], strength: float, floor: float) -> torch.Tensor:
+        def pull(drawn: np.ndarray, shares: tuple[float, ...], strength: float, floor: float) -> np.ndarray:
             share = np.asarray(shares)
             used = (drawn + share * prior) / (self.notes_drawn[:, None] + prior)  # (B, K)
-            return logits.new_tensor(strength * np.log((share + floor) / (used + floor)))  # (B, K) nats
+            return strength * np.log((share + floor) / (used + floor))  # (B, K) nats
 
+        classes = durations = None
         if PALETTE_PULL and p.palette is not None:
-            logits = self._add_by(logits, pull(self.classes_drawn, p.palette, PALETTE_PULL, PALETTE_FLOOR), "class")
+            classes = pull(self.classes_drawn, p.palette, PALETTE_PULL, PALETTE_FLOOR)
         if DURATION_PULL and p.durations is not None:
-            pulls = pull(self.durations_drawn, p.durations, DURATION_PULL, DURATION_FLOOR)
-            logits = self._add_by(logits, pulls, "duration")
-        return logits
+            durations = pull(self.durations_drawn, p.durations, DURATION_PULL, DURATION_FLOOR)
+        return self._add_by(logits, classes, durations)
 
-    def keep_harmony(self, logits: torch.Tensor) -> torch.Tensor:
+    def keep_harmony(self, logits: np.ndarray) -> np.ndarray:
         """(B, V) logits with each note ``harmony.pull`` x ``harmony.weights_at`` (its pitch class,
         the take's position) nats likelier: the full pull on a typed chord's tones, a share of it on
         each class of chords the chord model read (unchanged without ``harmony``, or where no chord sounds)."""
         if self.harmony is None or not self.harmony.pull:
             return logits
         tones = self.harmony.weights_at(self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0))  # (B, 12)
-        return self._add_by(logits, logits.new_tensor(self.harmony.pull * tones), "class")
+        return self._add_by(logits, self.harmony.pull * tones)
 
-    def keep_under(self, logits: torch.Tensor) -> torch.Tensor:
+    def keep_under(self, logits: np.ndarray) -> np.ndarray:
         """(B, V) logits with each note above the melody's highest note sounding at the take's
         position ``under_pull`` nats costlier, so an accompaniment stays under its melody
         (unchanged without ``melody_top``, or where the melody rests)."""
@@ -240,21 +240,19 @@ class BarNoteState:
         k = self.bar * self.codec.steps_per_bar + np.maximum(self.pos, 0) - first  # (B,)
         ceiling = np.where((k >= 0) & (k < len(top)), top[np.clip(k, 0, len(top) - 1)], -1)
         ceiling = np.where(ceiling < 0, 128, ceiling)  # no melody sounding: no ceiling
-        above = torch.from_numpy(self.note_above[ceiling]).to(
-            logits.device
-        )  # (B, V); key-locked notes are masked anyway
-        return logits - self.under_pull * above.to(logits.dtype)
+        return logits - self.under_pull * self.note_above[ceiling]  # (B, V); key-locked notes are masked anyway
 
-    def _add_by(self, logits: torch.Tensor, table: torch.Tensor, by: str) -> torch.Tensor:
-        """(B, V) logits plus ``table`` (B, K) on each note id of that pitch class (``by`` "class",
-        K = 12) or duration bin ("duration", K = n_dur)."""
+    def _add_by(self, logits: np.ndarray, classes: np.ndarray | None, durations: np.ndarray | None = None):
+        """(B, V) logits plus ``classes`` (B, 12) on each note id of that pitch class and ``durations``
+        (B, n_dur) on each of that duration bin (None: nothing)."""
         c = self.codec
-        index = self._index.get(by)
-        if index is None or index.device != logits.device:
-            of = c.pitch_of % 12 if by == "class" else c.dur_bin_of
-            self._index[by] = index = torch.as_tensor(of[c.note_base :], device=logits.device)  # (notes,)
-        logits = logits.clone()
-        logits[:, c.note_base :] += table[:, index]
+        if classes is None and durations is None:
+            return logits
+        B = len(logits)
+        classes = np.zeros((B, 12)) if classes is None else classes
+        durations = np.zeros((B, c.n_dur)) if durations is None else durations
+        logits = np.array(logits, dtype=np.float64)
+        logits[:, c.note_base :] += (classes[:, :, None] + durations[:, None, :]).reshape(B, -1)[:, self._cell]
         return logits
 
     def forced(self) -> np.ndarray:
@@ -316,18 +314,14 @@ class BarNoteState:
         if i == self.codec.ids["ACC"]:
             self.pos[b], self.n_here[b], self.expect_note[b] = -1, 0, False
 
-    def recent_ids(self, window: int = 16) -> torch.Tensor | None:
-        """(B, R) note ids sharing a pitch with the notes among each take's last ``window`` ids."""
-        from ..generation.sampling import ragged_ids
-
-        c = self.codec
-        per_pitch = c.n_dur * c.n_vel
-        rows = []
-        for ids in self.ids:
-            pitches = sorted({int(c.pitch_of[i]) for i in ids[-window:]} - {-1})
-            rows.append([i for p in pitches for i in range(c.note_base + (p - 21) * per_pitch,
-                                                              c.note_base + (p - 20) * per_pitch)])  # fmt: skip
-        return ragged_ids(rows)
+    def recent_notes(self, window: int = 16) -> np.ndarray:
+        """(B, V) bool: the note ids sharing a pitch with the notes among each take's last ``window`` ids."""
+        pitch_of = self.codec.pitch_of
+        hit = np.zeros((len(self.ids), 129), dtype=bool)  # column 128: pitch_of's -1 (not a note)
+        for b, ids in enumerate(self.ids):
+            hit[b, pitch_of[np.asarray(ids[-window:], dtype=np.int64)]] = True
+        hit[:, 128] = False
+        return hit[:, pitch_of]
 
     @property
     def progress(self) -> float:
@@ -420,15 +414,22 @@ class BarNoteTokenizer(BarNoteCodec):
         Why: a note's probability is spread over thousands of (pitch, duration, velocity) ids and
         "move on" over a few, so truncating all ids at once drops notes: at top-p 0.95 the
         flagship played 0.78x the real density, drawn this way 0.94x (docs/flagship.md)."""
-        from ..generation.sampling import draw, filter_logits
+        from ..generation.sampling import draw_row, filter_row
 
-        recent = state.recent_ids() if s.repetition_penalty != 1 else None
-        logits = state.keep_pace(logits)
-        odds = torch.stack([logits[:, a:z].float().logsumexp(-1) for a, z in self.kinds], -1).softmax(-1)  # (B, 3)
-        kind = odds.argmax(-1) if s.temperature == 0 else draw(odds, gens)
-        within = torch.full_like(logits, -math.inf)
-        for b, k in enumerate(kind.tolist()):
+        x = state.keep_pace(logits.detach().float().cpu().numpy())  # (B, V) float64
+        pulled = state.keep_under(state.keep_harmony(state.keep_palette(x)))  # moves note ids only
+        recent = state.recent_notes() if s.repetition_penalty != 1 else None
+        ids = []
+        for b, gen in enumerate(gens):  # one take at a time: its draws depend on its own row only
+            odds = np.array([_logsumexp(x[b, a:z]) for a, z in self.kinds])
+            odds = np.exp(odds - odds.max())
+            k = int(np.argmax(odds)) if s.temperature == 0 else draw_row(odds / odds.sum(), gen)
             a, z = self.kinds[k]
-            within[b, a:z] = logits[b, a:z]
-        within = state.keep_under(state.keep_harmony(state.keep_palette(within)))
-        return draw(filter_logits(within, s, recent), gens)
+            ids.append(a + draw_row(filter_row(pulled[b, a:z], s, None if recent is None else recent[b, a:z]), gen))
+        return torch.tensor(ids)
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    """log(sum(exp(x))) of (n,) logits, -inf when every one is."""
+    top = x.max()
+    return float(top + np.log(np.exp(x - top).sum())) if np.isfinite(top) else -math.inf

@@ -105,39 +105,76 @@ class Sampling:
             bad("repetition_penalty", self.repetition_penalty, "1 to 10 (1 = off)")
 
 
-def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None = None) -> torch.Tensor:
-    """Steps 3-4 on (B, V) logits (already masked with -inf); returns probabilities (B, V)."""
-    logits = logits.float()
-    if recent is not None and s.repetition_penalty != 1 and recent.numel():
-        recent = recent.to(logits.device)
-        picked = logits.gather(1, recent)
-        picked = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
-        logits = logits.scatter(1, recent, picked)
+def filter_row(x: np.ndarray, s: Sampling, penalize: np.ndarray | None = None) -> np.ndarray:
+    """Steps 3-4 on one take's logits ``x`` (n,) (masked ids -inf); ``penalize`` (n,) bool marks
+    the recent ids the repetition penalty pushes down. Returns probabilities (n,) float64.
+
+    One take at a time in NumPy: a take's odds then depend on its own logits only (the same
+    alone or in a batch), and few passes over its thousands of ids (docs/performance.md)."""
+    x = np.array(x, dtype=np.float64)
+    if penalize is not None and s.repetition_penalty != 1:
+        v = x[penalize]
+        x[penalize] = np.where(v > 0, v / s.repetition_penalty, v * s.repetition_penalty)
     if s.temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(-1), logits.size(-1)).float()
-    logits = logits / s.temperature
-    if s.top_k:
-        kth = torch.topk(logits, min(s.top_k, logits.size(-1)), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, -math.inf)
-    probs = torch.softmax(logits, dim=-1)
+        p = np.zeros(len(x))
+        p[np.argmax(x)] = 1.0
+        return p
+    if s.temperature != 1:
+        x /= s.temperature
+    if s.top_k and s.top_k < len(x):
+        x[x < np.partition(x, -s.top_k)[-s.top_k]] = -math.inf
+    p = np.exp(x - x.max())
+    p /= p.sum()
     if s.top_p < 1:
-        # keep the smallest set whose mass reaches top_p. The nucleus is almost always within the
-        # TOP_P_K most likely ids: sort only those (topk), and all ids only if some row needs more
-        # (its top TOP_P_K hold at most top_p). Same set either way, 3x faster (docs/performance.md).
-        sp, idx = probs.topk(min(TOP_P_K, probs.size(-1)), dim=-1)  # descending
-        if sp.size(-1) < probs.size(-1) and bool((sp.sum(-1) <= s.top_p).any()):
-            sp, idx = probs.sort(dim=-1, descending=True)
-        drop = sp.cumsum(-1) - sp > s.top_p
-        probs = torch.zeros_like(probs).scatter_(1, idx, sp.masked_fill(drop, 0.0))
+        p = _nucleus(p, s.top_p)
     if s.min_p > 0:
-        probs = probs.masked_fill(probs < s.min_p * probs.max(-1, keepdim=True).values, 0.0)
-    return probs / probs.sum(-1, keepdim=True)
+        p[p < s.min_p * p.max()] = 0.0
+    return p / p.sum()
+
+
+def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
+    """``p`` (n,) with only the smallest set of most likely ids whose mass reaches ``top_p`` kept.
+    Only ids above a cut are sorted: every id below it comes after them all, so once their mass
+    passes top_p none below can be kept (a cut 1,000x under the best id almost always does)."""
+    for cut in (1e-3, 1e-6, 0.0):
+        cand = np.flatnonzero(p >= cut * p[np.argmax(p)]) if cut else np.arange(len(p))
+        if not cut or p[cand].sum() > top_p:
+            break
+    cand = cand[np.argsort(-p[cand], kind="stable")]  # descending; ties by id
+    sp = p[cand]
+    n = int(np.count_nonzero(np.cumsum(sp) - sp <= top_p))  # the kept ids are a prefix
+    out = np.zeros_like(p)
+    out[cand[:n]] = sp[:n]
+    return out
+
+
+def draw_row(p: np.ndarray, gen: torch.Generator) -> int:
+    """One index drawn from probabilities ``p`` (n,) with the take's own generator (inverse CDF
+    over the ids with mass: never a 0-mass index)."""
+    u = float(torch.rand((), generator=gen))
+    ids = np.flatnonzero(p)
+    cdf = np.cumsum(p[ids])
+    return int(ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)])
+
+
+def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None = None) -> torch.Tensor:
+    """``filter_row`` on each row of (B, V) logits; ``recent`` (B, R) ids to penalize.
+    Returns probabilities (B, V) float32."""
+    x = logits.detach().float().cpu().numpy()
+    rows = []
+    for b in range(len(x)):
+        penalize = None
+        if recent is not None and recent.numel():
+            penalize = np.zeros(x.shape[1], dtype=bool)
+            penalize[recent[b].cpu().numpy()] = True
+        rows.append(filter_row(x[b], s, penalize))
+    return torch.from_numpy(np.stack(rows)).float().to(logits.device)
 
 
 def ragged_ids(rows: list[list[int]]) -> torch.Tensor | None:
     """Per-take id lists -> (B, R) long tensor for ``filter_logits``' ``recent``; short rows are
-    padded by repeating their first id (a duplicate index is harmless in gather/scatter), empty
-    rows with id 0 (PAD, always masked). None when every row is empty."""
+    padded by repeating their first id (a duplicate index is harmless), empty rows with id 0
+    (PAD, always masked). None when every row is empty."""
     width = max((len(r) for r in rows), default=0)
     if width == 0:
         return None
@@ -145,11 +182,9 @@ def ragged_ids(rows: list[list[int]]) -> torch.Tensor | None:
 
 
 def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
-    """One id per row, row b drawing from its own generator ``gens[b]`` (inverse CDF)."""
-    u = torch.stack([torch.rand((), generator=g) for g in gens]).to(probs.device)
-    cdf = probs.float().cumsum(-1)
-    ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)  # never a 0-mass id
-    return ids.clamp_(max=probs.size(-1) - 1)
+    """One id per row (B,), row b drawing from its own generator ``gens[b]`` (``draw_row``)."""
+    p = probs.detach().double().cpu().numpy()
+    return torch.tensor([draw_row(p[b], g) for b, g in enumerate(gens)], device=probs.device)
 
 
 def _mark_end(pm: pretty_midi.PrettyMIDI, end: float) -> None:

@@ -1,11 +1,13 @@
 """The models' fast paths, with one off switch: ``MUSICLAB_FAST=0`` (musiclab/settings.py).
 
-Each path computes the same maths as the plain PyTorch call it replaces, so the takes are the same
-with the switch on or off (tests/test_fast.py); off is for checking that, and for a torch build
-where a path misbehaves. Measurements behind each: docs/performance.md.
+Each path but one computes the same maths as the plain PyTorch call it replaces, so the takes are
+the same with the switch on or off (tests/test_fast.py); off is for checking that, and for a torch
+build where a path misbehaves. The one: a model too big for the cache (the flagship) steps in bf16
+on a CPU with bf16 arithmetic, as models step in half precision on a GPU. Measurements behind
+each: docs/performance.md.
 
 * ``packed_linear``: a generation step's linear with its weight prepacked for oneDNN once (on: a
-  step costs about the same for 1 or 4 takes; off: ``F.linear``).
+  step costs about the same for 1 or 4 takes; off: ``F.linear``); for a cold model, in bf16.
 * ``bidirectional``: a window re-read runs a bidirectional layer's two directions at once, the
   backward one on torch's inter-op pool (on: two cores share the chain of tiny steps; off: ``rnn(x)``).
 """
@@ -47,6 +49,24 @@ def _onednn_linear_ok() -> bool:
 _ONEDNN_OK: bool | None = None
 
 
+def _onednn_bf16_ok() -> bool:
+    """Whether oneDNN's prepacked bf16 linear runs here with the CPU's own bf16 arithmetic."""
+    global _BF16_OK
+    if _BF16_OK is None:
+        try:
+            w, b, x = torch.randn(64, 64), torch.randn(64), torch.randn(3, 64)
+            wp = torch.ops.mkldnn._reorder_linear_weight(w.bfloat16(), 3)
+            y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), wp, b.bfloat16(), "none", [], "").float()
+            ok = _onednn_linear_ok() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            _BF16_OK = bool(ok and torch.allclose(y, F.linear(x, w, b), rtol=0.05, atol=0.1))
+        except (AttributeError, RuntimeError):
+            _BF16_OK = False
+    return _BF16_OK
+
+
+_BF16_OK: bool | None = None
+
+
 def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int, cold: bool = False):
     """``x (batch, in) -> x @ weight.T + bias`` for generation steps. On CPU in fp32, weights big
     enough to repay oneDNN's fixed cost per call are prepacked once (at one row only large
@@ -54,10 +74,16 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int, c
     of 16 K+ entries, as MKL's small products cost ~linearly in the rows). The rest: F.linear.
     ``cold``: the model's step reads more weights than the cache holds (the flagship): every
     weight of 16 K+ entries is packed for 4 rows, whatever the batch (a 1-row step 1.3-1.7x faster,
-    and each row comes out the same bits for 1 to 8 rows, tested: docs/flagship.md)."""
+    and each row comes out the same bits for 1 to 8 rows, tested: docs/flagship.md), in bf16 where
+    the CPU has bf16 arithmetic: half the bytes to read, so the output is bf16 (x is rounded to
+    bf16 element by element, the sums are fp32: still the same bits for a row in any batch)."""
     rows = min(batch, 4)
     big = weight.numel() * rows >= 1 << 20 or ((rows >= 2 or cold) and weight.numel() >= 1 << 14)
     if enabled() and big and weight.device.type == "cpu" and weight.dtype == torch.float32 and _onednn_linear_ok():
+        if cold and _onednn_bf16_ok():
+            wp, bf = torch.ops.mkldnn._reorder_linear_weight(weight.detach().bfloat16(), 4), torch.bfloat16
+            b = None if bias is None else bias.detach().bfloat16()
+            return lambda x: torch.ops.mkldnn._linear_pointwise(x.to(bf), wp, b, "none", [], "")
         wp = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 4 if cold else batch)
         b = None if bias is None else bias.detach()
         return lambda x: torch.ops.mkldnn._linear_pointwise(x, wp, b, "none", [], "")

@@ -110,12 +110,12 @@ class Block(nn.Module):
         ln1_w, ln1_b, ln2_w, ln2_b, attn, proj, up, down = w
         B, C = x.shape
         slot, n = cache.pos % cache.k.size(3), min(cache.pos + 1, cache.k.size(3))
-        qkv = attn(F.layer_norm(x, (C,), ln1_w, ln1_b)).view(B, 1, 3, self.n_head, C // self.n_head)
+        qkv = attn(F.layer_norm(x, (C,), ln1_w, ln1_b)).to(x.dtype).view(B, 1, 3, self.n_head, C // self.n_head)
         qk = _rotate(qkv[:, :, :2], cos, sin)[:, 0]  # (B, 2, nh, hd)
         cache.k[layer, :, :, slot], cache.v[layer, :, :, slot] = qk[:, 1], qkv[:, 0, 2]
         # every cached entry is in the past: no mask needed
         y = F.scaled_dot_product_attention(qk[:, 0, :, None], cache.k[layer, :, :, :n], cache.v[layer, :, :, :n])
-        x = x + proj(y.view(B, C))  # y (B, nh, 1, hd)
+        x = x + proj(y.view(B, C))  # y (B, nh, 1, hd); a cold model's products are bf16, x stays fp32
         return x + down(F.gelu(up(F.layer_norm(x, (C,), ln2_w, ln2_b))))
 
 
@@ -236,7 +236,7 @@ class TransformerModel(MusicModel):
         for i, block in enumerate(self.blocks):
             h = block.step(h, cos, sin, cache, i, cache.weights[i])
         cache.pos += 1
-        return head(F.layer_norm(h, h.shape[-1:], ln_w, ln_b)), cache
+        return head(F.layer_norm(h, h.shape[-1:], ln_w, ln_b)).to(h.dtype), cache
 
 
 ARCHS = {"transformer-remi": (TransformerModel, TransformerConfig)}
