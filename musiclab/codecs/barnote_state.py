@@ -123,7 +123,8 @@ class BarNoteState:
         self.empty_run = np.zeros(batch, dtype=np.int64)
         self.origin, self.pace = start_step, pace  # the pace to keep, or None
         self.notes_drawn = np.zeros(batch, dtype=np.int64)
-        self._cell = (codec.pitch_of[codec.note_base :] % 12) * codec.n_dur + codec.dur_bin_of[codec.note_base :]  # (notes,)
+        notes = slice(codec.note_base, None)
+        self._cell = codec.pitch_of[notes] % 12 * codec.n_dur + codec.dur_bin_of[notes]  # (notes,) class x bin
         self.onsets_drawn = np.zeros(batch, dtype=np.int64)
         self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
         self.durations_drawn = np.zeros((batch, codec.n_dur))  # notes drawn per duration bin
