@@ -35,7 +35,7 @@ class Settings:
     )
     dist_timeout: float = 120.0  # MUSICLAB_DIST_TIMEOUT: minutes before a stuck rank fails the run
     data: str | None = None  # MUSICLAB_DATA: the parent of the piano/, asap/, pop909/ corpora (training, quality bench)
-    fast: bool = True  # MUSICLAB_FAST: 0 turns the models' fast paths off (models/fast.py; same takes, slower)
+    fast: bool = True  # MUSICLAB_FAST: 0 turns the models' fast paths off (models/fast.py; same takes but the flagship's on a bf16 CPU, slower)
 
     @classmethod
     def from_env(cls, env=None) -> Settings:

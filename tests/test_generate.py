@@ -256,14 +256,16 @@ def test_musiclab_threads_wins_over_the_policy(model, monkeypatch):
 
 @pytest.mark.parametrize("scale, top_p", [(4.0, 0.9), (0.05, 0.9), (1.0, 0.999), (3.0, 0.05)])
 def test_top_p_keeps_the_smallest_set_reaching_the_mass(scale, top_p):
-    """The nucleus from the top-k shortcut equals the definition (sort every id, keep the
-    smallest prefix whose mass reaches top_p), for peaked and flat rows (a flat row's nucleus
-    reaches far past the shortcut's 64 ids), with masked ids."""
+    """The nucleus from sorting only the likelier ids equals the definition (sort every id, keep
+    the smallest prefix whose mass reaches top_p), for peaked and flat rows, with masked ids, and
+    for a row whose ids above the first cut hold less than top_p (a long tail of unlikely ids)."""
     from musiclab.generation.sampling import Sampling, filter_logits
 
     g = torch.Generator().manual_seed(7)
     logits = torch.randn(4, 721, generator=g) * scale
     logits[1, :300] = -math.inf
+    logits[2] = math.log(0.4 / 720) + torch.linspace(-0.01, 0.01, 721)  # each under a thousandth of the best...
+    logits[2, 5] = math.log(0.6)  # ...which holds less than top_p alone, unless top_p is small
     probs = torch.softmax(logits, -1)
     sp, idx = probs.sort(-1, descending=True)
     keep = torch.zeros_like(probs, dtype=torch.bool).scatter(1, idx, sp.cumsum(-1) - sp <= top_p)

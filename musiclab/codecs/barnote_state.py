@@ -417,7 +417,7 @@ class BarNoteTokenizer(BarNoteCodec):
         flagship played 0.78x the real density, drawn this way 0.94x (docs/flagship.md)."""
         from ..generation.sampling import draw_row, filter_row
 
-        x = state.keep_pace(logits.detach().float().cpu().numpy())  # (B, V) float64
+        x = state.keep_pace(logits.detach().float().cpu().numpy())  # (B, V), a copy when pulled
         pulled = state.keep_under(state.keep_harmony(state.keep_palette(x)))  # moves note ids only
         recent = state.recent_notes() if s.repetition_penalty != 1 else None
         ids = []

@@ -52,7 +52,7 @@ class Rerun:
 def generate_naive(model, seed, *, seed_seconds: float, seconds: float, variations: int = 1,
                    random_seed: int = 0, threads: int | None = 1, **sampling) -> list[Take]:  # fmt: skip
     """:func:`~musiclab.generation.sampling.generate` with the window re-run instead of the
-    carried state: the same takes (same maths), slower; raises ValueError for a model that has no
+    carried state: the same takes (same maths; a bf16 step aside: models/fast.py), slower; raises ValueError for a model that has no
     window re-run (pianoroll-nade)."""
     run = prepare(model, seed, Sampling(**sampling), seed_seconds, seconds, variations, random_seed, None)
     with intra_op_threads(threads):

@@ -38,7 +38,6 @@ from .threads import engine_threads, intra_op_threads  # noqa: F401 (engine_thre
 REPEAT_WINDOW = 16  # tokens looked back by the repetition penalty
 MAX_SECONDS = 300.0  # longest continuation one request may ask for
 MAX_VARIATIONS = 8
-TOP_P_K = 64  # top-p sorts the 64 most likely ids (all of them when the nucleus reaches further)
 
 
 # What a page's Sampling controls start at; a model card's "sampling" puts the values that
@@ -137,14 +136,15 @@ def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
     Only ids above a cut are sorted: every id below it comes after them all, so once their mass
     passes top_p none below can be kept (a cut 1,000x under the best id almost always does)."""
     for cut in (1e-3, 1e-6, 0.0):
-        cand = np.flatnonzero(p >= cut * p[np.argmax(p)]) if cut else np.arange(len(p))
-        if not cut or p[cand].sum() > top_p:
+        cand = np.flatnonzero(p >= cut * p.max()) if cut else np.arange(len(p))
+        cand = cand[np.argsort(-p[cand], kind="stable")]  # descending; ties by id
+        mass = np.cumsum(p[cand])
+        if not cut or mass[-1] > top_p:
             break
-    cand = cand[np.argsort(-p[cand], kind="stable")]  # descending; ties by id
-    sp = p[cand]
-    n = int(np.count_nonzero(np.cumsum(sp) - sp <= top_p))  # the kept ids are a prefix
+    before = np.concatenate(([0.0], mass[:-1]))  # the mass of the ids above each
+    n = int(np.searchsorted(before, top_p, side="right"))  # kept: those with at most top_p above them
     out = np.zeros_like(p)
-    out[cand[:n]] = sp[:n]
+    out[cand[:n]] = p[cand[:n]]
     return out
 
 
@@ -153,6 +153,8 @@ def draw_row(p: np.ndarray, gen: torch.Generator) -> int:
     over the ids with mass: never a 0-mass index)."""
     u = float(torch.rand((), generator=gen))
     ids = np.flatnonzero(p)
+    if not len(ids):
+        return len(p) - 1  # no mass anywhere: the last id, as the torch sampler gave
     cdf = np.cumsum(p[ids])
     return int(ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)])
 
@@ -164,7 +166,7 @@ def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None
     rows = []
     for b in range(len(x)):
         penalize = None
-        if recent is not None and recent.numel():
+        if recent is not None and recent.numel() and s.repetition_penalty != 1:
             penalize = np.zeros(x.shape[1], dtype=bool)
             penalize[recent[b].cpu().numpy()] = True
         rows.append(filter_row(x[b], s, penalize))

@@ -57,7 +57,8 @@ def _onednn_bf16_ok() -> bool:
             w, b, x = torch.randn(64, 64), torch.randn(64), torch.randn(3, 64)
             wp = torch.ops.mkldnn._reorder_linear_weight(w.bfloat16(), 3)
             y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), wp, b.bfloat16(), "none", [], "").float()
-            ok = _onednn_linear_ok() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # not emulated
+            ok = native and _onednn_linear_ok() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
             _BF16_OK = bool(ok and torch.allclose(y, F.linear(x, w, b), rtol=0.05, atol=0.1))
         except (AttributeError, RuntimeError):
             _BF16_OK = False
@@ -67,7 +68,7 @@ def _onednn_bf16_ok() -> bool:
 _BF16_OK: bool | None = None
 
 
-def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int, cold: bool = False):
+def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int, cold: bool = False, bf16: bool = True):
     """``x (batch, in) -> x @ weight.T + bias`` for generation steps. On CPU in fp32, weights big
     enough to repay oneDNN's fixed cost per call are prepacked once (at one row only large
     products: MKL's matrix-vector product wins below ~1 M multiply-adds; at 2+ rows every weight
@@ -75,12 +76,12 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, batch: int, c
     ``cold``: the model's step reads more weights than the cache holds (the flagship): every
     weight of 16 K+ entries is packed for 4 rows, whatever the batch (a 1-row step 1.3-1.7x faster,
     and each row comes out the same bits for 1 to 8 rows, tested: docs/flagship.md), in bf16 where
-    the CPU has bf16 arithmetic: half the bytes to read, so the output is bf16 (x is rounded to
-    bf16 element by element, the sums are fp32: still the same bits for a row in any batch)."""
+    the CPU has bf16 arithmetic and ``bf16``: half the bytes to read, so the output is bf16 (x is
+    rounded to bf16 element by element, the sums are fp32: still the same bits for a row in any batch)."""
     rows = min(batch, 4)
     big = weight.numel() * rows >= 1 << 20 or ((rows >= 2 or cold) and weight.numel() >= 1 << 14)
     if enabled() and big and weight.device.type == "cpu" and weight.dtype == torch.float32 and _onednn_linear_ok():
-        if cold and _onednn_bf16_ok():
+        if cold and bf16 and _onednn_bf16_ok():
             wp, bf = torch.ops.mkldnn._reorder_linear_weight(weight.detach().bfloat16(), 4), torch.bfloat16
             b = None if bias is None else bias.detach().bfloat16()
             return lambda x: torch.ops.mkldnn._linear_pointwise(x.to(bf), wp, b, "none", [], "")

@@ -198,7 +198,7 @@ class TransformerModel(MusicModel):
 
     def _step_weights(self, batch: int, cold: bool) -> list:
         """Per block ``Block.step_weights``, then the embedding, final norm and head."""
-        head = packed_linear(self.lm_head.weight, None, batch, cold)
+        head = packed_linear(self.lm_head.weight, None, batch, cold, bf16=False)  # fp32 logits: no ties in the odds
         return [b.step_weights(batch, cold) for b in self.blocks] + [
             (self.wte.weight, self.ln_f.weight, self.ln_f.bias, head)
         ]
@@ -236,7 +236,7 @@ class TransformerModel(MusicModel):
         for i, block in enumerate(self.blocks):
             h = block.step(h, cos, sin, cache, i, cache.weights[i])
         cache.pos += 1
-        return head(F.layer_norm(h, h.shape[-1:], ln_w, ln_b)).to(h.dtype), cache
+        return head(F.layer_norm(h, h.shape[-1:], ln_w, ln_b)), cache
 
 
 ARCHS = {"transformer-remi": (TransformerModel, TransformerConfig)}
