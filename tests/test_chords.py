@@ -212,7 +212,7 @@ def test_the_bundled_melody_is_accompanied_in_its_lead_sheets_chords():
 @pytest.mark.unit
 def test_an_accompaniment_keeps_the_pace_predicted_for_its_melody(monkeypatch):
     """The bundled tune's takes play about as many notes as POP909's accompaniments of such a
-    melody at such a tempo, nearer to it than the model alone (1.25x on these four takes), and a
+    melody at such a tempo, nearer to it than the model alone, and a
     pace twice as busy makes them busier."""
     from musiclab.editing import accompany as acc
     from musiclab.editing.constrained import seconds_to_step
@@ -224,10 +224,9 @@ def test_an_accompaniment_keeps_the_pace_predicted_for_its_melody(monkeypatch):
     want = acc.accompaniment_pace(notes_from_pm(pm, {0: MELODY}), 12, s0, s1, pm.get_tempo_changes()[1][0]).notes
     want *= s1 - s0
 
-    def played() -> float:  # mean notes of four takes
-        return np.mean(
-            [len(t.midi.instruments[-1].notes) for t in acc.accompany(model, pm, 0, variations=4, random_seed=0)]
-        )
+    def played() -> float:  # mean notes of eight takes (a take's count varies by ~15%)
+        takes = [t for seed in (0, 100) for t in acc.accompany(model, pm, 0, variations=4, random_seed=seed)]
+        return np.mean([len(t.midi.instruments[-1].notes) for t in takes])
 
     paced = played()
     a, b, c = acc.PACE_FIT
