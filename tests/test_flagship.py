@@ -22,7 +22,7 @@ from musiclab.codecs.pace import Pace, pace_of
 from musiclab.editing.accompany import accompany, melody_top
 from musiclab.editing.constrained import CannotError
 from musiclab.editing.infill import infill
-from musiclab.generation.sampling import Sampling, SettingsError, draw, filter_logits, finish, generate, loop, prepare
+from musiclab.generation.sampling import Sampling, SettingsError, finish, generate, loop, prepare, sample_rows
 from musiclab.midi.examples import list_examples
 from musiclab.midi.io import load_midi, seed_excerpt
 from musiclab.training import corpus as corpus_mod
@@ -208,7 +208,7 @@ def test_truncation_keeps_the_models_odds_of_another_note():
     is_note = tok.pitch_of[drawn] >= 0
     assert 0.43 < is_note.mean() < 0.57
     assert set(drawn[is_note]) <= set(notes[-10:].tolist())  # within the kind, top-k still cuts
-    one_pass = draw(filter_logits(logits.repeat(rows, 1), Sampling(temperature=1.0, top_k=10)), gens).numpy()
+    one_pass = sample_rows(logits.repeat(rows, 1), Sampling(temperature=1.0, top_k=10), gens).numpy()
     assert (tok.pitch_of[one_pass] >= 0).mean() < 0.05
 
 

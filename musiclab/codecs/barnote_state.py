@@ -431,6 +431,6 @@ class BarNoteTokenizer(BarNoteCodec):
 
 
 def _logsumexp(x: np.ndarray) -> float:
-    """log(sum(exp(x))) of (n,) logits, -inf when every one is."""
+    """log(sum(exp(x))) of (n,) logits, -inf when every one is (np.logaddexp.reduce: 10x slower)."""
     top = x.max()
     return float(top + np.log(np.exp(x - top).sum())) if np.isfinite(top) else -math.inf

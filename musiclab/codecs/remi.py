@@ -211,10 +211,10 @@ class RemiTokenizer:
 
     def sample(self, logits: torch.Tensor, s, state: RemiDecodeState, gens) -> torch.Tensor:
         """Categorical draw (B,) from masked logits (B, V); the penalty hits recent Pitch ids."""
-        from ..generation.sampling import draw, filter_logits
+        from ..generation.sampling import sample_rows
 
         recent = state.recent_ids() if s.repetition_penalty != 1 else None  # skipped when off
-        return draw(filter_logits(logits, s, recent), gens)
+        return sample_rows(logits, s, gens, recent)
 
 
 class RemiDecodeState:

@@ -159,34 +159,28 @@ def draw_row(p: np.ndarray, gen: torch.Generator) -> int:
     return int(ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)])
 
 
-def filter_logits(logits: torch.Tensor, s: Sampling, recent: torch.Tensor | None = None) -> torch.Tensor:
-    """``filter_row`` on each row of (B, V) logits; ``recent`` (B, R) ids to penalize.
-    Returns probabilities (B, V) float32."""
+def sample_rows(logits: torch.Tensor, s: Sampling, gens: list[torch.Generator], recent=None) -> torch.Tensor:
+    """Steps 3-5 on (B, V) masked logits: one id per row (B,), row b filtered on its own
+    (``filter_row``; ``recent`` (B, R) ids it penalizes) and drawn from ``gens[b]`` (``draw_row``)."""
     x = logits.detach().float().cpu().numpy()
-    rows = []
-    for b in range(len(x)):
+    ids = []
+    for b, gen in enumerate(gens):
         penalize = None
-        if recent is not None and recent.numel() and s.repetition_penalty != 1:
+        if recent is not None and s.repetition_penalty != 1:
             penalize = np.zeros(x.shape[1], dtype=bool)
             penalize[recent[b].cpu().numpy()] = True
-        rows.append(filter_row(x[b], s, penalize))
-    return torch.from_numpy(np.stack(rows)).float().to(logits.device)
+        ids.append(draw_row(filter_row(x[b], s, penalize), gen))
+    return torch.tensor(ids, device=logits.device)
 
 
 def ragged_ids(rows: list[list[int]]) -> torch.Tensor | None:
-    """Per-take id lists -> (B, R) long tensor for ``filter_logits``' ``recent``; short rows are
+    """Per-take id lists -> (B, R) long tensor for ``sample_rows``' ``recent``; short rows are
     padded by repeating their first id (a duplicate index is harmless), empty rows with id 0
     (PAD, always masked). None when every row is empty."""
     width = max((len(r) for r in rows), default=0)
     if width == 0:
         return None
     return torch.tensor([r + [r[0] if r else 0] * (width - len(r)) for r in rows])
-
-
-def draw(probs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
-    """One id per row (B,), row b drawing from its own generator ``gens[b]`` (``draw_row``)."""
-    p = probs.detach().double().cpu().numpy()
-    return torch.tensor([draw_row(p[b], g) for b, g in enumerate(gens)], device=probs.device)
 
 
 def _mark_end(pm: pretty_midi.PrettyMIDI, end: float) -> None:
