@@ -123,8 +123,6 @@ class BarNoteState:
         self.empty_run = np.zeros(batch, dtype=np.int64)
         self.origin, self.pace = start_step, pace  # the pace to keep, or None
         self.notes_drawn = np.zeros(batch, dtype=np.int64)
-        notes = slice(codec.note_base, None)
-        self._cell = codec.pitch_of[notes] % 12 * codec.n_dur + codec.dur_bin_of[notes]  # (notes,) class x bin
         self.onsets_drawn = np.zeros(batch, dtype=np.int64)
         self.classes_drawn = np.zeros((batch, 12))  # notes drawn per pitch class
         self.durations_drawn = np.zeros((batch, codec.n_dur))  # notes drawn per duration bin
@@ -253,7 +251,8 @@ class BarNoteState:
         classes = np.zeros((B, 12)) if classes is None else classes
         durations = np.zeros((B, c.n_dur)) if durations is None else durations
         logits = np.array(logits, dtype=np.float64)
-        logits[:, c.note_base :] += (classes[:, :, None] + durations[:, None, :]).reshape(B, -1)[:, self._cell]
+        table = (classes[:, :, None] + durations[:, None, :]).reshape(B, -1)  # (B, 12 x n_dur)
+        logits[:, c.note_base :] += table[:, c.cell_of[c.note_base :]]
         return logits
 
     def forced(self) -> np.ndarray:

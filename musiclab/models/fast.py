@@ -54,12 +54,13 @@ def _onednn_bf16_ok() -> bool:
     global _BF16_OK
     if _BF16_OK is None:
         try:
-            w, b, x = torch.randn(64, 64), torch.randn(64), torch.randn(3, 64)
-            wp = torch.ops.mkldnn._reorder_linear_weight(w.bfloat16(), 3)
-            y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), wp, b.bfloat16(), "none", [], "").float()
             native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # not emulated
-            ok = native and _onednn_linear_ok() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-            _BF16_OK = bool(ok and torch.allclose(y, F.linear(x, w, b), rtol=0.05, atol=0.1))
+            _BF16_OK = bool(native and _onednn_linear_ok() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            if _BF16_OK:
+                w, b, x = torch.randn(64, 64), torch.randn(64), torch.randn(3, 64)
+                wp = torch.ops.mkldnn._reorder_linear_weight(w.bfloat16(), 3)
+                y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), wp, b.bfloat16(), "none", [], "").float()
+                _BF16_OK = bool(torch.allclose(y, F.linear(x, w, b), rtol=0.05, atol=0.1))
         except (AttributeError, RuntimeError):
             _BF16_OK = False
     return _BF16_OK
