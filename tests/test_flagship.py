@@ -290,6 +290,50 @@ def test_the_pace_pulls_notes_towards_its_durations():
         Pace(0.1, 0.1, durations=(0.5,) * 10)
 
 
+def test_the_pace_takes_note_lengths_as_written_and_the_model_reads_them_as_heard():
+    """A take has no pedal, so the lengths it keeps to are the seed's written ones; the model
+    still reads the seed as it sounds (held by the pedal)."""
+    tok = BarNoteTokenizer()
+    dry, pedalled = tok.prompt(song(1), 12.0), tok.prompt(song(1, pedal=True), 12.0)
+    assert pedalled.ids != dry.ids  # the accompaniment held to the pedal's release
+    assert pedalled.pace == dry.pace
+    assert pedalled.pace.durations[7] > 0.4 > 0.01 > pedalled.pace.durations[9]  # half notes, none held to 48 steps
+
+
+def _pedal(inst: pretty_midi.Instrument) -> list[tuple[float, float]]:
+    """An instrument's sustain pedal as (down, up) seconds."""
+    out, down = [], None
+    for c in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: c.time):
+        if c.value >= 64 and down is None:
+            down = c.time
+        elif c.value < 64 and down is not None:
+            out.append((down, c.time))
+            down = None
+    return out
+
+
+def test_a_continuation_goes_on_pedalling_as_its_seed_did(tiny_model):
+    bar = 2.4  # song() is at 100 bpm in 4/4
+    pm = song(3)
+    pm.instruments[1].control_changes = [
+        pretty_midi.ControlChange(64, v, b * bar + dt) for b in range(16) for v, dt in ((127, 0.1), (0, bar - 0.1))
+    ]
+    take = generate(tiny_model, pm, seed_seconds=6.0, seconds=12.0, random_seed=4, top_p=0.95)[0].midi
+    seed_track, new = take.instruments[1], take.instruments[-1]
+    assert np.allclose(_pedal(seed_track), [(0.1, 2.3), (2.5, 4.7), (4.9, 6.0)])  # lifted at the seed's end
+    # the seed's last two bars repeat from the seed's end (in its bar 2) to the take's (18 s)
+    want = [(6.0, 7.1), (7.3, 9.5)] + [(b * bar + 0.1, b * bar + bar - 0.1) for b in range(4, 7)] + [(16.9, 18.0)]
+    got = _pedal(new)
+    assert len(got) == len(want) and np.allclose(got, want, atol=0.02), got
+    dry = generate(tiny_model, song(3), seed_seconds=6.0, seconds=12.0, random_seed=4, top_p=0.95)[0].midi
+    assert not any(c.value >= 64 for i in dry.instruments for c in i.control_changes)
+
+
+def test_a_pedal_pattern_loops_and_joins_what_meets():
+    assert pace_mod.looped((96, ((0, 10), (50, 96))), 96, 100, 300) == [(100, 106), (146, 202), (242, 298)]
+    assert pace_mod.looped((96, ()), 96, 100, 300) == []
+
+
 def _new_notes(tiny_model, scale: float = 1.0, **fields) -> list:
     """The new notes of 4 takes of song(3) (6 s seed, 12 s more), the seed's pace ``scale`` x as busy
     and with ``fields`` (Pace's) replaced."""

@@ -96,8 +96,9 @@ def pedal_extend(onset: np.ndarray, end: np.ndarray, pitch: np.ndarray, pedals: 
     return np.maximum(np.minimum(end, cut), onset + 1e-3)
 
 
-def notes_from_score(score: symusic.Score, tracks: dict[int, int] | None = None) -> Notes:
-    """Non-drum notes of a symusic Score (ticks) -> Notes in beats, pedal-extended per track.
+def notes_from_score(score: symusic.Score, tracks: dict[int, int] | None = None, pedal: bool = True) -> Notes:
+    """Non-drum notes of a symusic Score (ticks) -> Notes in beats, pedal-extended per track
+    (``pedal``; False: as written).
 
     ``tracks``: {track index: MAIN/MELODY/ACCOMP}; None takes every non-drum track as MAIN.
     Pitches outside 21-108 move by octaves into range."""
@@ -112,11 +113,10 @@ def notes_from_score(score: symusic.Score, tracks: dict[int, int] | None = None)
         pitch = n["pitch"].astype(np.int64)
         pitch = np.where(pitch < LOW, pitch + 12 * np.ceil((LOW - pitch) / 12), pitch)
         pitch = np.where(pitch > HIGH, pitch - 12 * np.ceil((pitch - HIGH) / 12), pitch).astype(np.int64)
-        ped = tr.pedals.numpy() if len(tr.pedals) else {"time": np.zeros(0), "duration": np.zeros(0)}
-        pedals = (
-            np.stack([ped["time"] / tpq, (ped["time"] + ped["duration"]) / tpq], axis=1) if len(ped["time"]) else []
-        )
-        end = pedal_extend(onset, end, pitch, np.asarray(pedals, dtype=np.float64).reshape(-1, 2))
+        if pedal and len(tr.pedals):
+            ped = tr.pedals.numpy()
+            down = np.stack([ped["time"], ped["time"] + ped["duration"]], axis=1).astype(np.float64) / tpq  # (P, 2)
+            end = pedal_extend(onset, end, pitch, down)
         vel = np.clip(n["velocity"].astype(np.int64), 1, 127)
         label = MAIN if tracks is None else tracks[t]
         parts.append(Notes(onset, end - onset, pitch, vel, np.full(len(onset), label, dtype=np.int64)))

@@ -34,7 +34,7 @@ import symusic
 import torch
 
 from .barnote import MAIN, BarNoteCodec, Notes, notes_from_score
-from .pace import PACE_BARS, Pace, in_register, one_line, pace_of
+from .pace import PACE_BARS, Pace, Pedal, in_register, looped, one_line, pace_of, pedal_pattern
 
 
 @dataclass
@@ -52,30 +52,31 @@ class BarNotePrompt:
     bar_has_notes: bool = False  # the bar holding end_step already has onsets
     pace: Pace | None = None  # the seed's last bars
     line: tuple[int, int] | None = None  # a one-line seed (a tune alone): its lowest and highest pitch
+    pedal: Pedal | None = None  # the seed's last bars' sustain pedal, repeated under the continuation
     extra: dict = field(default_factory=dict)
 
 
-def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = None) -> Notes:
-    """A PrettyMIDI's notes in beats (through its own ticks), sustain pedal included.
-    ``tracks``: {index in ``pm.instruments`` (0 .. len - 1): MAIN/MELODY/ACCOMP}, read in that order;
-    None takes every non-drum track."""
+def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = None, pedal: bool = True) -> Notes:
+    """A PrettyMIDI's notes in beats (through its own ticks), sustain pedal included (``pedal``;
+    False: as written). ``tracks``: {index in ``pm.instruments`` (0 .. len - 1): MAIN/MELODY/ACCOMP},
+    read in that order; None takes every non-drum track."""
     if tracks is None:
-        return _notes_of(pm, None)
+        return _notes_of(pm, None, pedal)
     parts = []
     for i, label in tracks.items():  # one at a time: symusic drops empty tracks, so indices would not line up
         one = copy.copy(pm)
         one.instruments = [pm.instruments[i]]
-        parts.append(_notes_of(one, {0: label}))
+        parts.append(_notes_of(one, {0: label}, pedal))
     return Notes.concat(parts)
 
 
-def _notes_of(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None) -> Notes:
+def _notes_of(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None, pedal: bool) -> Notes:
     """``pm``'s notes in beats, ``tracks`` indexing symusic's tracks (notes_from_score)."""
     bare = copy.copy(pm)
     bare.lyrics, bare.text_events = [], []  # symusic reads these as a track of their own
     buf = io.BytesIO()
     bare.write(buf)
-    return notes_from_score(symusic.Score.from_midi(buf.getvalue()), tracks)
+    return notes_from_score(symusic.Score.from_midi(buf.getvalue()), tracks, pedal)
 
 
 def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: int, bpm: float) -> tuple[float, float]:
@@ -365,8 +366,10 @@ class ContinueState(BarNoteState):
         events = self.events(b)[:, :4]
         if p.line and len(events) > 1:  # a line: each note ends by the next one's onset
             events[:-1, 3] = np.minimum(events[:-1, 3], np.diff(events[:, 0]))
+        S = self.codec.steps_per_bar
+        pedal = None if p.pedal is None else looped(p.pedal, p.end_step // S * S, p.end_step, self.target)
         return with_continuation(excerpt, bpm, p.program, events, p.end_step, p.origin_seconds,
-                                 p.seconds_per_step, self.end_seconds)  # fmt: skip
+                                 p.seconds_per_step, self.end_seconds, pedal)  # fmt: skip
 
 
 class BarNoteTokenizer(BarNoteCodec):
@@ -383,6 +386,8 @@ class BarNoteTokenizer(BarNoteCodec):
         cut, sps = seed_clock(excerpt, seed_seconds, self.config.positions_per_beat, traits.bpm)
         q = self.quantize(notes_from_pm(excerpt))
         q = q[q[:, 0] < np.ceil(cut - 1e-6)]
+        written = self.quantize(notes_from_pm(excerpt, pedal=False))  # a take has no pedal: its lengths are these
+        written = written[written[:, 0] < np.ceil(cut - 1e-6)]
         program, key = traits.program, traits.key
         if not len(q):
             return BarNotePrompt([], seed_seconds, seed_seconds - cut * sps, sps, int(np.ceil(cut)), program, key)
@@ -390,9 +395,11 @@ class BarNoteTokenizer(BarNoteCodec):
         end_step = max(int(np.ceil(cut - 1e-6)), last + 1)
         ids = self.encode(q, 0, end_step // S + 1).tolist()
         has = last // S == end_step // S
-        pace = pace_of(self, q, [(end_step - PACE_BARS * S, end_step)])
+        pace = pace_of(self, written, [(end_step - PACE_BARS * S, end_step)])
         line = one_line(self, q)
-        return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has, pace, line)
+        pedal = pedal_pattern(self, excerpt, end_step)
+        return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has, pace, line,
+                             pedal)  # fmt: skip
 
     def prompt_tensor(self, prompt: BarNotePrompt, batch: int, max_len: int | None = None) -> torch.Tensor:
         """(B, T) ids: the prompt's last ids (from a bar line) repeated for each take."""

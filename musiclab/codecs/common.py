@@ -42,10 +42,16 @@ def fold_pitch(pitch: int) -> int:
     return pitch
 
 
-def copy_instrument(inst: pretty_midi.Instrument) -> pretty_midi.Instrument:
-    """A copy of ``inst``'s notes (not its controls or bends) for a take's seed part."""
+def copy_instrument(inst: pretty_midi.Instrument, pedal_until: float | None = None) -> pretty_midi.Instrument:
+    """A copy of ``inst``'s notes (not its controls or bends) for a take's seed part; with
+    ``pedal_until`` (seconds), its sustain pedal too, lifted there."""
     c = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
     c.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start, n.end) for n in inst.notes]
+    if pedal_until is not None:
+        c.control_changes = [pretty_midi.ControlChange(64, x.value, x.time) for x in inst.control_changes
+                             if x.number == 64 and x.time < pedal_until]  # fmt: skip
+        if c.control_changes:
+            c.control_changes.append(pretty_midi.ControlChange(64, 0, pedal_until))
     return c
 
 
@@ -71,18 +77,27 @@ def seed_traits(excerpt: pretty_midi.PrettyMIDI, seed_seconds: float) -> SeedTra
 
 
 def with_continuation(excerpt: pretty_midi.PrettyMIDI, bpm: float, program: int, events, end_step: int,
-                      origin_seconds: float, seconds_per_step: float, end_seconds: float) -> pretty_midi.PrettyMIDI:  # fmt: skip
+                      origin_seconds: float, seconds_per_step: float, end_seconds: float,
+                      pedal: list[tuple[float, float]] | None = None) -> pretty_midi.PrettyMIDI:  # fmt: skip
     """The seed excerpt's notes plus a "musiclab continuation" track of ``events`` (onset step,
     pitch, velocity, duration steps): only onsets from ``end_step`` on and before ``end_seconds``,
-    step s playing at ``origin_seconds + s * seconds_per_step``, ends clipped to ``end_seconds``."""
+    step s playing at ``origin_seconds + s * seconds_per_step``, ends clipped to ``end_seconds``.
+    ``pedal`` (bar/note takes): the seed's tracks keep their sustain pedal (lifted at the seed's
+    end) and the continuation's goes down over these [from, to) grid-step spans."""
+    at = lambda step: origin_seconds + step * seconds_per_step  # noqa: E731
     out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
-    out.instruments = [copy_instrument(i) for i in excerpt.instruments]
+    lift = None if pedal is None else at(end_step)  # bar/note takes keep the seed's pedal, up at its end
+    out.instruments = [copy_instrument(i, pedal_until=lift) for i in excerpt.instruments]
     out.time_signature_changes = list(excerpt.time_signature_changes)
     new = pretty_midi.Instrument(program=program, name="musiclab continuation")
     for step, pitch, vel, dur in events:
-        t0 = origin_seconds + step * seconds_per_step
+        t0 = at(step)
         if step < end_step or t0 >= end_seconds:
             continue
         new.notes.append(pretty_midi.Note(int(vel), int(pitch), t0, min(t0 + dur * seconds_per_step, end_seconds)))
+    for a, b in pedal or []:
+        if at(a) < end_seconds:
+            new.control_changes += [pretty_midi.ControlChange(64, 127, at(a)),
+                                    pretty_midi.ControlChange(64, 0, min(at(b), end_seconds))]  # fmt: skip
     out.instruments.append(new)
     return out

@@ -1,22 +1,27 @@
 """What the music around a take is like, for the bar/note sampler to keep to (codecs/barnote_state.py).
 
-* :class:`Pace`: notes and onsets per grid step, and the shares of pitch classes and note lengths,
-  of the seed's last bars (continue), the bars either side of a span (infill), or POP909's
-  accompaniments of a melody like the one given (accompany);
+* :class:`Pace`: notes and onsets per grid step, and the shares of pitch classes and note lengths
+  (as written: a take pedals on its own), of the seed's last bars (continue), the bars either side of a
+  span (infill), or POP909's accompaniments of a melody like the one given (accompany);
 * :func:`one_line`: whether the music is a tune alone (one note at a time), and its range, so a
-  take of it stays one line in that register (:func:`in_register`).
+  take of it stays one line in that register (:func:`in_register`);
+* :func:`pedal_pattern`: the sustain pedal of the seed's last bars, which a continuation repeats
+  (:func:`looped`), so its notes, as written as the seed's are, sound held as the seed's do.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import pretty_midi
 
 from .barnote import BarNoteCodec
 
 PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
 LINE_RANGE = 7  # semitones a one-line seed's continuation may go past the seed's own range
+PEDAL_BARS = 2  # bars of the seed whose pedalling a continuation repeats
 
 
 @dataclass
@@ -27,7 +32,8 @@ class Pace:
     onsets: float  # onsets (steps with a note) per grid step
     # share of the notes in each pitch class C..B (smoothed); None: any
     palette: tuple[float, ...] | None = (1 / 12,) * 12
-    durations: tuple[float, ...] | None = None  # share of the notes in each duration bin (smoothed); None: any
+    # share of the notes in each duration bin (smoothed; as written, the pedal not applied); None: any
+    durations: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if not (self.notes >= self.onsets > 0):
@@ -81,3 +87,52 @@ def in_register(codec: BarNoteCodec, line: tuple[int, int]) -> np.ndarray:
     """(V,) bool: ids other than notes, and notes within LINE_RANGE of a line's (lowest, highest) pitch."""
     lo, hi = line
     return (codec.pitch_of < 0) | ((codec.pitch_of >= lo - LINE_RANGE) & (codec.pitch_of <= hi + LINE_RANGE))
+
+
+Pedal = tuple[int, tuple[tuple[float, float], ...]]  # (period in grid steps, down spans [from, to) within it)
+
+
+def pedal_pattern(codec: BarNoteCodec, pm: pretty_midi.PrettyMIDI, end_step: int) -> Pedal | None:
+    """The sustain pedal (CC 64 >= 64, any track of ``pm``) over the PEDAL_BARS bars before the bar
+    holding ``end_step``, as down spans in grid steps from the first of those bars; None when the
+    seed has no such bars, an empty pattern when its pedal is up all through them."""
+    S, last = codec.steps_per_bar, end_step // codec.steps_per_bar
+    first = max(last - PEDAL_BARS, 0)
+    if last == first:
+        return None
+    lo, hi = first * S, last * S
+    step = lambda t: pm.time_to_tick(t) / pm.resolution * codec.config.positions_per_beat  # noqa: E731
+    spans = []
+    for inst in pm.instruments:
+        down = None
+        for c in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: c.time):
+            if c.value >= 64 and down is None:
+                down = step(c.time)
+            elif c.value < 64 and down is not None:
+                spans.append((down, step(c.time)))
+                down = None
+        if down is not None:
+            spans.append((down, math.inf))
+    cut = sorted((max(a, lo) - lo, min(b, hi) - lo) for a, b in spans if b > lo and a < hi)
+    return hi - lo, tuple(_merged(cut))
+
+
+def looped(pattern: Pedal, start: int, lo: float, hi: float) -> list[tuple[float, float]]:
+    """``pattern``'s down spans repeated every period from grid step ``start`` (a bar line), those
+    within [lo, hi) grid steps, clipped there; spans that meet are one."""
+    period, spans = pattern
+    out = []
+    for k in range(max(math.ceil((hi - start) / period), 0)):
+        out += [(max(start + k * period + a, lo), min(start + k * period + b, hi)) for a, b in spans]
+    return _merged([(a, b) for a, b in out if b > a])
+
+
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted spans with those that overlap or meet joined."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + 1e-9:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out

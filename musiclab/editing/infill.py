@@ -70,7 +70,8 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
         key = estimate_key(q[:, 1], None) if len(q) else (0, "major")
         pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*key)))
     has = bool(np.any((q[:, 0] >= b0 * S) & (q[:, 0] < s0)))
-    pace = pace_of(codec, q, [(s0 - PACE_BARS * S, s0), (s1, s1 + PACE_BARS * S)])
+    written = codec.quantize(notes_from_pm(chosen, pedal=False))  # the file's pedal goes on over the new notes
+    pace = pace_of(codec, written, [(s0 - PACE_BARS * S, s0), (s1, s1 + PACE_BARS * S)])
     state = BarNoteState(codec, variations, s0, s1, first_bar=b0, bar_has_notes=has, fill_bars=b1 - b0,
                          end_step=s1, pitch_ok=pitch_ok, pace=pace, line=one_line(codec, q))  # fmt: skip
     facts = constrained.run(model, ids, state, s, variations, random_seed, progress, stop, threads)
