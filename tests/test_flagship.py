@@ -4,6 +4,7 @@ continue / infill / accompany on a small real model trained here."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 
@@ -291,46 +292,87 @@ def test_the_pace_pulls_notes_towards_its_durations():
 
 
 def test_the_pace_takes_note_lengths_as_written_and_the_model_reads_them_as_heard():
-    """A take has no pedal, so the lengths it keeps to are the seed's written ones; the model
-    still reads the seed as it sounds (held by the pedal)."""
+    """A take writes its notes as the seed's are written (its pedal goes on apart), so those are
+    the lengths it keeps to; the model reads the seed as it sounds, held by the pedal, also when
+    the pedal is still down where the seed is cut."""
     tok = BarNoteTokenizer()
-    dry, pedalled = tok.prompt(song(1), 12.0), tok.prompt(song(1, pedal=True), 12.0)
-    assert pedalled.ids != dry.ids  # the accompaniment held to the pedal's release
+    dry, pedalled = (tok.prompt(seed_excerpt(song(1, pedal=p), 12.0), 12.0) for p in (False, True))
+    assert pedalled.ids != dry.ids  # the accompaniment held to the cut
     assert pedalled.pace == dry.pace
     assert pedalled.pace.durations[7] > 0.4 > 0.01 > pedalled.pace.durations[9]  # half notes, none held to 48 steps
 
 
 def _pedal(inst: pretty_midi.Instrument) -> list[tuple[float, float]]:
-    """An instrument's sustain pedal as (down, up) seconds."""
+    """An instrument's sustain pedal as (down, up) seconds, read in file order (a press never
+    lifted: up at inf)."""
     out, down = [], None
-    for c in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: c.time):
+    for c in (c for c in inst.control_changes if c.number == 64):
         if c.value >= 64 and down is None:
             down = c.time
         elif c.value < 64 and down is not None:
             out.append((down, c.time))
             down = None
-    return out
+    return out + ([(down, math.inf)] if down is not None else [])
+
+
+def _as_file(pm: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """``pm`` written to MIDI bytes and read back (events in the order a player meets them)."""
+    buf = io.BytesIO()
+    pm.write(buf)
+    return load_midi(buf.getvalue())
+
+
+BAR = 2.4  # song() is at 100 bpm in 4/4
+
+
+def _pedalled_song(change: float) -> pretty_midi.PrettyMIDI:
+    """song(3) with the PIANO track's pedal down from ``change`` s after each bar line to
+    ``change`` s before the next (0: changed at the bar line itself)."""
+    pm = song(3)
+    pm.instruments[1].control_changes = [
+        pretty_midi.ControlChange(64, v, b * BAR + dt)
+        for b in range(16)
+        for v, dt in ((127, change), (0, BAR - change))
+    ]
+    return pm
 
 
 def test_a_continuation_goes_on_pedalling_as_its_seed_did(tiny_model):
-    bar = 2.4  # song() is at 100 bpm in 4/4
-    pm = song(3)
-    pm.instruments[1].control_changes = [
-        pretty_midi.ControlChange(64, v, b * bar + dt) for b in range(16) for v, dt in ((127, 0.1), (0, bar - 0.1))
-    ]
-    take = generate(tiny_model, pm, seed_seconds=6.0, seconds=12.0, random_seed=4, top_p=0.95)[0].midi
-    seed_track, new = take.instruments[1], take.instruments[-1]
-    assert np.allclose(_pedal(seed_track), [(0.1, 2.3), (2.5, 4.7), (4.9, 6.0)])  # lifted at the seed's end
+    take = generate(tiny_model, _pedalled_song(0.1), seed_seconds=6.0, seconds=12.0, random_seed=4, top_p=0.95)[0]
+    pm = _as_file(take.midi)
+    seed_track, new = pm.instruments[1], pm.instruments[-1]
+    assert np.allclose(_pedal(seed_track), [(0.1, 2.3), (2.5, 4.7), (4.9, 6.0)], atol=0.01)  # lifted at the seed's end
     # the seed's last two bars repeat from the seed's end (in its bar 2) to the take's (18 s)
-    want = [(6.0, 7.1), (7.3, 9.5)] + [(b * bar + 0.1, b * bar + bar - 0.1) for b in range(4, 7)] + [(16.9, 18.0)]
+    want = [(6.0, 7.1), (7.3, 9.5)] + [(b * BAR + 0.1, b * BAR + BAR - 0.1) for b in range(4, 7)] + [(16.9, 18.0)]
     got = _pedal(new)
     assert len(got) == len(want) and np.allclose(got, want, atol=0.02), got
     dry = generate(tiny_model, song(3), seed_seconds=6.0, seconds=12.0, random_seed=4, top_p=0.95)[0].midi
     assert not any(c.value >= 64 for i in dry.instruments for c in i.control_changes)
 
 
-def test_a_pedal_pattern_loops_and_joins_what_meets():
-    assert pace_mod.looped((96, ((0, 10), (50, 96))), 96, 100, 300) == [(100, 106), (146, 202), (242, 298)]
+def test_a_pedal_changed_at_the_bar_line_is_changed_there_in_the_take_too(tiny_model):
+    take = generate(tiny_model, _pedalled_song(0.0), seed_seconds=6.0, seconds=12.0, random_seed=4, top_p=0.95)[0]
+    got = _pedal(_as_file(take.midi).instruments[-1])
+    want = [(6.0, 7.2)] + [(b * BAR, b * BAR + BAR) for b in range(3, 7)] + [(16.8, 18.0)]
+    assert len(got) == len(want) and np.allclose(got, want, atol=0.02), got  # not one long hold
+
+
+def test_a_seed_shorter_than_a_bar_keeps_its_pedal(tiny_model):
+    take = generate(tiny_model, _pedalled_song(0.1), seed_seconds=2.0, seconds=4.0, random_seed=4, top_p=0.95)[0]
+    assert np.allclose(_pedal(_as_file(take.midi).instruments[1]), [(0.1, 2.0)], atol=0.01)
+
+
+def test_an_infill_plays_under_the_files_pedal(tiny_model):
+    take = infill(tiny_model, _pedalled_song(0.1), 4.8, 9.6, variations=1, random_seed=2, top_p=0.95)[0]
+    new = _as_file(take.midi).instruments[-1]
+    assert new.name == "musiclab infill" and new.notes
+    assert np.allclose(_pedal(new), [(4.9, 7.1), (7.3, 9.5)], atol=0.01)
+
+
+def test_a_pedal_pattern_loops_and_a_change_at_the_loop_point_stays_a_change():
+    assert pace_mod.looped((96, ((0, 10), (50, 96))), 96, 100, 300) == [
+        (100, 106), (146, 192), (192, 202), (242, 288), (288, 298)]  # fmt: skip
+    assert pace_mod.looped((96, ((0, 60), (40, 96))), 0, 0, 96) == [(0, 96)]  # overlapping: one
     assert pace_mod.looped((96, ()), 96, 100, 300) == []
 
 

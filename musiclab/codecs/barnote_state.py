@@ -61,22 +61,23 @@ def notes_from_pm(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None = No
     False: as written). ``tracks``: {index in ``pm.instruments`` (0 .. len - 1): MAIN/MELODY/ACCOMP},
     read in that order; None takes every non-drum track."""
     if tracks is None:
-        return _notes_of(pm, None, pedal)
+        return notes_from_score(score_of(pm), None, pedal)
     parts = []
     for i, label in tracks.items():  # one at a time: symusic drops empty tracks, so indices would not line up
         one = copy.copy(pm)
         one.instruments = [pm.instruments[i]]
-        parts.append(_notes_of(one, {0: label}, pedal))
+        parts.append(notes_from_score(score_of(one), {0: label}, pedal))
     return Notes.concat(parts)
 
 
-def _notes_of(pm: pretty_midi.PrettyMIDI, tracks: dict[int, int] | None, pedal: bool) -> Notes:
-    """``pm``'s notes in beats, ``tracks`` indexing symusic's tracks (notes_from_score)."""
+def score_of(pm: pretty_midi.PrettyMIDI) -> symusic.Score:
+    """``pm`` as a symusic Score (ticks), through MIDI bytes, without lyrics and text (symusic
+    reads these as a track of their own)."""
     bare = copy.copy(pm)
-    bare.lyrics, bare.text_events = [], []  # symusic reads these as a track of their own
+    bare.lyrics, bare.text_events = [], []
     buf = io.BytesIO()
     bare.write(buf)
-    return notes_from_score(symusic.Score.from_midi(buf.getvalue()), tracks, pedal)
+    return symusic.Score.from_midi(buf.getvalue())
 
 
 def seed_clock(pm: pretty_midi.PrettyMIDI, seconds: float, positions_per_beat: int, bpm: float) -> tuple[float, float]:
@@ -358,7 +359,8 @@ class ContinueState(BarNoteState):
         self.prompt, self.end_seconds = prompt, prompt.start_seconds + seconds
 
     def to_midi(self, b: int, excerpt: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
-        """Seed excerpt + take ``b``'s new notes (onsets at or after the seed end, seconds)."""
+        """Seed excerpt (with its pedal) + take ``b``'s new notes (onsets at or after the seed end,
+        seconds) under the seed's last bars' pedalling, repeated (pace.pedal_pattern)."""
         from .common import with_continuation
 
         p = self.prompt
@@ -384,9 +386,10 @@ class BarNoteTokenizer(BarNoteCodec):
         S = self.steps_per_bar
         traits = seed_traits(excerpt, seed_seconds)
         cut, sps = seed_clock(excerpt, seed_seconds, self.config.positions_per_beat, traits.bpm)
-        q = self.quantize(notes_from_pm(excerpt))
+        score = score_of(excerpt)
+        q = self.quantize(notes_from_score(score))  # as heard (pedal-extended), as the model reads music
         q = q[q[:, 0] < np.ceil(cut - 1e-6)]
-        written = self.quantize(notes_from_pm(excerpt, pedal=False))  # a take has no pedal: its lengths are these
+        written = self.quantize(notes_from_score(score, pedal=False))  # as a take writes its notes (pedal apart)
         written = written[written[:, 0] < np.ceil(cut - 1e-6)]
         program, key = traits.program, traits.key
         if not len(q):
@@ -396,7 +399,7 @@ class BarNoteTokenizer(BarNoteCodec):
         ids = self.encode(q, 0, end_step // S + 1).tolist()
         has = last // S == end_step // S
         pace = pace_of(self, written, [(end_step - PACE_BARS * S, end_step)])
-        line = one_line(self, q)
+        line = one_line(self, written)
         pedal = pedal_pattern(self, excerpt, end_step)
         return BarNotePrompt(ids, seed_seconds, seed_seconds - cut * sps, sps, end_step, program, key, has, pace, line,
                              pedal)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,16 +43,54 @@ def fold_pitch(pitch: int) -> int:
     return pitch
 
 
+MIN_PEDAL_S = 0.01  # a shorter press is left out: its press and lift could share a MIDI tick, lift first
+
+
+def pedal_spans(instruments: list[pretty_midi.Instrument]) -> list[tuple[float, float]]:
+    """The sustain pedal's down spans [(down, up)] in seconds over ``instruments`` (CC 64 >= 64 is
+    down; a lift and a press at one instant are a change; a press never lifted: up at inf), sorted,
+    those that overlap joined."""
+    spans = []
+    for inst in instruments:
+        down = None
+        for c in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: (c.time, c.value)):
+            if c.value >= 64 and down is None:
+                down = c.time
+            elif c.value < 64 and down is not None:
+                spans.append((down, c.time))
+                down = None
+        if down is not None:
+            spans.append((down, math.inf))
+    return merged(spans)
+
+
+def merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted spans with those that overlap joined (spans that only meet stay two: a pedal change)."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def add_pedal(inst: pretty_midi.Instrument, spans: list[tuple[float, float]], until: float) -> None:
+    """Put the sustain pedal (CC 64) down on ``inst`` over ``spans`` [(down, up)] seconds, each
+    lifted by ``until``."""
+    for a, b in spans:
+        b = min(b, until)
+        if b - a >= MIN_PEDAL_S:
+            inst.control_changes += [pretty_midi.ControlChange(64, 127, a), pretty_midi.ControlChange(64, 0, b)]
+
+
 def copy_instrument(inst: pretty_midi.Instrument, pedal_until: float | None = None) -> pretty_midi.Instrument:
     """A copy of ``inst``'s notes (not its controls or bends) for a take's seed part; with
     ``pedal_until`` (seconds), its sustain pedal too, lifted there."""
     c = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
     c.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start, n.end) for n in inst.notes]
     if pedal_until is not None:
-        c.control_changes = [pretty_midi.ControlChange(64, x.value, x.time) for x in inst.control_changes
-                             if x.number == 64 and x.time < pedal_until]  # fmt: skip
-        if c.control_changes:
-            c.control_changes.append(pretty_midi.ControlChange(64, 0, pedal_until))
+        add_pedal(c, pedal_spans([inst]), pedal_until)
     return c
 
 
@@ -84,20 +123,17 @@ def with_continuation(excerpt: pretty_midi.PrettyMIDI, bpm: float, program: int,
     step s playing at ``origin_seconds + s * seconds_per_step``, ends clipped to ``end_seconds``.
     ``pedal`` (bar/note takes): the seed's tracks keep their sustain pedal (lifted at the seed's
     end) and the continuation's goes down over these [from, to) grid-step spans."""
-    at = lambda step: origin_seconds + step * seconds_per_step  # noqa: E731
     out = pretty_midi.PrettyMIDI(resolution=excerpt.resolution, initial_tempo=bpm)
-    lift = None if pedal is None else at(end_step)  # bar/note takes keep the seed's pedal, up at its end
+    lift = None if pedal is None else origin_seconds + end_step * seconds_per_step  # bar/note: the seed's pedal too
     out.instruments = [copy_instrument(i, pedal_until=lift) for i in excerpt.instruments]
     out.time_signature_changes = list(excerpt.time_signature_changes)
     new = pretty_midi.Instrument(program=program, name="musiclab continuation")
     for step, pitch, vel, dur in events:
-        t0 = at(step)
+        t0 = origin_seconds + step * seconds_per_step
         if step < end_step or t0 >= end_seconds:
             continue
         new.notes.append(pretty_midi.Note(int(vel), int(pitch), t0, min(t0 + dur * seconds_per_step, end_seconds)))
-    for a, b in pedal or []:
-        if at(a) < end_seconds:
-            new.control_changes += [pretty_midi.ControlChange(64, 127, at(a)),
-                                    pretty_midi.ControlChange(64, 0, min(at(b), end_seconds))]  # fmt: skip
+    spans = [(origin_seconds + a * seconds_per_step, origin_seconds + b * seconds_per_step) for a, b in pedal or []]
+    add_pedal(new, spans, end_seconds)
     out.instruments.append(new)
     return out

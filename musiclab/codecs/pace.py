@@ -18,6 +18,7 @@ import numpy as np
 import pretty_midi
 
 from .barnote import BarNoteCodec
+from .common import merged, pedal_spans
 
 PACE_BARS = 8  # bars of the surrounding music whose pace a take keeps
 LINE_RANGE = 7  # semitones a one-line seed's continuation may go past the seed's own range
@@ -92,47 +93,31 @@ def in_register(codec: BarNoteCodec, line: tuple[int, int]) -> np.ndarray:
 Pedal = tuple[int, tuple[tuple[float, float], ...]]  # (period in grid steps, down spans [from, to) within it)
 
 
-def pedal_pattern(codec: BarNoteCodec, pm: pretty_midi.PrettyMIDI, end_step: int) -> Pedal | None:
+def pedal_pattern(codec: BarNoteCodec, pm: pretty_midi.PrettyMIDI, end_step: int) -> Pedal:
     """The sustain pedal (CC 64 >= 64, any track of ``pm``) over the PEDAL_BARS bars before the bar
-    holding ``end_step``, as down spans in grid steps from the first of those bars; None when the
-    seed has no such bars, an empty pattern when its pedal is up all through them."""
+    holding ``end_step``, as down spans in grid steps from the first of those bars; an empty
+    pattern when the seed ends in its first bar or its pedal is up all through those bars."""
     S, last = codec.steps_per_bar, end_step // codec.steps_per_bar
     first = max(last - PEDAL_BARS, 0)
     if last == first:
-        return None
+        return S, ()
     lo, hi = first * S, last * S
-    step = lambda t: pm.time_to_tick(t) / pm.resolution * codec.config.positions_per_beat  # noqa: E731
-    spans = []
-    for inst in pm.instruments:
-        down = None
-        for c in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: c.time):
-            if c.value >= 64 and down is None:
-                down = step(c.time)
-            elif c.value < 64 and down is not None:
-                spans.append((down, step(c.time)))
-                down = None
-        if down is not None:
-            spans.append((down, math.inf))
-    cut = sorted((max(a, lo) - lo, min(b, hi) - lo) for a, b in spans if b > lo and a < hi)
-    return hi - lo, tuple(_merged(cut))
+    spans = [(_step_of(pm, a, codec), _step_of(pm, b, codec)) for a, b in pedal_spans(pm.instruments)]
+    return hi - lo, tuple((max(a, lo) - lo, min(b, hi) - lo) for a, b in spans if b > lo and a < hi)
+
+
+def _step_of(pm: pretty_midi.PrettyMIDI, seconds: float, codec: BarNoteCodec) -> float:
+    """Grid step (from the file's bar 0) of a time in seconds through ``pm``'s tempo map; inf stays inf."""
+    if math.isinf(seconds):
+        return seconds
+    return pm.time_to_tick(seconds) / pm.resolution * codec.config.positions_per_beat
 
 
 def looped(pattern: Pedal, start: int, lo: float, hi: float) -> list[tuple[float, float]]:
     """``pattern``'s down spans repeated every period from grid step ``start`` (a bar line), those
-    within [lo, hi) grid steps, clipped there; spans that meet are one."""
+    within [lo, hi) grid steps, clipped there (spans that overlap joined)."""
     period, spans = pattern
     out = []
     for k in range(max(math.ceil((hi - start) / period), 0)):
         out += [(max(start + k * period + a, lo), min(start + k * period + b, hi)) for a, b in spans]
-    return _merged([(a, b) for a, b in out if b > a])
-
-
-def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Sorted spans with those that overlap or meet joined."""
-    out: list[tuple[float, float]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1] + 1e-9:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
+    return merged([(a, b) for a, b in out if b > a])

@@ -15,8 +15,9 @@ import math
 import numpy as np
 import pretty_midi
 
-from ..codecs.barnote import MAX_FILL_BARS
-from ..codecs.barnote_state import BarNoteState, cut_to_bar, notes_from_pm
+from ..codecs.barnote import MAX_FILL_BARS, notes_from_score
+from ..codecs.barnote_state import BarNoteState, cut_to_bar, score_of
+from ..codecs.common import add_pedal, pedal_spans
 from ..codecs.pace import PACE_BARS, one_line, pace_of
 from ..generation.sampling import Sampling, SettingsError
 from ..generation.take import Take
@@ -57,7 +58,8 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
         raise SettingsError(f"the span {start:g}-{end:g} s is shorter than one grid step; choose a longer one")
     chosen = copy.copy(pm)
     chosen.instruments = [pm.instruments[t] for t in tracks]
-    q = codec.quantize(notes_from_pm(chosen))
+    score = score_of(chosen)
+    q = codec.quantize(notes_from_score(score))  # as heard, as the model reads music
     block = model.net.get_block_size()
     suffix = codec.encode(q, b1, b1 + 64, step_lo=s1)[: int(block * SUFFIX_SHARE)].tolist()
     room = max(block - len(suffix) - int(block * MIDDLE_SHARE) - 3, 0)  # the window never drops the suffix
@@ -70,10 +72,10 @@ def infill(model, pm: pretty_midi.PrettyMIDI, start: float, end: float, *, track
         key = estimate_key(q[:, 1], None) if len(q) else (0, "major")
         pitch_ok = np.isin(codec.pitch_of % 12, list(scale_pitch_classes(*key)))
     has = bool(np.any((q[:, 0] >= b0 * S) & (q[:, 0] < s0)))
-    written = codec.quantize(notes_from_pm(chosen, pedal=False))  # the file's pedal goes on over the new notes
+    written = codec.quantize(notes_from_score(score, pedal=False))  # the new notes play under the file's pedal
     pace = pace_of(codec, written, [(s0 - PACE_BARS * S, s0), (s1, s1 + PACE_BARS * S)])
     state = BarNoteState(codec, variations, s0, s1, first_bar=b0, bar_has_notes=has, fill_bars=b1 - b0,
-                         end_step=s1, pitch_ok=pitch_ok, pace=pace, line=one_line(codec, q))  # fmt: skip
+                         end_step=s1, pitch_ok=pitch_ok, pace=pace, line=one_line(codec, written))  # fmt: skip
     facts = constrained.run(model, ids, state, s, variations, random_seed, progress, stop, threads)
     takes = []
     for b in range(variations):
@@ -99,5 +101,7 @@ def _with_middle(pm, tracks, start, end, events, codec, s0, s1) -> pretty_midi.P
         for a, z, (_, pitch, vel, _, _) in zip(t0, t1, ev):
             a = min(max(a, start), np.nextafter(end, start))  # rounding to ticks must not leave the span
             new.notes.append(pretty_midi.Note(int(vel), int(pitch), float(a), float(max(z, a + 1e-3))))
+    # the new notes' own track (its own channel) takes the chosen tracks' pedal over the span
+    add_pedal(new, [(max(a, start), b) for a, b in pedal_spans([pm.instruments[t] for t in tracks]) if b > start], end)
     out.instruments.append(new)
     return out

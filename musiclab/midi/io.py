@@ -115,6 +115,10 @@ def seed_excerpt(
             for c in src.control_changes
             if c.number == 64 and (seconds is None or c.time < seconds)
         ]
+        # a pedal down at the cut is lifted there: readers (symusic) drop a press that is never lifted
+        pedals = sorted(inst.control_changes, key=lambda c: (c.time, c.value))
+        if seconds is not None and pedals and pedals[-1].value >= 64:
+            inst.control_changes.append(pretty_midi.ControlChange(64, 0, seconds))
         if inst.notes:
             out.instruments.append(inst)
     if not out.instruments:
