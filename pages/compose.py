@@ -73,9 +73,9 @@ with left:
         tracks = track_picker(seed, "compose", data)
         if meter := meter_notice(seed, name):
             st.warning(meter)
-        preview = st.empty()  # filled below, once the seed length is known
+        preview = st.container()  # filled below, once the seed length is known (st.empty remounted the chart)
         settings = sampling_controls(seed, model=name, variations=False)  # Variations sits by Generate
-        with preview.container():
+        with preview:
             unusable = seed_preview(data, settings["seed_seconds"], tracks)
 
 with go:
