@@ -101,7 +101,7 @@ with go:
         job_panel(st.session_state[K.JOB], collect)
     if st.session_state.get(K.JOB_ERROR):
         st.error(f"Could not generate: {st.session_state['job_error']}")
-    elif st.session_state.get(K.JOB_NOTE) and seed is not None:  # not under a refused upload's error
+    elif st.session_state.get(K.JOB_NOTE) and seed is not None and not unusable:  # not under a seed's error
         st.success(st.session_state[K.JOB_NOTE])
 
 with right:

@@ -322,9 +322,11 @@ def test_a_seed_with_no_notes_in_its_excerpt_turns_generate_off():
 
     at = _app()
     at.session_state["seed_bytes"] = midi_to_bytes(make_midi([(60, 12.0, 13.0), (62, 13.0, 14.0)]))
+    at.session_state["job_note"] = "1 take(s): 99 tokens in 1.00 s (99 tokens/s)"  # the last run's, on another seed
     at.run()
     at.radio(key="compose_src").set_value("Current seed").run()
     assert not at.exception and seed_roll(at) is None
+    assert not at.success  # no earlier run's success under this seed's warning
     assert any(
         "the seed has no notes in the first 10 s (the first starts at 12.0 s)" in w.value.lower() for w in at.warning
     )
