@@ -274,6 +274,38 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass(scale, top_p):
     assert torch.allclose(got, torch.where(keep, probs, 0) / torch.where(keep, probs, 0).sum(-1, keepdim=True))
 
 
+def test_kind_odds_are_each_rows_softmax_mass_per_kind_whatever_its_batch_mates():
+    """The flagship draws the kind of token first: each kind's odds are its share of the row's
+    softmax mass, a masked kind 0, and a row's odds do not change with the rows beside it."""
+    from musiclab.codecs.barnote_state import kind_odds
+
+    kinds = ((3, 9), (1, 3), (0, 1))
+    x = np.log(np.array([[1.0, 2.0, 1.0, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0]]))  # masses 1 | 3 | 5 over 9
+    assert np.allclose(kind_odds(x, kinds), [[5 / 9, 3 / 9, 1 / 9]])
+    x[0, 1:3] = -math.inf  # positions masked
+    assert np.allclose(kind_odds(x, kinds), [[5 / 6, 0.0, 1 / 6]])
+    rows = np.random.default_rng(0).normal(0, 4, (4, 4481))
+    rows[2, :81] = -math.inf
+    wide = ((81, 4481), (33, 81), (0, 33))
+    assert all(np.array_equal(kind_odds(rows[b : b + 1], wide)[0], kind_odds(rows, wide)[b]) for b in range(4))
+
+
+def test_sample_row_draws_what_filter_row_then_draw_row_would():
+    """The sampler's one-row path (kept ids only) gives the very ids of filtering the whole row and
+    drawing from it, for every setting, and never a masked id."""
+    from musiclab.generation.sampling import Sampling, draw_row, filter_row, sample_row
+
+    rng = np.random.default_rng(3)
+    settings = [Sampling(0.9, 0, 0.95), Sampling(1.0, 40, 1.0), Sampling(1.3, 0, 0.5, 0.05), Sampling(0.0)]
+    for i in range(200):
+        x = rng.normal(0, 3, 700)
+        x[rng.random(700) < 0.5] = -math.inf
+        s = settings[i % 4]
+        a, b = torch.Generator().manual_seed(i), torch.Generator().manual_seed(i)
+        got = sample_row(x, s, a)
+        assert got == draw_row(filter_row(x, s), b) and np.isfinite(x[got])
+
+
 def test_edited_tracks_get_their_own_colour_and_a_span_is_shaded():
     import pretty_midi as pm_
     from conftest import make_midi

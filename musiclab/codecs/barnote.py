@@ -151,7 +151,7 @@ class BarNoteCodec:
         self.dur_bin_of = np.where(note, (k // self.n_vel) % self.n_dur, -1)
         self.dur_of = np.where(note, np.asarray(c.dur_bins)[self.dur_bin_of], 0)
         self.vel_of = np.where(note, np.asarray(c.vel_values)[k % self.n_vel], 0)
-        self.cell_of = np.where(note, self.pitch_of % 12 * self.n_dur + self.dur_bin_of, -1)  # pitch class x bin
+        self.pitch_class_rows = np.arange(LOW, HIGH + 1) % 12  # the pitch class of each pitch the notes span
         i = np.arange(self.vocab_size)
         self.pos_of = np.where((i >= self.pos_base) & (i < self.note_base), i - self.pos_base, -1)
 

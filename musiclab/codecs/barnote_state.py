@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -253,8 +252,11 @@ class BarNoteState:
         classes = np.zeros((B, 12)) if classes is None else classes
         durations = np.zeros((B, c.n_dur)) if durations is None else durations
         logits = np.array(logits, dtype=np.float64)
-        table = (classes[:, :, None] + durations[:, None, :]).reshape(B, -1)  # (B, 12 x n_dur)
-        logits[:, c.note_base :] += table[:, c.cell_of[c.note_base :]]
+        table = classes[:, c.pitch_class_rows, None] + durations[:, None, :]  # (B, pitches, n_dur)
+        notes = np.reshape(
+            logits[:, c.note_base :], (B, -1, c.n_dur, c.n_vel), copy=False
+        )  # a view: ids by pitch, bin, velocity
+        notes += table[..., None]
         return logits
 
     def forced(self) -> np.ndarray:
@@ -424,22 +426,25 @@ class BarNoteTokenizer(BarNoteCodec):
         Why: a note's probability is spread over thousands of (pitch, duration, velocity) ids and
         "move on" over a few, so truncating all ids at once drops notes: at top-p 0.95 the
         flagship played 0.78x the real density, drawn this way 0.94x (docs/flagship.md)."""
-        from ..generation.sampling import draw_row, filter_row
+        from ..generation.sampling import draw_row, sample_row
 
         x = state.keep_pace(logits.detach().float().cpu().numpy())  # (B, V), a copy when pulled
         pulled = state.keep_under(state.keep_harmony(state.keep_palette(x)))  # moves note ids only
         recent = state.recent_notes() if s.repetition_penalty != 1 else None
+        odds = kind_odds(x, self.kinds)  # (B, K)
         ids = []
         for b, gen in enumerate(gens):  # one take at a time: its draws depend on its own row only
-            odds = np.array([_logsumexp(x[b, a:z]) for a, z in self.kinds])
-            odds = np.exp(odds - odds.max())
-            k = int(np.argmax(odds)) if s.temperature == 0 else draw_row(odds / odds.sum(), gen)
+            k = int(np.argmax(odds[b])) if s.temperature == 0 else draw_row(odds[b], gen)
             a, z = self.kinds[k]
-            ids.append(a + draw_row(filter_row(pulled[b, a:z], s, None if recent is None else recent[b, a:z]), gen))
+            ids.append(a + sample_row(pulled[b, a:z], s, gen, None if recent is None else recent[b, a:z]))
         return torch.tensor(ids)
 
 
-def _logsumexp(x: np.ndarray) -> float:
-    """log(sum(exp(x))) of (n,) logits, -inf when every one is (np.logaddexp.reduce: 10x slower)."""
-    top = x.max()
-    return float(top + np.log(np.exp(x - top).sum())) if np.isfinite(top) else -math.inf
+def kind_odds(x: np.ndarray, kinds: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """(B, V) logits -> (B, K) each row's probability of each kind of id (``kinds``: id ranges
+    [a, z)), from that row alone (a masked kind: 0): its share of the row's softmax mass."""
+    x = np.ascontiguousarray(x)  # each row summed in one order, whatever the layout it came in
+    top = x.max(1, keepdims=True)
+    e = np.exp(x - np.where(np.isfinite(top), top, 0.0))  # (B, V), one pass for every kind
+    mass = np.stack([e[:, a:z].sum(1) for a, z in kinds], 1)  # (B, K)
+    return mass / mass.sum(1, keepdims=True)

@@ -106,62 +106,88 @@ class Sampling:
 
 def filter_row(x: np.ndarray, s: Sampling, penalize: np.ndarray | None = None) -> np.ndarray:
     """Steps 3-4 on one take's logits ``x`` (n,) (masked ids -inf); ``penalize`` (n,) bool marks
-    the recent ids the repetition penalty pushes down. Returns probabilities (n,) float64.
+    the recent ids the repetition penalty pushes down. Returns probabilities (n,) float64
+    (:func:`kept_row` spread out: 0 off the kept ids)."""
+    ids, q = kept_row(x, s, penalize)
+    p = np.zeros(len(x))
+    p[ids] = q
+    return p
+
+
+def kept_row(x: np.ndarray, s: Sampling, penalize: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 3-4 on one take's logits ``x`` (n,): the ids kept, ascending (k,) int64, and their
+    probabilities (k,) float64 summing to 1 (an id whose mass underflows may have 0). None kept
+    when every id is masked (greedy: the first id then).
 
     One take at a time in NumPy: a take's odds then depend on its own logits only (the same
     alone or in a batch), and few passes over its thousands of ids (docs/performance.md)."""
-    x = np.array(x, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
     if penalize is not None and s.repetition_penalty != 1:
+        x = x.copy()
         v = x[penalize]
         x[penalize] = np.where(v > 0, v / s.repetition_penalty, v * s.repetition_penalty)
     if s.temperature == 0:
-        p = np.zeros(len(x))
-        p[np.argmax(x)] = 1.0
-        return p
+        return np.array([np.argmax(x)]), np.ones(1)
+    top = x.max() if len(x) else -math.inf
+    if not np.isfinite(top):
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    y = x - top  # (n,) <= 0, a new array
     if s.temperature != 1:
-        x /= s.temperature
-    if s.top_k and s.top_k < len(x):
-        x[x < np.partition(x, -s.top_k)[-s.top_k]] = -math.inf
-    p = np.exp(x - x.max())
-    p /= p.sum()
-    if s.top_p < 1:
-        p = _nucleus(p, s.top_p)
+        y /= s.temperature
+    if s.top_k and s.top_k < len(y):
+        y[y < np.partition(y, -s.top_k)[-s.top_k]] = -math.inf
+    p = np.exp(y, out=y)  # unnormalized: the best id has 1
+    ids = _nucleus(p, s.top_p) if s.top_p < 1 else np.flatnonzero(p)
+    q = p[ids]
     if s.min_p > 0:
-        p[p < s.min_p * p.max()] = 0.0
-    return p / p.sum()
+        keep = q >= s.min_p
+        ids, q = ids[keep], q[keep]
+    return ids, q / q.sum()
 
 
 def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
-    """``p`` (n,) with only the smallest set of most likely ids whose mass reaches ``top_p`` kept.
-    Only ids above a cut are sorted: every id below it comes after them all, so once their mass
-    passes top_p none below can be kept (a cut 1,000x under the best id almost always does)."""
+    """The ids (ascending) of ``p`` (n,) (masses, the best 1) with at most ``top_p`` of the mass
+    above them, most likely first (ties by id): the smallest set reaching top_p, and an id tied at
+    the boundary. Only ids above a cut are sorted: every id below it comes after them all, so once
+    their mass passes top_p none below can be kept (a cut 1,000x under the best id almost always does)."""
+    goal = top_p * p.sum()
     for cut in (1e-3, 1e-6, 0.0):
-        cand = np.flatnonzero(p >= cut * p.max()) if cut else np.arange(len(p))
+        cand = np.flatnonzero(p >= cut) if cut else np.arange(len(p))
         cand = cand[np.argsort(-p[cand], kind="stable")]  # descending; ties by id
         mass = np.cumsum(p[cand])
-        if not cut or mass[-1] > top_p:
+        if not cut or mass[-1] > goal:
             break
     before = np.concatenate(([0.0], mass[:-1]))  # the mass of the ids above each
-    n = int(np.searchsorted(before, top_p, side="right"))  # kept: those with at most top_p above them
-    out = np.zeros_like(p)
-    out[cand[:n]] = p[cand[:n]]
-    return out
+    kept = cand[: int(np.searchsorted(before, goal, side="right"))]  # those with at most top_p above them
+    return np.sort(kept[p[kept] > 0])
 
 
 def draw_row(p: np.ndarray, gen: torch.Generator) -> int:
     """One index drawn from probabilities ``p`` (n,) with the take's own generator (inverse CDF
     over the ids with mass: never a 0-mass index)."""
-    u = float(torch.rand((), generator=gen))
     ids = np.flatnonzero(p)
+    return draw_kept(ids, p[ids], gen, len(p))
+
+
+def draw_kept(ids: np.ndarray, q: np.ndarray, gen: torch.Generator, n: int) -> int:
+    """One of ``ids`` (k,) ascending, drawn by their masses ``q`` (k,) with the take's own generator
+    (inverse CDF in id order); ``n - 1`` (the last id) when none is left, as the torch sampler gave."""
+    u = float(torch.rand((), generator=gen))
     if not len(ids):
-        return len(p) - 1  # no mass anywhere: the last id, as the torch sampler gave
-    cdf = np.cumsum(p[ids])
+        return n - 1
+    cdf = np.cumsum(q)
     return int(ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)])
 
 
+def sample_row(x: np.ndarray, s: Sampling, gen: torch.Generator, penalize: np.ndarray | None = None) -> int:
+    """Steps 3-5 on one take's logits ``x`` (n,): ``draw_row(filter_row(...))`` without spreading
+    the kept ids out and finding them again."""
+    return draw_kept(*kept_row(x, s, penalize), gen, len(x))
+
+
 def sample_rows(logits: torch.Tensor, s: Sampling, gens: list[torch.Generator], recent=None) -> torch.Tensor:
-    """Steps 3-5 on (B, V) masked logits: one id per row (B,), row b filtered on its own
-    (``filter_row``; ``recent`` (B, R) ids it penalizes) and drawn from ``gens[b]`` (``draw_row``)."""
+    """Steps 3-5 on (B, V) masked logits: one id per row (B,), row b filtered on its own and drawn
+    from ``gens[b]`` (``sample_row``; ``recent`` (B, R) ids it penalizes)."""
     x = logits.detach().float().cpu().numpy()
     ids = []
     for b, gen in enumerate(gens):
@@ -169,7 +195,7 @@ def sample_rows(logits: torch.Tensor, s: Sampling, gens: list[torch.Generator], 
         if recent is not None and s.repetition_penalty != 1:
             penalize = np.zeros(x.shape[1], dtype=bool)
             penalize[recent[b].cpu().numpy()] = True
-        ids.append(draw_row(filter_row(x[b], s, penalize), gen))
+        ids.append(sample_row(x[b], s, gen, penalize))
     return torch.tensor(ids, device=logits.device)
 
 
