@@ -167,6 +167,32 @@ def test_blind_round_vote_reveal_leaderboard_next_round(db):
     assert not at.button(key="ab_vote_a").disabled and not at.session_state["ab_revealed"]
 
 
+def test_two_models_each_play_at_their_recommended_sampling_unless_turned_off(db):
+    """The flagship's card recommends temperature 0.9 and no repetition penalty; lstm has none, so it
+    plays at the app's defaults. The page's knobs (temperature 1.4 here) apply to both only when
+    the listener turns recommended sampling off; the key lock is always the listener's."""
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.run()
+    at.slider(key="ab_seed_seconds").set_value(4.0)
+    at.slider(key="ab_seconds").set_value(5)
+    at.radio(key="ab_mode").set_value("Two models").run()
+    at.selectbox(key="ab_model_1").set_value("flagship").run()
+    at.selectbox(key="ab_model_2").set_value("lstm")
+    at.slider(key="ab_temperature").set_value(1.4)
+    at.checkbox(key="ab_key_lock").check()
+    at.button(key="ab_new").click().run()
+    assert not at.exception
+    rnd = at.session_state["ab_round"]
+    got = {c.model: c.settings for c in (rnd.a, rnd.b)}
+    assert (got["flagship"]["temperature"], got["flagship"]["repetition_penalty"]) == (0.9, 1.0)
+    assert (got["lstm"]["temperature"], got["lstm"]["repetition_penalty"]) == (1.0, 1.1)
+    assert got["flagship"]["key_lock"] and got["lstm"]["key_lock"] and not rnd.failed
+    at.checkbox(key="ab_own_sampling").uncheck()
+    at.button(key="ab_new").click().run()
+    rnd = at.session_state["ab_round"]
+    assert [c.settings["temperature"] for c in (rnd.a, rnd.b)] == [1.4, 1.4] and not rnd.failed
+
+
 def test_unwritable_vote_file_shows_error_and_keeps_the_round(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")

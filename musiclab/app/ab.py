@@ -17,12 +17,13 @@ from collections.abc import Callable
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..listening.ab import describe, make_round, surprise_pair
+from ..listening.ab import describe, make_round, own_sampling, surprise_pair
 from ..listening.rating import head_to_head, leaderboard
 from ..listening.votes import StoreError, VoteError, VoteStore
 from ..midi.examples import list_examples
 from ..midi.figure import pianoroll_figure
 from ..midi.io import load_midi
+from ..serving.weights import read_card
 from . import keys as K
 from .common import KEEP, Progress, cached_model, cached_models, model_picker, seed_length
 
@@ -70,7 +71,8 @@ def contestants_picker(settings: dict) -> Draw | None:
         m2 = st.selectbox("Model 2", models, index=models.index(others[0]), key="ab_model_2", persist_state=KEEP)
         if m1 == m2:
             st.caption("Same model twice: a sanity check (only the random seeds differ).")
-        return lambda rng: [(m1, dict(settings)), (m2, dict(settings))]
+        pick = _settings_for(settings)
+        return lambda rng: [(m1, pick(m1)), (m2, pick(m2))]
     if mode == "One model, two temperatures":
         m = model_picker("ab_model_1", "Model")
         t2 = st.slider("Second temperature", 0.0, 2.0, 1.3, 0.05, key="ab_temperature_2", persist_state=KEEP)
@@ -78,7 +80,26 @@ def contestants_picker(settings: dict) -> Draw | None:
             st.caption("Both temperatures are equal: only the random seeds differ.")
         return lambda rng: [(m, dict(settings)), (m, {**settings, "temperature": t2})]
     st.caption("Each round: two random models, or one model with two random settings.")
-    return lambda rng: surprise_pair(models, settings, rng)
+    if len(models) < 2:
+        return lambda rng: surprise_pair(models, settings, rng)
+    pick = _settings_for(settings)
+    return lambda rng: [(m, pick(m)) for m, _ in surprise_pair(models, settings, rng)]
+
+
+def _settings_for(settings: dict) -> Callable[[str], dict]:
+    """model -> its sampling in a two-model round: its card's recommended one (the key lock the
+    listener's) unless the listener turns that off, then the page's ``settings`` for both."""
+    own = st.checkbox(
+        "Each model at its recommended sampling",
+        True,
+        key="ab_own_sampling",
+        help="As Compose starts it: its card's sampling (the flagship's: temperature 0.9, no repetition "
+        "penalty), else the app's defaults. Off: both play with the Sampling settings above.",
+        persist_state=KEEP,
+    )
+    if own:
+        return lambda m: own_sampling(read_card(m), settings)
+    return lambda m: dict(settings)
 
 
 def start_round(seed, seed_bytes: bytes, label: str, draw: Draw, seed_s: float, new_s: float, blind: bool) -> None:

@@ -1,4 +1,5 @@
-"""A/B rounds: two continuations of one seed, made with the same settings, heard at one loudness.
+"""A/B rounds: two continuations of one seed, each model at its recommended sampling (or both at
+the listener's), heard at one loudness.
 
 A round pits two *contestants* (a model name + its sampling settings) against each other.
 Both continue the same seed excerpt for the same number of seconds; the order shown to the
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pretty_midi
 
-from ..generation.sampling import Sampling, generate
+from ..generation.sampling import Sampling, app_defaults, generate
 from ..midi.io import load_midi, midi_to_bytes
 from ..midi.synth import encode_audio, render_audio_with_notice
 from ..serving import jobs
@@ -98,6 +99,13 @@ def describe(model: str, settings: dict) -> str:
 def seed_hash(midi_bytes: bytes) -> str:
     """sha256 hex digest of the seed MIDI file's bytes (what votes store instead of the music)."""
     return hashlib.sha256(midi_bytes).hexdigest()
+
+
+def own_sampling(card: dict | None, settings: dict) -> dict:
+    """``settings`` with a model's recommended sampling (its card's "sampling" over the app's
+    defaults) in place of the page's, the key lock kept: two models then each play as they sound
+    best, as Compose starts them (the flagship's card: temperature 0.9, no repetition penalty)."""
+    return {**settings, **{k: v for k, v in app_defaults(card).items() if k != "key_lock"}}
 
 
 def surprise_pair(models: list[str], settings: dict, rng: random.Random) -> list[tuple[str, dict]]:
