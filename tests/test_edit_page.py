@@ -144,27 +144,27 @@ def test_a_bad_span_is_refused_with_a_reason_and_nothing_is_lost(flagship, start
 def test_a_bad_chord_symbol_is_refused_with_what_is_accepted(flagship):
     at = _app(MOZART)
     at.radio(key="edit_job").set_value("Accompany a melody").run()
-    at.text_input(key="edit_chords").input("C Am H7 G xyz").run()
+    at.text_area(key="edit_chords").input("C Am H7 G xyz").run()
     assert not at.exception  # said at once, under the box, every bad symbol; Accompany waits for a fix
     assert any("'H7', 'xyz' are not chord symbols; expected e.g. C, Am" in e.value for e in at.error), at.error
     assert at.button(key="edit_go").disabled
     assert "takes" not in at.session_state or at.session_state["takes"] == []
-    assert at.text_input(key="edit_chords").value == "C Am H7 G xyz"  # kept as typed, to fix
+    assert at.text_area(key="edit_chords").value == "C Am H7 G xyz"  # kept as typed, to fix
     at.radio(key="edit_job").set_value("Infill a passage").run()
     at.radio(key="edit_job").set_value("Accompany a melody").run()
-    assert at.text_input(key="edit_chords").value == "C Am H7 G xyz"  # and kept across the job switch
-    at.text_input(key="edit_chords").input("C Am F G").run()
+    assert at.text_area(key="edit_chords").value == "C Am H7 G xyz"  # and kept across the job switch
+    at.text_area(key="edit_chords").input("C Am F G").run()
     assert not at.error and not at.button(key="edit_go").disabled
 
 
 def test_a_new_piece_forgets_the_chords_typed_for_the_last_and_the_takes_made_here_stay(flagship):
     at = _app(MOZART)
     at.radio(key="edit_job").set_value("Accompany a melody").run()
-    at.text_input(key="edit_chords").input("F Bb F C").run()
+    at.text_area(key="edit_chords").input("F Bb F C").run()
     at.button(key="edit_go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     at.selectbox(key="edit_example").set_value(FOSTER).run()
-    assert at.text_input(key="edit_chords").value == ""  # not the last piece's chords on a tune in another key
+    assert at.text_area(key="edit_chords").value == ""  # not the last piece's chords on a tune in another key
     at.button(key="edit_go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     first, second = at.session_state["takes"]
@@ -181,7 +181,7 @@ def test_the_chords_read_from_a_melody_can_be_edited_and_followed(flagship):
     (first,) = at.session_state["takes"]
     assert first["info"]["chords_from"] == "melody"
     at.button(key=f"chords_{first['id']}").click().run()
-    assert at.text_input(key="edit_chords").value == " | ".join(first["info"]["chords"])
+    assert at.text_area(key="edit_chords").value == " | ".join(first["info"]["chords"])
     at.button(key="edit_go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     second = at.session_state["takes"][1]
@@ -189,7 +189,7 @@ def test_the_chords_read_from_a_melody_can_be_edited_and_followed(flagship):
     offered = lambda: any(b.key == f"chords_{first['id']}" for b in at.button)  # noqa: E731
     at.toggle(key="edit_accompany_span").set_value(True).run()
     at.number_input(key="edit_from").set_value(10.0).run()  # bar 6 at 120 bpm: the box counts from there
-    assert not offered() and at.text_input(key="edit_chords").label.startswith("Chords from bar 6")
+    assert not offered() and at.text_area(key="edit_chords").label.startswith("Chords from bar 6")
     at.toggle(key="edit_accompany_span").set_value(False).run()
     assert offered()
     at.selectbox(key="edit_example").set_value(MOZART).run()  # another piece: those chords are not offered
@@ -255,7 +255,7 @@ def test_a_transposed_copy_is_another_piece_so_its_chords_start_empty(flagship):
     at = _app(FOSTER)
     at.session_state[K.SEED_BYTES], at.session_state[K.SEED_LABEL] = midi_to_bytes(up), "Foster up a tone"
     at.radio(key="edit_job").set_value("Accompany a melody").run()
-    at.text_input(key="edit_chords").input("F Bb F C").run()
-    assert at.text_input(key="edit_chords").value == "F Bb F C"  # kept while the piece stays
+    at.text_area(key="edit_chords").input("F Bb F C").run()
+    assert at.text_area(key="edit_chords").value == "F Bb F C"  # kept while the piece stays
     at.radio(key="edit_src").set_value("Current seed").run()
-    assert not at.exception and at.text_input(key="edit_chords").value == ""  # chords for F, not for G
+    assert not at.exception and at.text_area(key="edit_chords").value == ""  # chords for F, not for G

@@ -37,6 +37,9 @@ def test_chord_symbols_read_per_bar_split_shared_bars_and_loop():
     assert tones_at(h, S) == {2, 5, 9} and tones_at(h, 2 * S) == set()
     h = parse_chords("C | | F %", bars(3))  # an empty bar holds the chord before; so does % within a bar
     assert h.names == ["C", "C", "F F"] and tones_at(h, S + 3) == {0, 4, 7}
+    lines = parse_chords("| C | Am | F G7 |\n| Bb/D | % |\nC | | Dm\n", bars(8))  # a line break is a bar line
+    assert lines.names == ["C", "Am", "F G7", "Bb/D", "Bb/D", "C", "C", "Dm"]
+    assert parse_chords("C Am\nF G", bars(4)).names == ["C", "Am", "F", "G"]
 
 
 def test_chords_follow_the_files_own_bars():

@@ -149,11 +149,11 @@ def chords_input(pm, melody: int, start: float | None, end: float | None) -> tup
     s0 = int(seconds_to_step(pm, start, 12) + 1e-6)
     bar, bars = bars_of(pm, s0, max(int(seconds_to_step(pm, end, 12)), s0 + 1), 12)  # as accompany() counts
     st.session_state[K.EDIT_CHORDS_BAR] = bar  # a take's chords are offered for the box only from this bar
-    text = st.text_input(f"Chords from bar {bar} (optional)", key=K.EDIT_CHORDS, persist_state=KEEP, max_chars=2000,
+    text = st.text_area(f"Chords from bar {bar} (optional)", key=K.EDIT_CHORDS, persist_state=KEEP, max_chars=2000, height=90,
                          placeholder="empty: read from the melody (or type e.g. C Am F G)",
                          help="One chord a bar (the file's own bars, as the bar inputs count them), from the "
                          "bar the accompaniment starts in, e.g. C Am F G7, or C | Am | F G | G7 where two "
-                         "chords share a bar. Read: slash chords (C/E), sevenths and the like (F#m7, CΔ7, "
+                         "chords share a bar; a new line is a new bar. Read: slash chords (C/E), sevenths and the like (F#m7, CΔ7, "
                          "G7sus4, Bm7b5), N.C. for no chord, % for the bar before; a - after the root is "
                          "minor (C-7 = Cm7). Fewer chords than bars repeat as a loop; chords past the end "
                          "are not used. Empty: the chord model reads them from the melody.")  # fmt: skip

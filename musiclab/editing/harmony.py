@@ -144,8 +144,11 @@ def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:
     where chords sharing a bar split it evenly and an empty bar holds the chord before (as % does
     for a bar, or for the chord before it within one): a Harmony over
     ``bars`` ([lo, hi) grid steps each). Fewer bars of chords than ``bars`` repeat from the
-    first, as a loop; every symbol is checked, those past the span are counted as unused."""
+    first, as a loop; every symbol is checked, those past the span are counted as unused. A line
+    break is a bar line too (with or without a | at either end of the line)."""
     text = text.replace(",", " ")
+    if "|" in text:
+        text = re.sub(r"\s*\|?[ \t]*\n\s*\|?\s*", " | ", text.strip())
     if re.search(r"(^|\s)-(\s|$)", text):
         raise SettingsError("a lone '-' is not read; write % to hold the chord for a bar, and separate chords "
                             "with spaces (a bar each) or | between bars")  # fmt: skip
