@@ -115,7 +115,7 @@ def test_take_shows_metrics_vs_seed():
     generate(at)
     assert not at.exception and not at.error
     shown = {m.label: m for m in at.metric}
-    assert {"In key", "Repetition", "Notes/s", "Polyphony", "Range", "Drift (st)"} <= set(shown)
+    assert {"In key", "Repeats", "Notes/s", "Voices", "Range", "Drift (st)"} <= set(shown)
     assert 0 <= int(shown["In key"].value.rstrip("%")) <= 100
     assert shown["In key"].delta.endswith("pts")  # vs the seed
 

@@ -162,6 +162,37 @@ def test_kv_cache_matches_full_recomputation():
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("kv", [1, 2])
+def test_grouped_query_attention_cache_matches_the_full_pass_and_its_pooled_start(kv):
+    """With fewer key/value heads (grouped-query attention) the KV cache holds n_kv heads a layer,
+    prefill + step give the full pass's logits, past the block too, and a model whose key/value heads
+    are the mean of a full model's equals that model when its heads within a group were equal."""
+    from musiclab.training.pretrain import pool_kv_heads
+
+    m = tiny_model(n_head=4, n_kv_head=kv)
+    x = torch.randint(1, TOK.vocab_size, (3, 99))
+    logits, cache = m.prefill(x[:, :20])
+    assert cache.k.shape[2] == kv
+    got = [logits]
+    for t in range(20, 99):
+        logits, cache = m.step(x[:, t], cache)
+        got.append(logits)
+    assert torch.allclose(torch.stack(got, 1), m.sliding_logits(x)[:, 19:], atol=1e-5)
+    full = tiny_model(n_head=4)
+    state = full.state_dict()
+    for name, w in state.items():  # make each group's key and value heads equal: pooling is then exact
+        if name.endswith("c_attn.weight") or name.endswith("c_attn.bias"):
+            C, hd = TINY["n_embd"], TINY["n_embd"] // 4
+            k = w[C : 2 * C].unflatten(0, (kv, -1, hd))
+            w[C : 2 * C] = k[:, :1].expand_as(k).flatten(0, 2)
+            v = w[2 * C :].unflatten(0, (kv, -1, hd))
+            w[2 * C :] = v[:, :1].expand_as(v).flatten(0, 2)
+    full.load_state_dict(state)
+    m.load_state_dict(pool_kv_heads(state, m.state_dict(), TINY["n_embd"] // 4))
+    assert torch.allclose(m(x[:, :32])[0], full(x[:, :32])[0], atol=1e-5)
+
+
+@torch.no_grad()
 def test_sliding_window_cache_past_the_block():
     # one layer: a cached key depends only on its token and position, so with RoPE the sliding
     # cache must equal re-reading the last block_size tokens exactly (positions are relative)

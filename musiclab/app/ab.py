@@ -90,7 +90,7 @@ def _settings_for(settings: dict) -> Callable[[str], dict]:
     """model -> its sampling in a two-model round: its card's recommended one (the key lock the
     listener's) unless the listener turns that off, then the page's ``settings`` for both."""
     own = st.checkbox(
-        "Each model at its recommended sampling",
+        "Each model's own sampling",
         True,
         key="ab_own_sampling",
         help="As Compose starts it: its card's sampling (the flagship's: temperature 0.9, no repetition "
@@ -98,6 +98,9 @@ def _settings_for(settings: dict) -> Callable[[str], dict]:
         persist_state=KEEP,
     )
     if own:
+        st.caption(
+            "Each model plays at its own recommended sampling; of the Sampling settings above, only the key lock applies."
+        )
         return lambda m: own_sampling(read_card(m), settings)
     return lambda m: dict(settings)
 

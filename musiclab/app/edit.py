@@ -149,7 +149,7 @@ def chords_input(pm, melody: int, start: float | None, end: float | None) -> tup
     s0 = int(seconds_to_step(pm, start, 12) + 1e-6)
     bar, bars = bars_of(pm, s0, max(int(seconds_to_step(pm, end, 12)), s0 + 1), 12)  # as accompany() counts
     st.session_state[K.EDIT_CHORDS_BAR] = bar  # a take's chords are offered for the box only from this bar
-    text = st.text_area(f"Chords from bar {bar} (optional)", key=K.EDIT_CHORDS, persist_state=KEEP, max_chars=2000, height=90,
+    text = st.text_area(f"Chords from bar {bar} (optional)", key=K.EDIT_CHORDS, persist_state=KEEP, max_chars=2000, height=120,
                          placeholder="empty: read from the melody (or type e.g. C Am F G)",
                          help="One chord a bar (the file's own bars, as the bar inputs count them), from the "
                          "bar the accompaniment starts in, e.g. C Am F G7, or C | Am | F G | G7 where two "

@@ -32,11 +32,11 @@ def _pts_colour(a: float | None, b: float | None, colour: str) -> str:
 
 SHARES = (  # (label, compare() stat, delta colour: a rise is good / bad, help)
     ("In key", "in_key", "normal", "Share of notes in {key} (the seed's key)"),
-    ("Repetition", "repetition", "inverse", "Share of onsets repeating the previous onset's notes exactly"),
+    ("Repeats", "repetition", "inverse", "Repetition: share of onsets repeating the previous onset's notes exactly"),
 )
 AMOUNTS = (  # (label, compare() stat, number format, unit, help)
     ("Notes/s", "density", ".1f", "", "Note density"),
-    ("Polyphony", "polyphony", ".1f", "", "Mean notes sounding together"),
+    ("Voices", "polyphony", ".1f", "", "Polyphony: mean notes sounding together"),
     ("Range", "pitch_range", "d", " st", "Highest minus lowest pitch, semitones"),
 )
 

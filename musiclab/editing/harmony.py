@@ -136,7 +136,7 @@ def _not_chords(symbols: list[str]) -> SettingsError:
     which = f"{shown[0]} is not a chord symbol" if len(shown) == 1 else f"{', '.join(shown)} are not chord symbols"
     which += f" (and {len(symbols) - 4} more)" if len(symbols) > 4 else ""
     return SettingsError(f"{which}; expected e.g. C, Am, F#m7, Bb/D, G7sus4, N.C. for no chord, % to repeat the "
-                         "bar before; chords are separated by spaces, a bar each, or by | between bars")  # fmt: skip
+                         "bar before; chords are separated by spaces, a bar each, or by | or a new line between bars")  # fmt: skip
 
 
 def parse_chords(text: str, bars: list[tuple[int, int]]) -> Harmony:

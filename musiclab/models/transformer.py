@@ -41,6 +41,7 @@ class TransformerConfig:
     dropout: float = 0.1  # on attention weights and residual branches, training only
     rope_base: float = 10000.0  # RoPE frequency base: head dim pair i turns at base^(-2i/hd) rad/token
     attn_dropout: float | None = None  # on attention weights (None: ``dropout``); 0 keeps SDPA's fused kernel
+    n_kv_head: int | None = None  # key/value heads (None: n_head); fewer: grouped-query attention, a smaller KV cache
 
 
 CACHE_BYTES = 8 << 20  # ~ the cache this VM's step finds (1 MB products slow past 8 MB read in turn: docs/flagship.md)
@@ -50,7 +51,7 @@ _COLD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its 
 class KVCache:
     """Per-layer keys/values of the last ``block_size`` tokens, a ring buffer.
 
-    ``k``/``v``: (n_layer, B, n_head, block_size, head_dim). ``pos``: tokens seen so far
+    ``k``/``v``: (n_layer, B, n_kv_head, block_size, head_dim). ``pos``: tokens seen so far
     (the RoPE position of the next token). Slot ``pos % block_size`` holds the newest
     entry; once full, each new token overwrites the oldest (the sliding window). Keys carry
     their own rotation, so their order in the buffer does not matter to attention.
@@ -73,10 +74,11 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 class Block(nn.Module):
     def __init__(self, c: TransformerConfig):
         super().__init__()
-        self.n_head = c.n_head
+        self.n_head, self.n_kv = c.n_head, c.n_kv_head or c.n_head
+        self.hd = c.n_embd // c.n_head
         self.attn_dropout = c.dropout if c.attn_dropout is None else c.attn_dropout
         self.ln_1 = nn.LayerNorm(c.n_embd)
-        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd)  # q, k, v in one matmul
+        self.c_attn = nn.Linear(c.n_embd, c.n_embd + 2 * self.n_kv * self.hd)  # q, k, v in one matmul
         self.c_proj = nn.Linear(c.n_embd, c.n_embd)
         self.ln_2 = nn.LayerNorm(c.n_embd)
         self.mlp = nn.Sequential(nn.Linear(c.n_embd, c.n_ff), nn.GELU(), nn.Linear(c.n_ff, c.n_embd))
@@ -86,15 +88,27 @@ class Block(nn.Module):
         """x (B, T, C): causal attention over x (or ``mask`` (T, T) bool, True = may attend).
         With ``cache`` (a prefill into an empty cache), keys/values also go to slots 0..T-1."""
         B, T, C = x.shape
-        qkv = self.c_attn(self.ln_1(x)).view(B, T, 3, self.n_head, C // self.n_head)
-        q, k = _rotate(qkv[:, :, :2], cos, sin).unbind(2)  # rotate q and k together
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hd)
+        q, k, v = self._qkv(self.c_attn(self.ln_1(x)), cos, sin)  # (B, T, nh | n_kv, hd)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         if cache is not None:
             cache.k[layer, :, :, :T], cache.v[layer, :, :, :T] = k, v
         p = self.attn_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
+        gqa = self.n_kv < self.n_head  # query heads j*G .. j*G+G-1 share key/value head j
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None, enable_gqa=gqa)
         x = x + self.drop(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
         return x + self.drop(self.mlp(self.ln_2(x)))
+
+    def _qkv(self, qkv: torch.Tensor, cos, sin):
+        """The c_attn output (B, T, C + 2 n_kv hd) -> rotated q (B, T, nh, hd), rotated k and v (B, T, n_kv, hd)."""
+        B, T, _ = qkv.shape
+        if self.n_kv == self.n_head:
+            qkv = qkv.view(B, T, 3, self.n_head, self.hd)
+            q, k = _rotate(qkv[:, :, :2], cos, sin).unbind(2)  # rotate q and k together
+            return q, k, qkv[:, :, 2]
+        q, k, v = qkv.split([self.n_head * self.hd, self.n_kv * self.hd, self.n_kv * self.hd], dim=-1)
+        q = _rotate(q.reshape(B, T, self.n_head, self.hd), cos[:, 0], sin[:, 0])
+        k = _rotate(k.reshape(B, T, self.n_kv, self.hd), cos[:, 0], sin[:, 0])
+        return q, k, v.reshape(B, T, self.n_kv, self.hd)
 
     def step_weights(self, batch: int, cold: bool = False) -> tuple:
         """What ``step`` uses, bound once per generation: LayerNorm tensors and the four linears
@@ -110,12 +124,13 @@ class Block(nn.Module):
         ln1_w, ln1_b, ln2_w, ln2_b, attn, proj, up, down = w
         B, C = x.shape
         slot, n = cache.pos % cache.k.size(3), min(cache.pos + 1, cache.k.size(3))
-        qkv = attn(F.layer_norm(x, (C,), ln1_w, ln1_b)).to(x.dtype).view(B, 1, 3, self.n_head, C // self.n_head)
-        qk = _rotate(qkv[:, :, :2], cos, sin)[:, 0]  # (B, 2, nh, hd)
-        cache.k[layer, :, :, slot], cache.v[layer, :, :, slot] = qk[:, 1], qkv[:, 0, 2]
-        # every cached entry is in the past: no mask needed
-        y = F.scaled_dot_product_attention(qk[:, 0, :, None], cache.k[layer, :, :, :n], cache.v[layer, :, :, :n])
-        x = x + proj(y.view(B, C))  # y (B, nh, 1, hd); a cold model's products are bf16, x stays fp32
+        q, k, v = self._qkv(attn(F.layer_norm(x, (C,), ln1_w, ln1_b)).to(x.dtype).view(B, 1, -1), cos, sin)
+        cache.k[layer, :, :, slot], cache.v[layer, :, :, slot] = k[:, 0], v[:, 0]
+        # every cached entry is in the past: no mask needed. A key/value head's G query heads go in as
+        # G query rows of one attention over its cache (grouped-query: the cache is read once for them)
+        q = q.reshape(B, self.n_kv, self.n_head // self.n_kv, self.hd)  # (B, n_kv, G, hd)
+        y = F.scaled_dot_product_attention(q, cache.k[layer, :, :, :n], cache.v[layer, :, :, :n])
+        x = x + proj(y.reshape(B, C))  # y (B, n_kv, G, hd); a cold model's products are bf16, x stays fp32
         return x + down(F.gelu(up(F.layer_norm(x, (C,), ln2_w, ln2_b))))
 
 
@@ -135,6 +150,8 @@ class TransformerModel(MusicModel):
         c = config
         if c.n_embd % c.n_head or (c.n_embd // c.n_head) % 2:
             raise ValueError(f"expected n_embd divisible by n_head into an even head size, got {c.n_embd}/{c.n_head}")
+        if c.n_kv_head is not None and (c.n_kv_head < 1 or c.n_head % c.n_kv_head):
+            raise ValueError(f"expected n_kv_head dividing n_head={c.n_head}, got {c.n_kv_head}")
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
@@ -192,7 +209,7 @@ class TransformerModel(MusicModel):
 
     def new_cache(self, batch: int, like: torch.Tensor) -> KVCache:
         c = self.config
-        shape = (c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head)
+        shape = (c.n_layer, batch, c.n_kv_head or c.n_head, c.block_size, c.n_embd // c.n_head)
         weights = self._cold_weights() if self.step_bytes() > CACHE_BYTES else self._step_weights(batch, False)
         return KVCache(like.new_zeros(shape), like.new_zeros(shape), 0, weights)
 

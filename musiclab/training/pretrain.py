@@ -116,15 +116,38 @@ def load_checkpoint(run: Path, model, opt) -> tuple[int, np.random.Generator, fl
 
 
 def warm_start(model, init: Path) -> None:
-    """Load a run folder's model weights (strictly: the same shape) into ``model``."""
+    """Load a run folder's model weights, or a shipped model folder's (model.safetensors), into
+    ``model``: strictly the same shape, but for fewer key/value heads (their mean: ``pool_kv_heads``)."""
     init = Path(init)
-    if not (init / "checkpoint.safetensors").exists():
-        raise ValueError(f"--init {init}: no checkpoint.safetensors there (expected a flagship run folder)")
-    t = load_file(init / "checkpoint.safetensors")
+    if (init / "checkpoint.safetensors").exists():
+        t = {k[6:]: v for k, v in load_file(init / "checkpoint.safetensors").items() if k.startswith("model.")}
+    elif (init / "model.safetensors").exists():
+        t = load_file(init / "model.safetensors")
+    else:
+        raise ValueError(f"--init {init}: no checkpoint.safetensors or model.safetensors there (expected a "
+                         "flagship run folder or a shipped model's folder)")  # fmt: skip
     try:
-        model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+        hd = model.config.n_embd // model.config.n_head
+        model.load_state_dict(pool_kv_heads(t, model.state_dict(), hd), strict=True)
     except RuntimeError as e:
         raise ValueError(f"--init {init}: its model has another shape ({str(e).splitlines()[0]})") from None
+
+
+def pool_kv_heads(src: dict, dst: dict, head_dim: int) -> dict:
+    """``src`` weights for a model shaped as ``dst`` (a state dict), in its dtype: where dst's
+    attention has fewer key/value heads (of ``head_dim``), each is the mean of its group of src's
+    heads (query heads j*G .. j*G+G-1 share head j: the grouped-query "uptraining" start of Ainslie
+    et al. 2023); anything else is taken as it is."""
+    out = {}
+    for name, w in src.items():
+        like = dst.get(name)
+        if like is not None and name.endswith(("c_attn.weight", "c_attn.bias")) and w.shape != like.shape:
+            C = w.shape[0] // 3  # src: q, k, v of C rows each
+            n_kv = (like.shape[0] - C) // 2 // head_dim
+            q, k, v = w.float().split(C)
+            w = torch.cat([q, *(t.unflatten(0, (n_kv, -1, head_dim)).mean(1).flatten(0, 1) for t in (k, v))])
+        out[name] = w.to(like.dtype) if like is not None else w
+    return out
 
 
 def valid_set(sampler: ExampleSampler, seed: int) -> dict[str, np.ndarray]:
