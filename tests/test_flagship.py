@@ -658,3 +658,31 @@ def test_train_flagship_ships_a_finished_run_to_out_and_not_an_unfinished_one(co
     assert f"shipped {out}" in done.stdout and "2 steps" in done.stdout
     model = load_model("flagship", root=out.parent, device="cpu")
     assert model.card["steps"] == 2 and model.net.config.n_layer == 1
+
+
+def test_a_run_can_start_from_a_shipped_model_with_its_key_value_heads_pooled(flagship_weights, tmp_path):
+    """--init may name a shipped model's folder: its fp16 weights start a grouped-query model (one
+    key/value head: each the mean of the two), which then reads a prompt as the full-head model
+    roughly does, and the new card lists the shipped model's runs before its own."""
+    import json
+
+    from musiclab.models import build_model
+    from musiclab.training.export import run_chain
+    from musiclab.training.pretrain import warm_start
+
+    folder = flagship_weights / "flagship"
+    card = json.loads((folder / "config.json").read_text())
+    full = build_model("flagship", card["model"]).eval()
+    warm_start(full, folder)
+    pooled = build_model("flagship", {**card["model"], "n_kv_head": 1}).eval()
+    warm_start(pooled, folder)
+    assert pooled.blocks[0].c_attn.weight.shape[0] == full.blocks[0].c_attn.weight.shape[0] - 2 * 32
+    x = torch.randint(30, 2000, (1, 64))
+    with torch.no_grad():
+        a, b = torch.log_softmax(full(x)[0], -1), torch.log_softmax(pooled(x)[0], -1)
+    assert 0 < (a.exp() * (a - b)).sum(-1).mean() < 1.0  # changed, but still the same model's odds
+    run = tmp_path / "run"
+    run.mkdir()
+    meta = {"step": 5, "spent_seconds": 36.0, "config": {"init": str(folder), "total_steps": 5}}
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    assert run_chain(run) == card["runs"] + [{"run": "run", "steps": 5, "hours": 0.01, "total_steps": 5}]

@@ -59,14 +59,19 @@ def curves(run: Path, points: int = 60) -> dict:
 
 def run_chain(run: Path) -> list[dict]:
     """The runs that made ``run``'s weights, first to last: each started from the one before
-    (``init``). Per run: its folder's name, steps, hours and schedule settings."""
+    (``init``: a run folder, or a shipped model's folder whose card lists its runs). Per run: its
+    folder's name, steps, hours and schedule settings."""
     meta = json.loads((Path(run) / "checkpoint.json").read_text())
     cfg = meta["config"]
     keys = ("total_steps", "stop_at", "warmup_steps", "lr", "min_lr", "examples")
     this = {"run": Path(run).name, "steps": meta["step"], "hours": round(meta["spent_seconds"] / 3600, 2)}
     this |= {k: cfg.get(k) for k in keys if cfg.get(k) is not None}
     init = Path(cfg["init"]) if cfg.get("init") else None
-    return (run_chain(init) if init and (init / "checkpoint.json").exists() else []) + [this]
+    if init and (init / "checkpoint.json").exists():
+        return run_chain(init) + [this]
+    if init and (init / "config.json").exists():  # a shipped model's folder: the runs its card lists
+        return json.loads((init / "config.json").read_text()).get("runs", []) + [this]
+    return [this]
 
 
 def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | None = None) -> dict:
