@@ -120,7 +120,7 @@ def take_card(take: dict, elsewhere: bool = False) -> None:
         if notice:
             st.warning(notice)
         st.audio(ogg, format="audio/ogg")
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3 = st.columns([1, 1, 2])  # the third holds "Continue from this take" whole at 1280 px
         tid = take["id"]
         stem = f"musiclab-{info.get('model', 'take')}-{tid}"  # model names are registry names: safe in a file name
         c1.download_button("MIDI", take["midi"], f"{stem}.mid", "audio/midi", key=f"dl_mid_{tid}", on_click="ignore")
