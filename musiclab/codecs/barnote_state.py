@@ -253,9 +253,8 @@ class BarNoteState:
         durations = np.zeros((B, c.n_dur)) if durations is None else durations
         logits = np.array(logits, dtype=np.float64)
         table = classes[:, c.pitch_class_rows, None] + durations[:, None, :]  # (B, pitches, n_dur)
-        notes = np.reshape(
-            logits[:, c.note_base :], (B, -1, c.n_dur, c.n_vel), copy=False
-        )  # a view: ids by pitch, bin, velocity
+        # a view of the note ids by pitch, bin, velocity: the table added once per velocity
+        notes = np.reshape(logits[:, c.note_base :], (B, -1, c.n_dur, c.n_vel), copy=False)
         notes += table[..., None]
         return logits
 

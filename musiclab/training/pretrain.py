@@ -141,7 +141,7 @@ def pool_kv_heads(src: dict, dst: dict, head_dim: int) -> dict:
     out = {}
     for name, w in src.items():
         like = dst.get(name)
-        if like is not None and name.endswith(("c_attn.weight", "c_attn.bias")) and w.shape != like.shape:
+        if like is not None and name.endswith(("c_attn.weight", "c_attn.bias")) and like.shape[0] < w.shape[0]:
             C = w.shape[0] // 3  # src: q, k, v of C rows each
             n_kv = (like.shape[0] - C) // 2 // head_dim
             q, k, v = w.float().split(C)
