@@ -66,7 +66,7 @@ class KVCache:
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on the last dim of ``x`` (B, T, 2, nh, hd); cos/sin (T, 1, 1, hd/2) broadcast over q/k and heads."""
+    """RoPE on the last dim of ``x`` (B, T, heads, hd); cos/sin (T, 1, hd/2) broadcast over heads."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -99,16 +99,12 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.ln_2(x)))
 
     def _qkv(self, qkv: torch.Tensor, cos, sin):
-        """The c_attn output (B, T, C + 2 n_kv hd) -> rotated q (B, T, nh, hd), rotated k and v (B, T, n_kv, hd)."""
+        """The c_attn output (B, T, (nh + 2 n_kv) hd) -> rotated q (B, T, nh, hd), rotated k and v (B, T, n_kv, hd)."""
         B, T, _ = qkv.shape
-        if self.n_kv == self.n_head:
-            qkv = qkv.view(B, T, 3, self.n_head, self.hd)
-            q, k = _rotate(qkv[:, :, :2], cos, sin).unbind(2)  # rotate q and k together
-            return q, k, qkv[:, :, 2]
-        q, k, v = qkv.split([self.n_head * self.hd, self.n_kv * self.hd, self.n_kv * self.hd], dim=-1)
-        q = _rotate(q.reshape(B, T, self.n_head, self.hd), cos[:, 0], sin[:, 0])
-        k = _rotate(k.reshape(B, T, self.n_kv, self.hd), cos[:, 0], sin[:, 0])
-        return q, k, v.reshape(B, T, self.n_kv, self.hd)
+        h = self.n_head + self.n_kv
+        x = qkv.view(B, T, h + self.n_kv, self.hd)
+        qk = _rotate(x[:, :, :h], cos, sin)  # q and k heads turn together: one rotation
+        return qk[:, :, : self.n_head], qk[:, :, self.n_head :], x[:, :, h:]
 
     def step_weights(self, batch: int, cold: bool = False) -> tuple:
         """What ``step`` uses, bound once per generation: LayerNorm tensors and the four linears
@@ -171,7 +167,7 @@ class TransformerModel(MusicModel):
             nn.init.zeros_(m.bias)
 
     def _rope_at(self, start: int, T: int, like: torch.Tensor):
-        """cos, sin (T, 1, 1, hd/2) for positions start .. start+T-1 (computed in fp32, cast to ``like``)."""
+        """cos, sin (T, 1, hd/2) for positions start .. start+T-1 (computed in fp32, cast to ``like``)."""
         key = (like.device, like.dtype)
         cos, sin = self._rope.get(key, (None, None))
         if cos is None or cos.size(0) < start + T:
@@ -179,8 +175,8 @@ class TransformerModel(MusicModel):
             n = max(2 * (start + T), 4096)
             inv = self.config.rope_base ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)
             ang = torch.outer(torch.arange(n, dtype=torch.float64), inv)
-            cos = ang.cos().to(like.device, like.dtype)[:, None, None]  # (n, 1, 1, hd/2): over q/k and heads
-            sin = ang.sin().to(like.device, like.dtype)[:, None, None]
+            cos = ang.cos().to(like.device, like.dtype)[:, None]  # (n, 1, hd/2): over heads
+            sin = ang.sin().to(like.device, like.dtype)[:, None]
             self._rope[key] = (cos, sin)
         return cos[start : start + T], sin[start : start + T]
 

@@ -29,7 +29,10 @@ COMMAND = (
     "# each later run starts from the weights of the one before:\n"
     "python -m musiclab train-flagship --data ... --run RUN2 --init RUN1 --out weights/flagship --config configs/flagship-run2.json\n"
     "python -m musiclab train-flagship --data ... --run RUN3 --init RUN2 --out weights/flagship --config configs/flagship-run3.json\n"
-    "python -m musiclab train-flagship --data ... --run RUN4 --init RUN3 --out weights/flagship --config configs/flagship-run4.json"
+    "python -m musiclab train-flagship --data ... --run RUN4 --init RUN3 --out weights/flagship --config configs/flagship-run4.json\n"
+    "python -m musiclab train-flagship --data ... --run RUN5 --init RUN4 --out weights/flagship --config configs/flagship-run5.json\n"
+    "# one key/value head a layer, from the mean of run 5's four (grouped-query uptraining):\n"
+    "python -m musiclab train-flagship --data ... --run RUN6 --init RUN5 --out weights/flagship --config configs/flagship-run6.json"
 )
 
 
