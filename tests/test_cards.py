@@ -28,6 +28,7 @@ def test_shipped_cards_name_source_and_licence(path):
     card = json.loads(path.read_text())
     readme = (path.parent / "README.md").read_text()
     assert "/shared/" not in card["data"] + card["command"] + readme
+    assert not any(str(v).startswith("/") for v in card.get("training", {}).values())  # no path of this machine
     assert "../" not in card["data"] and any(
         describe_data(k) in card["data"] for k in ("piano", "jsb", "asap", "pop909")
     )

@@ -31,8 +31,9 @@ COMMAND = (
     "python -m musiclab train-flagship --data ... --run RUN3 --init RUN2 --out weights/flagship --config configs/flagship-run3.json\n"
     "python -m musiclab train-flagship --data ... --run RUN4 --init RUN3 --out weights/flagship --config configs/flagship-run4.json\n"
     "python -m musiclab train-flagship --data ... --run RUN5 --init RUN4 --out weights/flagship --config configs/flagship-run5.json\n"
-    "# one key/value head a layer, from the mean of run 5's four (grouped-query uptraining):\n"
-    "python -m musiclab train-flagship --data ... --run RUN6 --init RUN5 --out weights/flagship --config configs/flagship-run6.json"
+    "# one key/value head a layer, from the mean of run 5's four (grouped-query uptraining), started from\n"
+    "# run 5 as shipped (fp16): FLAGSHIP5 = a copy of weights/flagship exported from RUN5\n"
+    "python -m musiclab train-flagship --data ... --run RUN6 --init FLAGSHIP5 --out weights/flagship --config configs/flagship-run6.json"
 )
 
 
@@ -97,6 +98,8 @@ def export(run: Path, out: Path, metrics: dict | None = None, sampling: dict | N
     last = cur["valid"][-1][1] if cur["valid"] else {}
     sources = sorted({r["source"] for r in corpus})
     training = {k: v for k, v in cfg.items() if k not in ("run", "out", "data")} | {"data": sources}
+    if cfg.get("init"):  # the folder's name only: a card names no path on the training machine
+        training["init"] = Path(cfg["init"]).name
     card = {
         "arch": cfg["arch"],
         "name": out.name,
