@@ -161,6 +161,18 @@ def test_kv_cache_matches_full_recomputation():
     assert torch.allclose(torch.stack(got, 1), full[:, 6:31], atol=1e-5)
 
 
+def test_pooling_already_grouped_heads_again_is_the_mean_of_all():
+    """4 -> 2 -> 1 key/value heads gives what 4 -> 1 gives: the source may itself be grouped."""
+    from musiclab.training.pretrain import pool_kv_heads
+
+    hd = TINY["n_embd"] // 4
+    four, two, one = (tiny_model(n_head=4, n_kv_head=kv).state_dict() for kv in (4, 2, 1))
+    via_two = pool_kv_heads(pool_kv_heads(four, two, hd), one, hd)
+    direct = pool_kv_heads(four, one, hd)
+    assert via_two.keys() == direct.keys() and all(torch.allclose(via_two[k], direct[k]) for k in direct)
+    assert direct["blocks.0.c_attn.weight"].shape == one["blocks.0.c_attn.weight"].shape
+
+
 @torch.no_grad()
 @pytest.mark.parametrize("kv", [1, 2])
 def test_grouped_query_attention_cache_matches_the_full_pass_and_its_pooled_start(kv):

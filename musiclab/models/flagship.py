@@ -30,8 +30,8 @@ class FlagshipConfig(TransformerConfig):
 class FlagshipModel(TransformerModel):
     description = (
         "musiclab's flagship: a decoder-only Transformer (6 layers, 4 query heads sharing one key/value "
-        "head, d 256, context 1,024, RoPE, KV cache) over bar/note tokens (one token per note: pitch, duration, velocity; bar and beat "
-        "positions; 12 steps a beat). Trained on piano-midi.de, ASAP and POP909 with transposition, "
+        "head, d 256, context 1,024, RoPE, KV cache) over bar/note tokens (one token per note: pitch, "
+        "duration, velocity; bar and beat positions; 12 steps a beat). Trained on piano-midi.de, ASAP and POP909 with transposition, "
         "velocity and tempo augmentation, to continue, infill a span, and accompany a melody."
     )
     reference_shape = None

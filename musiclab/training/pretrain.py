@@ -142,9 +142,9 @@ def pool_kv_heads(src: dict, dst: dict, head_dim: int) -> dict:
     for name, w in src.items():
         like = dst.get(name)
         if like is not None and name.endswith(("c_attn.weight", "c_attn.bias")) and like.shape[0] < w.shape[0]:
-            C = w.shape[0] // 3  # src: q, k, v of C rows each
-            n_kv = (like.shape[0] - C) // 2 // head_dim
-            q, k, v = w.float().split(C)
+            C = dst[name[: name.rindex("c_attn")] + "ln_1.weight"].shape[0]  # q rows: the width, either model
+            kv_src, n_kv = (w.shape[0] - C) // 2, (like.shape[0] - C) // 2 // head_dim
+            q, k, v = w.float().split([C, kv_src, kv_src])
             w = torch.cat([q, *(t.unflatten(0, (n_kv, -1, head_dim)).mean(1).flatten(0, 1) for t in (k, v))])
         out[name] = w.to(like.dtype) if like is not None else w
     return out
