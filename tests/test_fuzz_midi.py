@@ -26,7 +26,7 @@ from musiclab.midi.io import midi_to_bytes
 from tests.conftest import make_midi
 
 CASE_SECONDS = 2.0  # one case, wall clock (typical: 1-30 ms)
-CASE_BYTES = 48e6  # traced peak of one case; pretty_midi's tick map is bounded at 8 MB by midi.checks.TICK_BUDGET
+CASE_BYTES = 48e6  # traced peak of one case; pretty_midi's tick map is bounded at 4 MB by midi.checks.TICK_BUDGET
 EXAMPLES = Path(__file__).resolve().parent.parent / "musiclab" / "examples"
 COMMON = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

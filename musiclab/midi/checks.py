@@ -73,7 +73,7 @@ _CHANNEL_DATA = (2, 2, 2, 2, 1, 1, 2)  # data bytes after status 0x8n, 0x9n, ...
 _SYSTEM_DATA = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
 _META_LEN = {0x00: (0, 2), 0x20: (1,), 0x21: (1,), 0x2F: (0,), 0x51: (3,), 0x54: (5,), 0x58: (4,), 0x59: (2,)}
 _SMPTE_FPS = {24: 24.0, 25: 25.0, 29: 29.97, 30: 30.0}  # -hi byte of an SMPTE division -> frames/s
-TICK_BUDGET = 1_000_000  # most ticks handed to pretty_midi (it keeps a float64 per tick: 8 MB)
+TICK_BUDGET = 500_000  # most ticks handed to pretty_midi (a float64 per tick, 4 MB, and temporaries: ~8x at peak)
 
 
 def _show_bytes(b: bytes) -> str:
